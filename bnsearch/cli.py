@@ -1,0 +1,230 @@
+"""Typer app. Each command parses options and calls one library function; nothing else lives here."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from typer.exceptions import TyperException
+from rich.console import Console
+from rich.table import Table
+
+from . import api
+from .config import ConfigError
+from .data import DataError
+from .search import SearchError
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
+    help="Does BatchNorm make hyperparameter search easier? Paired Optuna studies with and "
+         "without BatchNorm, and how robust tuning is in each.\n\n"
+         "Start with [bold]bnsearch compare[/] (built-in digits config, a few minutes on 2 cores).",
+)
+console = Console()
+err = Console(stderr=True)
+
+ConfigArg = typer.Argument(None, help="TOML config file; omit for the built-in default (digits).",
+                           show_default=False)
+StorageOpt = typer.Option(None, "--storage", help="Optuna storage URL \\[default: $BNSEARCH_STORAGE or "
+                          "sqlite:///results/bnsearch.db]", show_default=False)
+TrialsOpt = typer.Option(None, "--trials", "-n", help="Trials per arm (overrides search.trials).", show_default=False)
+JobsOpt = typer.Option(None, "--jobs", "-j", help="Worker processes sharing the study \\[default: CPU cores].",
+                       show_default=False)
+ExperimentOpt = typer.Option(None, "--experiment", "-e", help="Experiment name in storage (instead of CONFIG).",
+                             show_default=False)
+
+
+class OnOff(str, Enum):
+    on = "on"
+    off = "off"
+
+
+class SamplerName(str, Enum):
+    random = "random"
+    qmc = "qmc"
+    tpe = "tpe"
+    gp = "gp"
+
+
+class DeviceName(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+@app.command()
+def study(
+    config: Optional[Path] = ConfigArg,
+    bn: OnOff = typer.Option(..., "--bn", help="Arm to run: with (on) or without (off) BatchNorm."),
+    trials: Optional[int] = TrialsOpt,
+    storage: Optional[str] = StorageOpt,
+    seed: Optional[int] = typer.Option(None, "--seed", help="Experiment seed (overrides experiment.seed)."),
+    jobs: Optional[int] = JobsOpt,
+    sampler: Optional[SamplerName] = typer.Option(None, "--sampler", help="Sampler (overrides search.sampler)."),
+    device: Optional[DeviceName] = typer.Option(None, "--device", help="auto | cpu | cuda."),
+):
+    """Run one arm of an experiment (resumes: only missing trials run).
+
+    [dim]Examples:[/]
+      bnsearch study --bn on
+      bnsearch study configs/skewed.toml --bn off --trials 100 --jobs 2
+      bnsearch study --bn on --storage postgresql+psycopg2://user@db-host/bnsearch
+    """
+    api.run_study(config, bn.value, trials=trials, storage=storage, seed=seed, jobs=jobs,
+                  sampler=sampler.value if sampler else None, device=device.value if device else None,
+                  console=console)
+
+
+@app.command()
+def compare(
+    config: Optional[Path] = ConfigArg,
+    trials: Optional[int] = TrialsOpt,
+    repeats: int = typer.Option(1, "--repeats", "-r", help="Repeat the whole experiment with R seeds."),
+    jobs: Optional[int] = JobsOpt,
+    storage: Optional[str] = StorageOpt,
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Export folder \\[default: results/<experiment>/]",
+                                       show_default=False),
+    device: Optional[DeviceName] = typer.Option(None, "--device", help="auto | cpu | cuda."),
+):
+    """Run what is missing of both arms (paired), then print the side-by-side report and export it.
+
+    [dim]Examples:[/]
+      bnsearch compare
+      bnsearch compare configs/skewed.toml --trials 100 --repeats 3
+    """
+    api.run_compare(config, trials=trials, repeats=repeats, jobs=jobs, storage=storage, out=out,
+                    device=device.value if device else None, console=console)
+
+
+@app.command()
+def summary(
+    config: Optional[Path] = ConfigArg,
+    experiment: Optional[str] = ExperimentOpt,
+    storage: Optional[str] = StorageOpt,
+):
+    """Side-by-side report from stored studies (trains nothing).
+
+    [dim]Examples:[/]
+      bnsearch summary
+      bnsearch summary --experiment skewed-raw --storage sqlite:///results/bnsearch.db
+    """
+    api.show_summary(config, experiment=experiment, storage=storage, console=console)
+
+
+@app.command()
+def export(
+    config: Optional[Path] = ConfigArg,
+    experiment: Optional[str] = ExperimentOpt,
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder \\[default: results/<experiment>/]",
+                                       show_default=False),
+    storage: Optional[str] = StorageOpt,
+):
+    """Write trials.csv, summary.csv, curves.csv, importance.csv, sensitivity.csv, tests.csv,
+    PNG plots and report.md from stored studies (trains nothing)."""
+    api.export(config, experiment=experiment, out=out, storage=storage, console=console)
+
+
+@app.command()
+def plot(
+    config: Optional[Path] = ConfigArg,
+    experiment: Optional[str] = ExperimentOpt,
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder \\[default: results/<experiment>/]",
+                                       show_default=False),
+    storage: Optional[str] = StorageOpt,
+):
+    """PNG plots only: tuning curves, score vs learning rate, score EDF, importances."""
+    api.export(config, experiment=experiment, out=out, storage=storage, console=console, csv=False)
+
+
+@app.command()
+def worker(
+    experiment: str = typer.Option(..., "--experiment", "-e", help="Experiment to join (created by study/compare)."),
+    bn: Optional[OnOff] = typer.Option(None, "--bn", help="Arm to work on \\[default: both, on first]."),
+    storage: Optional[str] = StorageOpt,
+    device: Optional[DeviceName] = typer.Option(None, "--device", help="auto | cpu | cuda."),
+):
+    """Join an existing experiment from any machine and run its remaining trials.
+
+    [dim]Example (on each machine):[/]
+      bnsearch worker --experiment digits-mlp --bn on --storage postgresql+psycopg2://user@db-host/bnsearch
+    """
+    api.run_worker(experiment, bn.value if bn else None, storage=storage,
+                   device=device.value if device else None, console=console)
+
+
+@app.command()
+def space(config: Optional[Path] = ConfigArg):
+    """Show the search space (and what is fixed) as a table."""
+    settings = api.load_config(config)
+    table = Table(title=f"search space: {settings.name} ({settings.source})")
+    for col in ("hyperparameter", "kind", "values"):
+        table.add_column(col)
+    for name, p in settings.space.items():
+        table.add_row(name, p.kind, p.describe())
+    for name, value in settings.fixed_params().items():
+        if name not in settings.space:
+            table.add_row(name, "default", f"fixed: {value}")
+    console.print(table)
+    console.print(f"sampler {settings.sampler}, {settings.trials} trials per arm, "
+                  f"{'paired' if settings.paired else 'unpaired'}, {settings.epochs} epochs, "
+                  f"data {settings.data.dataset} ({settings.data.inputs})")
+
+
+@app.command("list")
+def list_(storage: Optional[str] = StorageOpt):
+    """Experiments in storage: arms, trial counts by state, best score."""
+    rows = api.list_experiments(storage)
+    if not rows:
+        console.print("no bnsearch experiments in this storage yet; run `bnsearch compare`")
+        return
+    table = Table(title="experiments")
+    for col in ("experiment", "arm", "complete", "budget", "running", "waiting", "failed", "best", "config"):
+        table.add_column(col, justify="right" if col not in ("experiment", "arm", "config") else "left")
+    for r in rows:
+        table.add_row(r["experiment"], r["arm"], str(r["complete"]), str(r["budget"]), str(r["running"]),
+                      str(r["waiting"]), str(r["failed"]), "-" if r["best"] is None else f"{r['best']:.4f}",
+                      r["config_hash"])
+    console.print(table)
+
+
+@app.command()
+def datasets():
+    """Built-in data sets."""
+    from .data import BUILTIN
+
+    table = Table(title="data sets (data.dataset)")
+    table.add_column("name")
+    table.add_column("task")
+    table.add_column("description")
+    for name, (task, desc) in BUILTIN.items():
+        table.add_row(name, task, desc)
+    console.print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: bad usage or input -> one line on stderr and exit 2; a failed run -> exit 1."""
+    command = typer.main.get_command(app)
+    try:
+        rc = command.main(args=argv, prog_name="bnsearch", standalone_mode=False)
+    except TyperException as exc:  # typer's (vendored click) usage errors
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `bnsearch` prints help: not an error
+            sys.exit(0)
+        ctx = getattr(exc, "ctx", None)
+        cmd = f" {ctx.info_name}" if ctx is not None and ctx.parent is not None else ""
+        err.print(f"error: {exc.format_message().rstrip('.')}; see bnsearch{cmd} --help", markup=False, highlight=False,
+                  soft_wrap=True)
+        sys.exit(2)
+    except (ConfigError, DataError, SearchError) as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except api.RunFailed as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except (KeyboardInterrupt, typer.Abort):
+        rc = 130
+    if rc == 130:  # typer turns Ctrl-C into exit code 130
+        err.print("interrupted: finished trials are saved; rerun the same command to resume", markup=False)
+    sys.exit(rc if isinstance(rc, int) else 0)

@@ -1,0 +1,187 @@
+"""Data sets: a small registry, seeded splits, input scaling fitted on the training split only.
+
+Everything is turned into in-memory float32 tensors once, because a trial is hundreds of tiny
+steps and a DataLoader's per-sample indexing would cost more than the arithmetic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+# torch, pandas and scikit-learn are imported where used: `bnsearch --help`, `space` and config
+# errors should answer at once, not after two seconds of imports.
+
+
+class DataError(ValueError):
+    """Bad data input (unknown data set, unreadable CSV, missing target column ...)."""
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    dataset: str = "digits"
+    path: str | None = None
+    target: str | None = None
+    task: str | None = None  # csv only: "classification" | "regression"; inferred when None
+    inputs: str = "standardize"  # or "raw"
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+
+
+@dataclass
+class Dataset:
+    name: str
+    task: str  # "classification" | "regression"
+    X_train: "torch.Tensor"  # float32 (n, d)
+    y_train: "torch.Tensor"  # int64 (n,) for classification, float32 (n,) for regression
+    X_val: "torch.Tensor"
+    y_val: "torch.Tensor"
+    X_test: "torch.Tensor"
+    y_test: "torch.Tensor"
+
+    @property
+    def n_features(self) -> int:
+        return int(self.X_train.shape[1])
+
+    @property
+    def n_outputs(self) -> int:
+        """Classes for classification, 1 for regression."""
+        if self.task == "regression":
+            return 1
+        return int(max(self.y_train.max(), self.y_val.max(), self.y_test.max()).item()) + 1
+
+    def to(self, device) -> "Dataset":
+        moved = {k: getattr(self, k).to(device) for k in ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")}
+        return Dataset(self.name, self.task, **moved)
+
+
+def _skewed(seed: int, n: int = 1500) -> tuple[np.ndarray, np.ndarray]:
+    """The seed forum's case: a learnable task whose features live on wildly different scales.
+
+    Informative features come from make_classification, then each column is rescaled by a factor
+    between 1e-1 and 1e5 (one column stays in [0, 1]), so raw inputs break unnormalised networks.
+    """
+    from sklearn.datasets import make_classification
+
+    rng = np.random.default_rng(seed)
+    X, y = make_classification(
+        n_samples=n, n_features=12, n_informative=8, n_redundant=2, n_classes=3,
+        class_sep=1.5, random_state=seed,
+    )
+    X = (X - X.min(0)) / (X.max(0) - X.min(0))  # every column in [0, 1]
+    scales = 10.0 ** rng.uniform(-1, 5, size=X.shape[1])
+    scales[0], scales[1] = 1.0, 1e5
+    X = X * scales
+    X[:, 1] = X[:, 1] * 2 - 1e5  # one feature in [-1e5, 1e5]
+    return X, y
+
+
+BUILTIN: dict[str, tuple[str, str]] = {
+    "digits": ("classification", "8x8 handwritten digits, 1797 x 64, 10 classes (scikit-learn)"),
+    "breast_cancer": ("classification", "Wisconsin breast cancer, 569 x 30, 2 classes (scikit-learn)"),
+    "wine": ("classification", "wine cultivars, 178 x 13, 3 classes (scikit-learn)"),
+    "iris": ("classification", "iris flowers, 150 x 4, 3 classes (scikit-learn)"),
+    "diabetes": ("regression", "diabetes progression, 442 x 10, regression (scikit-learn)"),
+    "skewed": ("classification", "synthetic, 1500 x 12, 3 classes, features on scales from 1e-1 to 1e5"),
+    "csv": ("from file", "your CSV: set data.path and data.target (numeric features)"),
+}
+
+
+def _load_csv(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, str]:
+    import pandas as pd
+
+    if not spec.path:
+        raise DataError("data.path is required when data.dataset = \"csv\"; set it to your CSV file")
+    path = Path(spec.path)
+    if not path.is_file():
+        raise DataError(f"data.path: CSV file not found: {path}")
+    try:
+        frame = pd.read_csv(path)
+    except Exception as exc:  # pandas raises many types; all mean "not a readable CSV"
+        raise DataError(f"data.path: cannot read {path} as CSV ({exc.__class__.__name__}: {exc})") from None
+    if not spec.target:
+        raise DataError("data.target is required for a CSV data set; name the label column")
+    if spec.target not in frame.columns:
+        cols = ", ".join(map(str, frame.columns[:10]))
+        raise DataError(f"{path}: no target column {spec.target!r}; columns are: {cols}")
+    y_raw = frame.pop(spec.target)
+    bad = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+    if bad:
+        raise DataError(f"{path}: non-numeric feature columns {bad[:5]}; encode them as numbers or drop them")
+    if frame.shape[1] == 0 or len(frame) < 10:
+        raise DataError(f"{path}: need at least one feature column and 10 rows")
+    if frame.isna().any().any() or y_raw.isna().any():
+        raise DataError(f"{path}: missing values; fill or drop them first")
+    task = spec.task
+    if task is None:
+        numeric = pd.api.types.is_numeric_dtype(y_raw)
+        task = "regression" if numeric and (y_raw.dtype.kind == "f" and y_raw.nunique() > 20) else "classification"
+    if task == "classification":
+        y = pd.factorize(y_raw, sort=True)[0]
+    else:
+        if not pd.api.types.is_numeric_dtype(y_raw):
+            raise DataError(f"{path}: target {spec.target!r} is not numeric but data.task = \"regression\"")
+        y = y_raw.to_numpy(dtype=np.float64)
+    return frame.to_numpy(dtype=np.float64), y, task
+
+
+def load_arrays(spec: DataSpec, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
+    name = spec.dataset
+    if name not in BUILTIN:
+        raise DataError(f"data.dataset: unknown data set {name!r}; choose one of {', '.join(BUILTIN)}")
+    if name == "csv":
+        return _load_csv(spec)
+    if name == "skewed":
+        X, y = _skewed(seed)
+        return X, y, "classification"
+    from sklearn import datasets as skd
+
+    loader = {"digits": skd.load_digits, "breast_cancer": skd.load_breast_cancer, "wine": skd.load_wine,
+              "iris": skd.load_iris, "diabetes": skd.load_diabetes}[name]
+    bunch = loader()
+    return bunch.data.astype(np.float64), bunch.target, BUILTIN[name][0]
+
+
+def load_dataset(spec: DataSpec, seed: int = 0) -> Dataset:
+    """Load, split (train / val / test, stratified for classification) and scale one data set."""
+    import torch
+    from sklearn.model_selection import train_test_split
+
+    X, y, task = load_arrays(spec, seed)
+    strat = y if task == "classification" else None
+    try:
+        X_rest, X_test, y_rest, y_test = train_test_split(
+            X, y, test_size=spec.test_fraction, random_state=seed, stratify=strat)
+        val_share = spec.val_fraction / (1.0 - spec.test_fraction)
+        X_train, X_val, y_train, y_val = train_test_split(
+            X_rest, y_rest, test_size=val_share, random_state=seed,
+            stratify=y_rest if task == "classification" else None)
+    except ValueError as exc:  # e.g. a class with a single member cannot be stratified
+        raise DataError(f"data: cannot split {spec.dataset!r} ({exc}); use larger fractions or more rows") from None
+
+    if spec.inputs == "standardize":
+        # Statistics from the training split only, so validation/test never leak into scaling.
+        mean = X_train.mean(0)
+        std = X_train.std(0)
+        std[std == 0] = 1.0
+        X_train, X_val, X_test = ((a - mean) / std for a in (X_train, X_val, X_test))
+    if task == "regression":
+        # Targets are standardised (train statistics) so one learning-rate range fits every data set;
+        # R^2 is invariant to this.
+        mu, sd = y_train.mean(), y_train.std() or 1.0
+        y_train, y_val, y_test = ((a - mu) / sd for a in (y_train, y_val, y_test))
+
+    def fx(a):
+        return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32)
+
+    def fy(a):
+        return torch.as_tensor(a, dtype=torch.int64 if task == "classification" else torch.float32)
+
+    return Dataset(spec.dataset, task, fx(X_train), fy(y_train), fx(X_val), fy(y_val), fx(X_test), fy(y_test))

@@ -1,0 +1,383 @@
+"""Reports: rich tables, CSVs, PNG plots and a markdown page from a `Summary` (DESIGN.md §7).
+
+Rendering only: nothing here trains or computes statistics. The terminal and markdown renderers
+share one table builder (`report_tables`), so both always show the same numbers. A summary
+aggregated over repeats has the same tables (value = mean, lo/hi = interval across repeats), so
+every renderer accepts it unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .analysis import ARM_LABELS, ARMS, DELTA, Summary, curve_grid
+
+ARM_COLUMNS = (*ARMS, DELTA)
+TRIAL_COLUMNS = ["experiment", "arm", "number", "state", "config_index"]
+RESULT_COLUMNS = ["score", "test_score", "diverged", "epochs_run", "seconds", "seed"]
+
+_PCT = {"good_fraction", "divergence_rate", "win_rate", "tie_rate", "loss_rate", "prob_on_better", "diff"}
+_INT = {"n_trials", "n_complete", "good_count", "n_pairs", "n_on", "n_off"}
+_ONE_DECIMAL = {"trials_to_target", "lr_window"}
+_LABELS = {
+    "n_trials": "trials (all states)", "n_complete": "completed trials", "best": "best score",
+    "median": "median score", "p25": "25th percentile", "p75": "75th percentile", "mean": "mean score",
+    "std": "std of scores", "test_at_best": "test score of best config", "good_count": "good trials",
+    "good_fraction": "good fraction g", "trials_to_target": "trials to target 1/g",
+    "divergence_rate": "divergence rate", "lr_window": "LR window (decades)",
+}
+SECTION_TITLES = {"scores": "Scores", "robustness": "Robustness", "curves": "Tuning curve",
+                  "importance": "Importance", "sensitivity": "Sensitivity", "tests": "Tests"}
+
+
+# ----------------------------------------------------------------------------- formatting
+
+def _fmt(value: float, kind: str, signed: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    value = float(value)
+    if math.isinf(value):
+        return ("+" if signed and value > 0 else "-" if value < 0 else "") + "∞"
+    sign = "+" if signed else ""
+    if kind == "pct":
+        return f"{100 * value:{sign}.1f}" + (" pp" if signed else "%")
+    if kind == "int":
+        return f"{value:{sign}.0f}" if value == round(value) else f"{value:{sign}.1f}"
+    if kind == "one":
+        return f"{value:{sign}.1f}"
+    if kind == "p":
+        return "< 0.001" if value < 0.001 else f"{value:.3f}"
+    if kind == "stat":
+        return f"{value:{sign}.1f}"
+    return f"{value:{sign}.4f}"
+
+
+def _kind(name: str) -> str:
+    if name in _PCT:
+        return "pct"
+    if name in _INT:
+        return "int"
+    if name in _ONE_DECIMAL:
+        return "one"
+    if name == "p_value":
+        return "p"
+    if name == "statistic":
+        return "stat"
+    return "score"
+
+
+def _cell(row: pd.Series | None, kind: str, signed: bool = False) -> str:
+    if row is None:
+        return "–"
+    text = _fmt(row["value"], kind, signed)
+    lo, hi = row.get("lo", math.nan), row.get("hi", math.nan)
+    if pd.notna(lo) and pd.notna(hi):
+        text += f" [{_fmt(lo, kind, signed)}, {_fmt(hi, kind, signed)}]"
+    return text
+
+
+def _by_arm(table: pd.DataFrame, keys: list[str]) -> list[tuple[tuple, dict[str, pd.Series]]]:
+    """Group a long per-arm table into (key, {arm: row}) in first-seen order."""
+    out: dict[tuple, dict[str, pd.Series]] = {}
+    for _, row in table.iterrows():
+        out.setdefault(tuple(row[k] for k in keys), {})[row["arm"]] = row
+    return list(out.items())
+
+
+def report_tables(summary: Summary) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, headers, rows of strings) per section; shared by the terminal and markdown reports."""
+    arm_headers = [ARM_LABELS[a] for a in ARM_COLUMNS]
+    sections = []
+
+    for section in ("scores", "robustness"):
+        part = summary.metrics[summary.metrics["section"] == section]
+        rows = []
+        for (metric,), arms in _by_arm(part, ["metric"]):
+            kind = _kind(metric)
+            rows.append([_LABELS.get(metric, metric)] +
+                        [_cell(arms.get(a), kind, signed=a == DELTA) for a in ARM_COLUMNS])
+        sections.append((SECTION_TITLES[section], ["Metric", *arm_headers], rows))
+
+    # Terminal/markdown show the n = 1, 2, 4, ... grid; curves.csv keeps every point.
+    rows = []
+    curves = summary.curves
+    if not curves.empty:
+        n_max = int(curves["n"].max())
+        shown = set(curve_grid(n_max))
+        for (est, n), arms in _by_arm(curves[curves["n"].isin(shown)], ["estimator", "n"]):
+            rows.append([str(est), str(int(n))] + [_cell(arms.get(a), "score", signed=a == DELTA) for a in ARM_COLUMNS])
+    sections.append((SECTION_TITLES["curves"], ["Estimator", "n", *arm_headers], rows))
+
+    rows = []
+    imp = summary.importance
+    if not imp.empty:
+        order = (imp[imp["arm"] == ARMS[0]].sort_values("value", ascending=False, na_position="last")["param"].tolist())
+        grouped = dict(_by_arm(imp, ["param"]))
+        for p in order + [k[0] for k in grouped if k[0] not in order]:
+            arms = grouped.get((p,), {})
+            rows.append([str(p)] + [_cell(arms.get(a), "score", signed=a == DELTA) for a in ARM_COLUMNS])
+    sections.append((SECTION_TITLES["importance"], ["Parameter", *arm_headers], rows))
+
+    rows = []
+    for (param, _kind_, measure), arms in _by_arm(summary.sensitivity, ["param", "kind", "measure"]):
+        rows.append([str(param), str(measure)] + [_cell(arms.get(a), "score", signed=a == DELTA) for a in ARM_COLUMNS])
+    sections.append((SECTION_TITLES["sensitivity"], ["Parameter", "Measure", *arm_headers], rows))
+
+    rows = []
+    for _, row in summary.tests.iterrows():
+        kind = _kind(row["quantity"])
+        signed = row["quantity"] in ("diff", "median_d", "median_diff")
+        interval = (f"[{_fmt(row['lo'], kind, signed)}, {_fmt(row['hi'], kind, signed)}]"
+                    if pd.notna(row["lo"]) and pd.notna(row["hi"]) else "")
+        rows.append([str(row["test"]), str(row["quantity"]), _fmt(row["value"], kind, signed), interval,
+                     str(row.get("note") or "")])
+    sections.append((SECTION_TITLES["tests"], ["Test", "Quantity", "Value", "Interval", "Note"], rows))
+    return sections
+
+
+def _setup_lines(summary: Summary, meta: Mapping) -> list[str]:
+    lines = [
+        f"experiment {summary.experiment or meta.get('experiment', '')} · task {summary.task} · "
+        f"sampler {summary.sampler} · {'paired' if summary.paired else 'unpaired'} · "
+        f"tolerance δ = {summary.tolerance:g} · best score of both arms s* = {_fmt(summary.s_star, 'score')}",
+        f"intervals: {summary.interval}",
+    ]
+    versions = " · ".join(f"{k} {meta[k]}" for k in ("config_hash", "bnsearch_version", "torch_version",
+                                                     "optuna_version", "seed") if k in meta)
+    if versions:
+        lines.append(versions)
+    lines += [f"note: {n}" for n in summary.notes]
+    return lines
+
+
+# ----------------------------------------------------------------------------- terminal
+
+def print_report(summary: Summary, console, meta: Mapping | None = None) -> None:
+    """One rich table per section (arms as columns plus Δ), then the verdict."""
+    from rich.panel import Panel
+    from rich.table import Table
+
+    meta = meta or {}
+    title = f"bnsearch: {summary.experiment or meta.get('experiment', '')}"
+    if summary.n_repeats > 1:
+        title += f" ({summary.n_repeats} repeats)"
+    console.print(f"[bold]{title}[/bold]")
+    for line in _setup_lines(summary, meta):
+        console.print(line, style="dim", highlight=False)
+    for name, headers, rows in report_tables(summary):
+        table = Table(title=name, title_justify="left", show_lines=False)
+        for i, h in enumerate(headers):
+            table.add_column(h, justify="left" if i == 0 or h in ("Note", "Test", "Quantity", "Measure", "Estimator")
+                             else "right", overflow="fold")
+        for row in rows:
+            table.add_row(*row)
+        if not rows:
+            table.add_row(*(["(no data)"] + [""] * (len(headers) - 1)))
+        console.print(table)
+    console.print(Panel(summary.verdict, title="Verdict", title_align="left"))
+
+
+# ----------------------------------------------------------------------------- CSV
+
+def _with_meta(frame: pd.DataFrame, meta: Mapping) -> pd.DataFrame:
+    """Constant provenance columns. The experiment seed is named `experiment_seed` everywhere, since
+    trials.csv already has a per-trial training `seed`; other collisions get a `meta_` prefix."""
+    out = frame.copy()
+    for key, value in meta.items():
+        col = "experiment_seed" if key == "seed" else key
+        if col in out.columns:
+            if key == "experiment":
+                continue  # the trials' own experiment column already says it
+            col = f"meta_{key}"
+        out[col] = value
+    return out
+
+
+def trials_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Every trial, all states: ids, parameters, results, then any other columns."""
+    known = TRIAL_COLUMNS + RESULT_COLUMNS
+    params = [c for c in df.columns if c not in known]
+    order = [c for c in TRIAL_COLUMNS if c in df.columns] + params + [c for c in RESULT_COLUMNS if c in df.columns]
+    return df[order]
+
+
+def write_csvs(df: pd.DataFrame, summary: Summary, out_dir, meta: Mapping) -> list[Path]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = dict(meta)
+    meta.setdefault("experiment", summary.experiment)
+    setup = {"task": summary.task, "sampler": summary.sampler, "paired": summary.paired,
+             "tolerance": summary.tolerance, "s_star": summary.s_star, "n_repeats": summary.n_repeats}
+    frames = {
+        "trials.csv": trials_table(df),
+        "summary.csv": summary.metrics.assign(**setup),
+        "curves.csv": summary.curves,
+        "importance.csv": summary.importance,
+        "sensitivity.csv": summary.sensitivity,
+        "tests.csv": summary.tests,
+    }
+    paths = []
+    for name, frame in frames.items():
+        path = out / name
+        _with_meta(frame, meta).to_csv(path, index=False)
+        paths.append(path)
+    return paths
+
+
+# ----------------------------------------------------------------------------- plots
+
+_COLORS = {"bn-on": "tab:blue", "bn-off": "tab:orange"}
+
+
+def write_plots(df: pd.DataFrame, summary: Summary, out_dir) -> list[Path]:
+    """tuning_curves.png, score_vs_lr.png (if lr was searched), score_edf.png, importance.png
+    (if any importance is defined). Returns the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: never needs a display
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    threshold = summary.s_star - summary.tolerance
+    complete = df[(df["state"].astype(str) == "COMPLETE") & pd.to_numeric(df["score"], errors="coerce").notna()] \
+        if len(df) else df
+
+    def save(fig, name):
+        path = out / name
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+
+    curves = summary.curves[summary.curves["arm"].isin(ARMS)] if not summary.curves.empty else summary.curves
+    if not curves.empty:
+        estimators = list(dict.fromkeys(curves["estimator"]))
+        fig, axes = plt.subplots(1, len(estimators), figsize=(5 * len(estimators), 3.8), squeeze=False, sharey=True)
+        for ax, est in zip(axes[0], estimators):
+            for arm in ARMS:
+                c = curves[(curves["estimator"] == est) & (curves["arm"] == arm)].sort_values("n")
+                if c.empty:
+                    continue
+                ax.plot(c["n"], c["value"], marker="o", ms=3, color=_COLORS[arm], label=ARM_LABELS[arm])
+                if c["lo"].notna().any():
+                    ax.fill_between(c["n"], c["lo"].astype(float), c["hi"].astype(float), color=_COLORS[arm], alpha=0.2)
+            if est in ("V", "U"):
+                ax.set_xscale("log", base=2)
+            ax.set_title(f"{est}-estimate" if est in ("V", "U") else est)
+            ax.set_xlabel("trials n")
+            ax.grid(alpha=0.3)
+        axes[0][0].set_ylabel("expected best validation score")
+        axes[0][0].legend()
+        save(fig, "tuning_curves.png")
+
+    if "lr" in complete.columns and len(complete):
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True, squeeze=False)
+        for ax, arm in zip(axes[0], ARMS):
+            t = complete[complete["arm"] == arm]
+            div = t["diverged"].fillna(False).astype(bool) if "diverged" in t else pd.Series(False, index=t.index)
+            ax.scatter(t.loc[~div, "lr"].astype(float), t.loc[~div, "score"].astype(float), s=14,
+                       color=_COLORS[arm], label="trained")
+            if div.any():
+                ax.scatter(t.loc[div, "lr"].astype(float), t.loc[div, "score"].astype(float), s=18, marker="x",
+                           color="tab:red", label="diverged")
+            if np.isfinite(threshold):
+                ax.axhline(threshold, color="grey", ls="--", lw=1, label="good threshold s* − δ")
+            ax.set_xscale("log")
+            ax.set_title(ARM_LABELS[arm])
+            ax.set_xlabel("learning rate")
+            ax.grid(alpha=0.3)
+        axes[0][0].set_ylabel("validation score")
+        axes[0][0].legend(fontsize=8)
+        save(fig, "score_vs_lr.png")
+
+    if len(complete):
+        fig, ax = plt.subplots(figsize=(6, 3.8))
+        for arm in ARMS:
+            s = np.sort(complete.loc[complete["arm"] == arm, "score"].astype(float).to_numpy())
+            if s.size:
+                ax.step(s, np.arange(1, s.size + 1) / s.size, where="post", color=_COLORS[arm], label=ARM_LABELS[arm])
+        if np.isfinite(threshold):
+            ax.axvline(threshold, color="grey", ls="--", lw=1, label="s* − δ")
+        ax.set_xlabel("validation score")
+        ax.set_ylabel("share of trials ≤ score")
+        ax.set_title("EDF of scores")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        save(fig, "score_edf.png")
+
+    imp = summary.importance
+    if not imp.empty and imp.loc[imp["arm"].isin(ARMS), "value"].notna().any():
+        params = list(dict.fromkeys(imp["param"]))
+        y = np.arange(len(params))
+        fig, ax = plt.subplots(figsize=(6, 0.5 * len(params) + 1.5))
+        for k, arm in enumerate(ARMS):
+            vals = imp[imp["arm"] == arm].set_index("param")["value"].reindex(params).astype(float).fillna(0)
+            ax.barh(y + (k - 0.5) * 0.4, vals, height=0.4, color=_COLORS[arm], label=ARM_LABELS[arm])
+        ax.set_yticks(y, params)
+        ax.invert_yaxis()
+        ax.set_xlabel("importance (normalised)")
+        ax.set_title("Hyperparameter importance")
+        ax.legend()
+        save(fig, "importance.png")
+    return written
+
+
+# ----------------------------------------------------------------------------- markdown
+
+def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    def esc(x: str) -> str:
+        return str(x).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(map(esc, headers)) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(map(esc, r)) + " |" for r in rows] or []
+    if not rows:
+        lines.append("| (no data) |" + " |" * (len(headers) - 1))
+    return "\n".join(lines)
+
+
+_PLOT_AFTER = {"Scores": ["score_edf.png", "score_vs_lr.png"], "Tuning curve": ["tuning_curves.png"],
+               "Importance": ["importance.png"]}
+
+
+def write_markdown(summary: Summary, out_dir, meta: Mapping | None, files: Sequence) -> Path:
+    """report.md: verdict first, then setup, one table per section with its plots, then the files."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = meta or {}
+    files = [Path(f) for f in files]
+    pngs = {f.name: f for f in files if f.suffix.lower() == ".png"}
+
+    def rel(path: Path) -> str:
+        return Path(os.path.relpath(path.resolve() if path.is_absolute() or path.exists() else out / path,
+                                    out.resolve())).as_posix()
+
+    title = f"# bnsearch report: {summary.experiment or meta.get('experiment', '')}"
+    if summary.n_repeats > 1:
+        title += f" ({summary.n_repeats} repeats)"
+    parts = [title, "", "> " + summary.verdict, ""]
+    parts += [f"- {line}" for line in _setup_lines(summary, meta)] + [""]
+    used = set()
+    for name, headers, rows in report_tables(summary):
+        parts += [f"## {name}", "", _md_table(headers, rows), ""]
+        for png in _PLOT_AFTER.get(name, []):
+            if png in pngs:
+                parts += [f"![{png[:-4].replace('_', ' ')}]({rel(pngs[png])})", ""]
+                used.add(png)
+    extra = [f for f in files if f.name not in used]
+    if extra:
+        parts += ["## Files", ""]
+        for f in extra:
+            link = f"![{f.stem}]({rel(f)})" if f.suffix.lower() == ".png" else f"[{f.name}]({rel(f)})"
+            parts.append(f"- {link}")
+        parts.append("")
+    path = out / "report.md"
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path

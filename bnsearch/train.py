@@ -1,0 +1,386 @@
+"""One training run of one configuration -> TrainResult.
+
+Semantics (DESIGN.md section 4), defined by :func:`train_reference`:
+
+- The whole data set lives in memory as tensors; every epoch draws a fresh permutation from a
+  ``torch.Generator`` seeded with ``seed`` and walks it in mini-batches of ``batch_size``. The last
+  partial batch is kept unless it holds a single row (train-mode BatchNorm cannot normalise one row;
+  both arms drop it so they see the same batches).
+- The model's weights come from the same seed (see :func:`bnsearch.model.build_mlp`), so the BN-on and
+  BN-off arms start from identical weights, and the same seed and params give a bit-identical result
+  on CPU.
+- SGD with momentum 0.9 or Adam (torch defaults otherwise); cross-entropy or MSE loss.
+- After each epoch: the epoch's mean training loss, and the validation score with ``model.eval()``
+  (BN running statistics). The run **diverges** when that mean loss is non-finite or above
+  1e3 x the first epoch's: it stops and is scored as it is. A non-finite loss mid-epoch therefore
+  only wastes the rest of that epoch; checking once per epoch avoids a host sync every step.
+- Scores are "higher is better": accuracy (rows with non-finite logits count as wrong), or R^2
+  clipped to >= -1 (non-finite predictions score -1). Every number returned is a finite Python float;
+  a non-finite epoch loss is recorded as ``DIVERGED_LOSS`` so curves stay JSON-safe.
+
+Worker processes should call :func:`set_threads` (1 thread per process is fastest for these small nets).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from .data import Dataset
+from .model import build_mlp
+
+DIVERGE_FACTOR = 1e3
+REGRESSION_FLOOR = -1.0
+DIVERGED_LOSS = float(torch.finfo(torch.float32).max)
+MOMENTUM = 0.9
+
+PARAM_KEYS = ("layers", "width", "activation", "init", "lr", "optimizer", "batch_size")
+
+
+@dataclass
+class TrainResult:
+    val_score: float  # higher is better: val accuracy, or val R^2 clipped to >= -1 (regression)
+    test_score: float  # same metric on the test split
+    diverged: bool
+    epochs_run: int
+    train_loss: list[float] = field(default_factory=list)  # mean training loss per epoch run
+    val_curve: list[float] = field(default_factory=list)  # val score per epoch run
+    seconds: float = 0.0
+
+
+def set_threads(n: int) -> None:
+    """Set torch's intra-op threads for this process (bnsearch workers use 1 each)."""
+    torch.set_num_threads(int(n))
+
+
+def _check_params(params: dict) -> None:
+    missing = [k for k in PARAM_KEYS if k not in params]
+    if missing:
+        raise ValueError(f"train: params lacks {missing}")
+    if params["optimizer"] not in ("sgd", "adam"):
+        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {params['optimizer']!r}")
+    if int(params["batch_size"]) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {params['batch_size']}")
+
+
+def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """(start, stop) of each mini-batch within one epoch's permutation."""
+    bounds = [(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds.pop()
+    return bounds
+
+
+def epoch_permutations(n: int, epochs: int, seed: int) -> torch.Tensor:
+    """(epochs, n) int64 CPU tensor: the row order of every epoch, from a generator seeded by ``seed``.
+
+    Drawn on the CPU whatever the device, so a run's batches do not depend on where it trains.
+    """
+    g = torch.Generator().manual_seed(seed)
+    if epochs == 0:
+        return torch.empty(0, n, dtype=torch.int64)
+    return torch.stack([torch.randperm(n, generator=g) for _ in range(epochs)])
+
+
+def model_generator(seed: int) -> torch.Generator:
+    # Separate stream from the permutations: weights must not depend on the number of epochs.
+    return torch.Generator().manual_seed(seed + 1_000_003)
+
+
+def score(out: torch.Tensor, y: torch.Tensor, task: str) -> float:
+    """Finite, higher-is-better score of model outputs ``out`` against targets ``y``."""
+    if y.numel() == 0:
+        return 0.0
+    if task == "classification":
+        ok = torch.isfinite(out).all(dim=1) & (out.argmax(dim=1) == y)
+        return float(ok.double().mean())
+    pred = out.reshape(-1).double()
+    yd = y.double()
+    sse = torch.sum((pred - yd) ** 2)
+    sst = torch.sum((yd - yd.mean()) ** 2)
+    r2 = float(1.0 - sse / sst) if float(sst) > 0 else (1.0 if float(sse) == 0 else REGRESSION_FLOOR)
+    if not math.isfinite(r2):
+        return REGRESSION_FLOOR
+    return max(r2, REGRESSION_FLOOR)
+
+
+def diverged_at(losses: list[float]) -> bool:
+    """True when the latest epoch mean loss is non-finite or 1e3 x above the first epoch's."""
+    last = losses[-1]
+    if not math.isfinite(last):
+        return True
+    first = losses[0]
+    return math.isfinite(first) and last > DIVERGE_FACTOR * first
+
+
+def finite_loss(x: float) -> float:
+    return x if math.isfinite(x) else DIVERGED_LOSS
+
+
+def train_reference(params: dict, data: Dataset, *, bn: bool, epochs: int, seed: int, device: str = "cpu") -> TrainResult:
+    """Plain autograd + nn.Module + torch.optim training: the definition :func:`train` must match."""
+    return _train_reference(params, data, bn=bn, epochs=epochs, seed=seed, device=device)[0]
+
+
+def _train_reference(params: dict, data: Dataset, *, bn: bool, epochs: int, seed: int, device: str = "cpu"):
+    t0 = time.perf_counter()
+    _check_params(params)
+    data = data.to(device)
+    regression = data.task == "regression"
+    model = build_mlp(
+        data.n_features, data.n_outputs, layers=int(params["layers"]), width=int(params["width"]),
+        activation=params["activation"], init=params["init"], bn=bn, generator=model_generator(seed),
+    ).to(device)
+    lr = float(params["lr"])
+    if params["optimizer"] == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=MOMENTUM)
+    n = data.X_train.shape[0]
+    bounds = batch_bounds(n, int(params["batch_size"]))
+    perms = epoch_permutations(n, epochs, seed).to(device)
+
+    def predict(X: torch.Tensor) -> torch.Tensor:
+        model.eval()
+        with torch.inference_mode():
+            return model(X)
+
+    losses: list[float] = []
+    curve: list[float] = []
+    diverged = False
+    for epoch in range(epochs):
+        model.train()
+        total = torch.zeros((), device=device)
+        for s, e in bounds:
+            idx = perms[epoch, s:e]
+            out = model(data.X_train[idx])
+            if regression:
+                loss = F.mse_loss(out.squeeze(1), data.y_train[idx])
+            else:
+                loss = F.cross_entropy(out, data.y_train[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach()
+        losses.append(float(total) / len(bounds))
+        curve.append(score(predict(data.X_val), data.y_val, data.task))
+        if diverged_at(losses):
+            diverged = True
+            break
+    val = curve[-1] if curve else score(predict(data.X_val), data.y_val, data.task)
+    test = score(predict(data.X_test), data.y_test, data.task)
+    result = TrainResult(val, test, diverged, len(losses), [finite_loss(x) for x in losses], curve,
+                         time.perf_counter() - t0)
+    return result, model
+
+
+
+# --------------------------------------------------------------------------------------------------
+# Fast path. A trial is hundreds of steps on tiny matrices, so the per-op Python/dispatch cost, not the
+# arithmetic, sets the pace. The forward and backward of this fixed MLP family are written out with the
+# same ATen kernels autograd would call (addmm, native_batch_norm(_backward), *_backward of the
+# activations, log-softmax/NLL), on inference-mode tensors, with one fused optimizer call per step and
+# no host sync inside an epoch. test_train.py checks it against train_reference.
+
+_aten = torch.ops.aten
+_ACT_FWD = {"relu": torch.relu_, "tanh": torch.tanh_, "sigmoid": torch.sigmoid_}
+_ACT_BWD = {
+    "relu": lambda g, y, a: _aten.threshold_backward.default(g, a, 0.0),
+    "tanh": lambda g, y, a: _aten.tanh_backward.default(g, a),
+    "sigmoid": lambda g, y, a: _aten.sigmoid_backward.default(g, a),
+    "gelu": lambda g, y, a: _aten.gelu_backward.default(g, y),
+}
+_BN_BWD = _aten.native_batch_norm_backward.default
+_LSM_BWD = _aten._log_softmax_backward_data.default
+
+
+class _FastMLP:
+    """Parameters and optimizer state of one MLP as plain tensors, with a hand-written training step."""
+
+    def __init__(self, model: torch.nn.Sequential, *, bn: bool, activation: str, regression: bool,
+                 optimizer: str, lr: float):
+        lins = [m for m in model if isinstance(m, torch.nn.Linear)]
+        norms = [m for m in model if isinstance(m, torch.nn.BatchNorm1d)]
+        self.bn = bn
+        self.regression = regression
+        self.act_name = activation
+        self.act_fwd = _ACT_FWD.get(activation)
+        self.act_bwd = _ACT_BWD[activation]
+        self.W = [m.weight.detach().clone() for m in lins]
+        self.b = [m.bias.detach().clone() for m in lins]
+        self.gamma = [m.weight.detach().clone() for m in norms]
+        self.beta = [m.bias.detach().clone() for m in norms]
+        self.rmean = [m.running_mean.clone() for m in norms]
+        self.rvar = [m.running_var.clone() for m in norms]
+        self.bn_momentum = norms[0].momentum if norms else 0.1
+        self.bn_eps = norms[0].eps if norms else 1e-5
+        self.params = self._ordered(self.W, self.b, self.gamma, self.beta)
+        self.lr = lr
+        self.adam = optimizer == "adam"
+        if self.adam:
+            self.m = [torch.zeros_like(p) for p in self.params]
+            self.v = [torch.zeros_like(p) for p in self.params]
+            self.step_t = torch.zeros((), dtype=torch.float32, device=self.params[0].device)
+            self.steps = [self.step_t] * len(self.params)
+        else:
+            self.buf = [torch.zeros_like(p) for p in self.params]
+            self.first = True
+
+    def _ordered(self, W, b, gamma, beta):
+        """Parameter order of model.parameters(): W1, b1, [gamma1, beta1], ..., W_head, b_head."""
+        out = []
+        for i in range(len(W) - 1):
+            out += [W[i], b[i]]
+            if self.bn:
+                out += [gamma[i], beta[i]]
+        return out + [W[-1], b[-1]]
+
+    def load_into(self, model: torch.nn.Sequential) -> None:
+        """Copy the trained state back into an nn.Module built by build_mlp (tests, export)."""
+        lins = [m for m in model if isinstance(m, torch.nn.Linear)]
+        norms = [m for m in model if isinstance(m, torch.nn.BatchNorm1d)]
+        with torch.no_grad():
+            for m, W, b in zip(lins, self.W, self.b):
+                m.weight.copy_(W)
+                m.bias.copy_(b)
+            for m, g, be, rm, rv in zip(norms, self.gamma, self.beta, self.rmean, self.rvar):
+                m.weight.copy_(g)
+                m.bias.copy_(be)
+                m.running_mean.copy_(rm)
+                m.running_var.copy_(rv)
+
+    def predict(self, X: torch.Tensor) -> torch.Tensor:
+        h = X
+        for i in range(len(self.W) - 1):
+            h = torch.addmm(self.b[i], h, self.W[i].t())
+            if self.bn:
+                h = torch.batch_norm(h, self.gamma[i], self.beta[i], self.rmean[i], self.rvar[i],
+                                     False, 0.0, self.bn_eps, False)
+            h = self.act_fwd(h) if self.act_fwd else torch._C._nn.gelu(h)
+        return torch.addmm(self.b[-1], h, self.W[-1].t())
+
+    def step(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """One optimizer step on batch (x, t); returns the batch loss as a 0-dim tensor (no sync).
+
+        For classification ``t`` is -onehot/B (so the NLL is a dot product and its gradient one
+        kernel); for regression ``t`` is the target vector.
+        """
+        W, b, bn = self.W, self.b, self.bn
+        L = len(W) - 1
+        saved = []
+        h = x
+        for i in range(L):
+            z = torch.addmm(b[i], h, W[i].t())
+            if bn:
+                y, smean, sinvstd = torch.native_batch_norm(
+                    z, self.gamma[i], self.beta[i], self.rmean[i], self.rvar[i], True, self.bn_momentum, self.bn_eps)
+            else:
+                y, smean, sinvstd = z, None, None
+            a = self.act_fwd(y) if self.act_fwd else torch._C._nn.gelu(y)  # in place except gelu
+            saved.append((h, z, y, a, smean, sinvstd))
+            h = a
+        out = torch.addmm(b[-1], h, W[-1].t())
+
+        if self.regression:
+            diff = out.view(-1) - t
+            g = torch.mul(diff, 2.0 / diff.shape[0])
+            loss = torch.dot(diff, g)  # 2 x the MSE; halved once per epoch
+            g = g.view(-1, 1)
+        else:
+            ls = torch._log_softmax(out, 1, False)
+            loss = torch.dot(ls.view(-1), t.view(-1))
+            g = _LSM_BWD(t, ls, 1, torch.float32)
+
+        grads = [None] * len(self.params)
+        k = len(grads) - 2
+        grads[k] = torch.mm(g.t(), h)
+        grads[k + 1] = g.sum(0)
+        dh = torch.mm(g, W[-1])
+        per = 4 if bn else 2
+        for i in range(L - 1, -1, -1):
+            h_in, z, y, a, smean, sinvstd = saved[i]
+            dy = self.act_bwd(dh, y, a)
+            k = i * per
+            if bn:
+                dz, grads[k + 2], grads[k + 3] = _BN_BWD(
+                    dy, z, self.gamma[i], self.rmean[i], self.rvar[i], smean, sinvstd, True, self.bn_eps,
+                    [True, True, True])
+            else:
+                dz = dy
+            grads[k] = torch.mm(dz.t(), h_in)
+            grads[k + 1] = dz.sum(0)
+            if i:
+                dh = torch.mm(dz, W[i])
+
+        if self.adam:
+            self.step_t.add_(1.0)
+            torch._fused_adam_(self.params, grads, self.m, self.v, [], self.steps, lr=self.lr, beta1=0.9,
+                               beta2=0.999, weight_decay=0.0, eps=1e-8, amsgrad=False, maximize=False)
+        else:
+            torch._fused_sgd_(self.params, grads, self.buf, weight_decay=0.0, momentum=MOMENTUM, lr=self.lr,
+                              dampening=0.0, nesterov=False, maximize=False, is_first_step=self.first)
+            self.first = False
+        return loss
+
+
+def _train_fast(params: dict, data: Dataset, *, bn: bool, epochs: int, seed: int, device: str = "cpu"):
+    t0 = time.perf_counter()
+    _check_params(params)
+    regression = data.task == "regression"
+    model = build_mlp(
+        data.n_features, data.n_outputs, layers=int(params["layers"]), width=int(params["width"]),
+        activation=params["activation"], init=params["init"], bn=bn, generator=model_generator(seed),
+    )
+    n = data.X_train.shape[0]
+    bounds = batch_bounds(n, int(params["batch_size"]))
+    sizes = [e - s for s, e in bounds]
+    used = sum(sizes)
+    perms = epoch_permutations(n, epochs, seed)
+    with torch.inference_mode():
+        data = data.to(device)
+        model = model.to(device)
+        net = _FastMLP(model, bn=bn, activation=params["activation"], regression=regression,
+                       optimizer=params["optimizer"], lr=float(params["lr"]))
+        perms = perms.to(device)
+        if regression:
+            targets = data.y_train
+        else:
+            # Rows of -onehot / B: the per-batch NLL becomes a dot product with the log-softmax.
+            onehot = torch.zeros(n, data.n_outputs, device=device)
+            onehot[torch.arange(n, device=device), data.y_train] = -1.0
+        losses: list[float] = []
+        curve: list[float] = []
+        diverged = False
+        for epoch in range(epochs):
+            perm = perms[epoch, :used]
+            xs = data.X_train.index_select(0, perm).split(sizes)
+            if regression:
+                ts = targets.index_select(0, perm).split(sizes)
+            else:
+                sel = onehot.index_select(0, perm)
+                # Full batches share one scale; a shorter last batch gets its own.
+                sel[: sizes[0] * (len(sizes) - (sizes[-1] != sizes[0]))].mul_(1.0 / sizes[0])
+                if sizes[-1] != sizes[0]:
+                    sel[used - sizes[-1]:].mul_(1.0 / sizes[-1])
+                ts = sel.split(sizes)
+            step_losses = [net.step(x, t) for x, t in zip(xs, ts)]
+            total = float(torch.stack(step_losses).sum())
+            losses.append(total * (0.5 if regression else 1.0) / len(sizes))
+            curve.append(score(net.predict(data.X_val), data.y_val, data.task))
+            if diverged_at(losses):
+                diverged = True
+                break
+        val = curve[-1] if curve else score(net.predict(data.X_val), data.y_val, data.task)
+        test = score(net.predict(data.X_test), data.y_test, data.task)
+    result = TrainResult(val, test, diverged, len(losses), [finite_loss(x) for x in losses], curve,
+                         time.perf_counter() - t0)
+    return result, net, model
+
+
+def train(params: dict, data: Dataset, *, bn: bool, epochs: int, seed: int, device: str = "cpu") -> TrainResult:
+    """Train one configuration with the fast hand-written path; same semantics as train_reference."""
+    return _train_fast(params, data, bn=bn, epochs=epochs, seed=seed, device=device)[0]

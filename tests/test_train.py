@@ -1,0 +1,154 @@
+import math
+
+import pytest
+import torch
+
+from bnsearch.data import DataSpec, load_dataset
+from bnsearch.train import (
+    DIVERGED_LOSS, TrainResult, _train_fast, _train_reference, batch_bounds, score, set_threads, train,
+    train_reference,
+)
+
+BASE = dict(layers=2, width=32, activation="relu", init="kaiming", lr=1e-3, optimizer="adam", batch_size=64)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset(DataSpec(dataset="digits"), 0)
+
+
+@pytest.fixture(scope="module")
+def diabetes():
+    return load_dataset(DataSpec(dataset="diabetes"), 0)
+
+
+@pytest.fixture(scope="module")
+def iris():
+    return load_dataset(DataSpec(dataset="iris"), 0)
+
+
+def _all_plain_finite(r: TrainResult) -> bool:
+    nums = [r.val_score, r.test_score, r.seconds, *r.train_loss, *r.val_curve]
+    return all(type(x) is float and math.isfinite(x) for x in nums) and type(r.diverged) is bool
+
+
+def test_learns_digits_and_returns_plain_floats(digits):
+    set_threads(1)
+    for bn in (False, True):
+        r = train(dict(BASE, width=64, lr=1e-2), digits, bn=bn, epochs=5, seed=0)
+        assert _all_plain_finite(r) and type(r.epochs_run) is int
+        assert r.epochs_run == len(r.train_loss) == len(r.val_curve) == 5
+        assert not r.diverged and r.val_score == r.val_curve[-1]
+        assert r.val_score > 0.9 and r.test_score > 0.85
+        assert r.train_loss[-1] < r.train_loss[0]
+
+
+def _state(net, model):
+    net.load_into(model)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_bit_identical_across_runs_and_seed_matters(digits):
+    params = dict(BASE, activation="gelu", optimizer="sgd", lr=0.05)
+    a, net_a, m_a = _train_fast(params, digits, bn=True, epochs=3, seed=7)
+    b, net_b, m_b = _train_fast(params, digits, bn=True, epochs=3, seed=7)
+    c = train(params, digits, bn=True, epochs=3, seed=8)
+    assert (a.train_loss, a.val_curve, a.test_score) == (b.train_loss, b.val_curve, b.test_score)
+    sa, sb = _state(net_a, m_a), _state(net_b, m_b)
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert c.train_loss != a.train_loss
+
+
+CASES = [
+    # (task, activation, optimizer, lr, bn, init)
+    ("classification", "relu", "adam", 3e-3, True, "kaiming"),
+    ("classification", "relu", "sgd", 0.05, False, "kaiming"),
+    ("classification", "tanh", "adam", 1e-3, False, "xavier"),
+    ("classification", "tanh", "sgd", 0.02, True, "uniform"),
+    ("classification", "gelu", "adam", 1e-3, True, "xavier"),
+    ("classification", "gelu", "sgd", 0.02, False, "kaiming"),
+    ("classification", "sigmoid", "adam", 1e-2, True, "normal"),
+    ("classification", "sigmoid", "sgd", 0.1, False, "xavier"),
+    ("regression", "relu", "sgd", 1e-3, True, "kaiming"),
+    ("regression", "tanh", "adam", 1e-3, False, "xavier"),
+    ("regression", "gelu", "adam", 3e-3, True, "kaiming"),
+    ("regression", "sigmoid", "sgd", 1e-2, False, "xavier"),
+]
+
+
+@pytest.mark.parametrize("task,activation,optimizer,lr,bn,init", CASES)
+def test_fast_path_matches_autograd_reference(task, activation, optimizer, lr, bn, init, digits, diabetes):
+    data = digits if task == "classification" else diabetes
+    params = dict(BASE, activation=activation, optimizer=optimizer, lr=lr, init=init, layers=3,
+                  batch_size=48)  # 48: a shorter last batch on both data sets
+    ref, ref_model = _train_reference(params, data, bn=bn, epochs=3, seed=3)
+    fast, net, model = _train_fast(params, data, bn=bn, epochs=3, seed=3)
+    assert not ref.diverged and not fast.diverged
+    assert fast.epochs_run == ref.epochs_run == 3
+    assert fast.train_loss == pytest.approx(ref.train_loss, rel=1e-4, abs=1e-6)
+    assert fast.val_curve == pytest.approx(ref.val_curve, abs=0.01)
+    got, want = _state(net, model), ref_model.state_dict()
+    assert got.keys() == want.keys()
+    for k in want:
+        w = want[k].float()
+        # A Linear bias right before BN gets a gradient that is zero up to rounding; under Adam that
+        # rounding noise is all it follows, so it is compared loosely (BN cancels it anyway).
+        pre_bn_bias = bn and k.endswith("bias") and f"{int(k.split('.')[0]) + 1}.running_mean" in want
+        tol = dict(rtol=1.0, atol=10 * lr * 3 * 23) if pre_bn_bias else dict(rtol=2e-3, atol=2e-5)
+        torch.testing.assert_close(got[k].float(), w, **tol, msg=lambda m: f"{k}: {m}")
+
+
+def test_divergence_is_a_poor_finite_result(digits, diabetes):
+    wild = dict(BASE, init="normal", optimizer="sgd", lr=1.0, width=64)
+    for data, floor in ((digits, 0.0), (diabetes, -1.0)):
+        for f in (train, train_reference):
+            r = f(wild, data, bn=False, epochs=10, seed=0)
+            assert r.diverged and r.epochs_run < 10
+            assert _all_plain_finite(r)
+            assert r.val_score <= 0.2 if floor == 0.0 else r.val_score == -1.0
+            assert max(r.train_loss) == DIVERGED_LOSS or max(r.train_loss) > 1e3 * r.train_loss[0]
+
+
+def test_score_handles_non_finite_outputs():
+    y = torch.tensor([0, 1, 1])
+    logits = torch.tensor([[2.0, 0.0], [float("nan"), 1.0], [0.0, float("inf")]])
+    assert score(logits, y, "classification") == pytest.approx(1 / 3)
+    t = torch.tensor([1.0, 2.0, 3.0])
+    assert score(t.clone().view(-1, 1), t, "regression") == 1.0
+    assert score(torch.full((3, 1), 2.0), t, "regression") == pytest.approx(0.0)
+    assert score(torch.full((3, 1), 100.0), t, "regression") == -1.0
+    assert score(torch.tensor([[1.0], [float("nan")], [3.0]]), t, "regression") == -1.0
+
+
+def test_batches_never_leave_a_single_row():
+    assert batch_bounds(10, 4) == [(0, 4), (4, 8), (8, 10)]
+    assert batch_bounds(9, 4) == [(0, 4), (4, 8)]
+    assert batch_bounds(5, 64) == [(0, 5)]
+
+
+def test_tiny_data_big_batch_and_zero_epochs(iris):
+    params = dict(BASE, batch_size=256)
+    r = train(params, iris, bn=True, epochs=4, seed=1)
+    assert r.epochs_run == 4 and _all_plain_finite(r)
+    assert r.train_loss == pytest.approx(train_reference(params, iris, bn=True, epochs=4, seed=1).train_loss, rel=1e-4)
+    z = train(params, iris, bn=True, epochs=0, seed=1)
+    assert z.epochs_run == 0 and z.train_loss == [] and 0.0 <= z.val_score <= 1.0
+
+
+def test_bad_params_raise(digits):
+    with pytest.raises(ValueError):
+        train(dict(BASE, optimizer="rmsprop"), digits, bn=True, epochs=1, seed=0)
+    with pytest.raises(ValueError):
+        train({k: v for k, v in BASE.items() if k != "lr"}, digits, bn=True, epochs=1, seed=0)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu(digits):
+    params = dict(BASE, width=64)
+    for bn in (False, True):
+        cpu = train(params, digits, bn=bn, epochs=3, seed=0)
+        gpu = train(params, digits, bn=bn, epochs=3, seed=0, device="cuda")
+        assert _all_plain_finite(gpu) and not gpu.diverged
+        assert gpu.train_loss == pytest.approx(cpu.train_loss, rel=1e-2)
+        assert gpu.train_loss == pytest.approx(train_reference(params, digits, bn=bn, epochs=3, seed=0, device="cuda").train_loss, rel=1e-3)
