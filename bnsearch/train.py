@@ -220,6 +220,7 @@ class _FastMLP:
         self.bn_eps = norms[0].eps if norms else 1e-5
         self.params = self._ordered(self.W, self.b, self.gamma, self.beta)
         self.lr = lr
+        self.n_steps = 0
         self.adam = optimizer == "adam"
         if self.adam:
             self.m = [torch.zeros_like(p) for p in self.params]
@@ -252,6 +253,7 @@ class _FastMLP:
                 m.bias.copy_(be)
                 m.running_mean.copy_(rm)
                 m.running_var.copy_(rv)
+                m.num_batches_tracked.fill_(self.n_steps)
 
     def predict(self, X: torch.Tensor) -> torch.Tensor:
         h = X
@@ -316,6 +318,7 @@ class _FastMLP:
             if i:
                 dh = torch.mm(dz, W[i])
 
+        self.n_steps += 1
         if self.adam:
             self.step_t.add_(1.0)
             torch._fused_adam_(self.params, grads, self.m, self.v, [], self.steps, lr=self.lr, beta1=0.9,

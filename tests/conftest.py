@@ -1,0 +1,47 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+
+# Short heartbeats so stale-trial tests take seconds, not minutes.
+os.environ.setdefault("BNSEARCH_HEARTBEAT", "1")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path):
+    return f"sqlite:///{tmp_path / 'bn.db'}"
+
+
+@pytest.fixture
+def smoke(tmp_path):
+    """The smoke config (iris, 6 paired trials, 3 epochs) as Settings."""
+    from bnsearch.config import load_config
+
+    return load_config(CONFIGS / "smoke.toml")
+
+
+@pytest.fixture
+def write_config(tmp_path):
+    """Write a TOML config (the smoke config with edits) and return its path."""
+    def _write(text: str | None = None, name: str = "cfg.toml", replace: dict[str, str] | None = None) -> Path:
+        body = text if text is not None else (CONFIGS / "smoke.toml").read_text()
+        for old, new in (replace or {}).items():
+            assert old in body, old
+            body = body.replace(old, new)
+        p = tmp_path / name
+        p.write_text(body)
+        return p
+    return _write
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 300):
+    """Run the real console entry point in a subprocess (exit codes and stderr as a user sees them)."""
+    import subprocess
+
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "bnsearch", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)

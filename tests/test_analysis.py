@@ -1,0 +1,401 @@
+"""Analysis checked against small hand-computed examples (DESIGN.md §6).
+
+Expected numbers are worked out in the comments, never taken from the code's own output.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+from bnsearch import analysis as A
+
+DIST = {
+    "layers": IntDistribution(1, 4),
+    "activation": CategoricalDistribution(["relu", "tanh"]),
+    "lr": FloatDistribution(1e-4, 1.0, log=True),
+    "batch_size": CategoricalDistribution([32, 64, 128, 256]),
+}
+
+
+def trials(on_scores, off_scores, *, diverged_on=(), diverged_off=(), lrs=None, paired=True,
+           experiment="t") -> pd.DataFrame:
+    """A trials DataFrame in the load_trials layout; config i has the same params in both arms."""
+    rows = []
+    for arm, scores, div in (("bn-on", on_scores, diverged_on), ("bn-off", off_scores, diverged_off)):
+        for i, s in enumerate(scores):
+            rows.append({
+                "experiment": experiment, "arm": arm, "number": i, "state": "COMPLETE",
+                "config_index": i if paired else pd.NA, "seed": 100 + i, "score": float(s),
+                "test_score": float(s) - 0.01, "diverged": i in div, "epochs_run": 20, "seconds": 0.5,
+                "layers": 1 + i % 4, "activation": ["relu", "tanh"][i % 2],
+                "lr": (lrs[i] if lrs is not None else 10.0 ** (-4 + 4 * i / max(len(scores), 2))),
+                "batch_size": [32, 64, 128, 256][i % 4],
+            })
+    df = pd.DataFrame(rows)
+    df["config_index"] = df["config_index"].astype("Int64")
+    return df
+
+
+def summarize(df, **kw):
+    args = dict(distributions=DIST, tolerance=0.01, paired=True, sampler="random", task="classification",
+                seed=0, n_boot=300)
+    args.update(kw)
+    return A.summarize(df, **args)
+
+
+# ----------------------------------------------------------------------------- per-arm statistics
+
+def test_score_stats_by_hand():
+    st = A.score_stats([0.9, 0.1, 0.5])
+    # sorted 0.1 0.5 0.9: p25 halfway between 0.1 and 0.5 (linear interpolation) = 0.3, p75 = 0.7;
+    # sample std: deviations -0.4, 0, 0.4 -> var = 0.32 / 2 = 0.16 -> 0.4
+    assert st == pytest.approx({"best": 0.9, "median": 0.5, "p25": 0.3, "p75": 0.7, "mean": 0.5, "std": 0.4})
+    assert math.isnan(A.score_stats([0.7])["std"])
+    assert all(math.isnan(v) for v in A.score_stats([]).values())
+
+
+def test_wilson_ci_by_hand():
+    # 2/4, z = 1.959964: centre = (0.5 + z²/8) / (1 + z²/4) = 0.5;
+    # half = z·sqrt(0.25/4 + z²/64) / (1 + z²/4) = 1.959964·0.350033 / 1.960365 = 0.349961
+    lo, hi = A.wilson_ci(2, 4)
+    assert lo == pytest.approx(0.150039, abs=1e-5) and hi == pytest.approx(0.849961, abs=1e-5)
+    # 0/10: lo = 0, hi = (z²/10) / (1 + z²/10) = 0.384146 / 1.384146 = 0.277533
+    lo, hi = A.wilson_ci(0, 10)
+    assert lo == pytest.approx(0.0, abs=1e-12) and hi == pytest.approx(0.277533, abs=1e-5)
+    assert all(math.isnan(x) for x in A.wilson_ci(0, 0))
+
+
+def test_good_fraction_uses_shared_best():
+    on, off = [0.90, 0.95, 0.70, 0.96], [0.99, 0.50, 0.985, 0.60]
+    s_star = A.shared_best(on, off)
+    assert s_star == 0.99
+    # threshold 0.99 - 0.01 = 0.98: no BN-on trial is good (its own best 0.96 would have made 2 good)
+    assert A.good_fraction(on, s_star, 0.01)["value"] == 0.0
+    g_off = A.good_fraction(off, s_star, 0.01)
+    assert (g_off["k"], g_off["n"], g_off["value"]) == (2, 4, 0.5)
+    assert (g_off["lo"], g_off["hi"]) == pytest.approx((0.150039, 0.849961), abs=1e-5)
+    # exactly at s* - δ counts despite float round-off (0.98 is not exactly 0.99 - 0.01)
+    assert A.good_fraction([0.98], 0.99, 0.01)["value"] == 1.0
+
+
+def test_trials_to_target_and_divergence_rate():
+    assert A.trials_to_target(0.5) == 2.0
+    assert A.trials_to_target(0.25) == 4.0
+    assert A.trials_to_target(0.0) == math.inf
+    assert A.divergence_rate([True, False, False, False]) == 0.25
+
+
+def test_lr_window_in_decades():
+    assert A.lr_window([1e-3, 1e-1, 1e-2]) == pytest.approx(2.0)  # log10(0.1) - log10(0.001)
+    assert A.lr_window([3e-3]) == 0.0
+    assert A.lr_window([]) == 0.0
+
+
+# ----------------------------------------------------------------------------- tuning curves
+
+def test_curve_grid():
+    assert A.curve_grid(10) == [1, 2, 4, 8, 10]
+    assert A.curve_grid(8) == [1, 2, 4, 8]
+    assert A.curve_grid(1) == [1]
+    assert A.curve_grid(0) == []
+
+
+def test_v_estimate_by_hand():
+    v = [0.9, 0.1, 0.5]
+    # n=2: 0.1·(1/9) + 0.5·(4/9 - 1/9) + 0.9·(9/9 - 4/9) = (0.1 + 1.5 + 4.5) / 9 = 6.1/9
+    assert A.v_estimate(v, 2) == pytest.approx(6.1 / 9)
+    # n=1 is the mean; n=3: 0.1·1/27 + 0.5·7/27 + 0.9·19/27 = 20.7/27
+    assert A.v_estimate(v, 1) == pytest.approx(0.5)
+    assert A.v_estimate(v, 3) == pytest.approx(20.7 / 27)
+
+
+def test_u_estimate_by_hand():
+    v = [0.9, 0.1, 0.5]
+    assert A.u_estimate(v, 1) == pytest.approx(0.5)  # n = 1: the mean
+    assert A.u_estimate(v, 3) == pytest.approx(0.9)  # n = N: the max
+    # n=2: 0.5·C(1,1)/C(3,2) + 0.9·C(2,1)/C(3,2) = 0.5/3 + 1.8/3 = 2.3/3
+    # (= mean of the pair maxima: (0.5 + 0.9 + 0.9) / 3)
+    assert A.u_estimate(v, 2) == pytest.approx(2.3 / 3)
+    # larger N does not overflow: N = 2000 values 0..1999, n = N is the max
+    assert A.u_estimate(np.arange(2000.0), 2000) == pytest.approx(1999.0)
+    with pytest.raises(ValueError):
+        A.u_weights(3, 4)
+
+
+def test_tuning_curve_band_and_constant_scores():
+    curve = A.tuning_curve([0.9, 0.1, 0.5, 0.7], "U", n_boot=200, seed=0)
+    assert curve["n"].tolist() == [1, 2, 4]
+    # sorted 0.1 0.5 0.7 0.9: n=1 mean 0.55; n=2 (0.5·1 + 0.7·2 + 0.9·3) / C(4,2) = 4.6/6; n=4 max 0.9
+    assert curve["value"].tolist() == pytest.approx([0.55, 4.6 / 6, 0.9])
+    assert (curve["lo"] <= curve["value"] + 1e-12).all() and (curve["value"] <= curve["hi"] + 1e-12).all()
+    flat = A.tuning_curve([0.4, 0.4, 0.4], "V", n_boot=50)
+    assert flat[["value", "lo", "hi"]].to_numpy() == pytest.approx(np.full((3, 3), 0.4))
+    assert A.tuning_curve([], "V").empty
+
+
+def test_best_so_far():
+    assert A.best_so_far([0.3, 0.1, 0.5, 0.4]).tolist() == [0.3, 0.3, 0.5, 0.5]
+
+
+# ----------------------------------------------------------------------------- sensitivity, importance
+
+def test_categorical_sensitivity_is_range_of_medians():
+    values = ["relu", "relu", "relu", "tanh", "tanh"]
+    scores = [0.9, 0.8, 0.7, 0.5, 0.6]
+    # median relu 0.8, median tanh 0.55 -> 0.25
+    assert A.categorical_sensitivity(values, scores) == pytest.approx(0.25)
+    assert math.isnan(A.categorical_sensitivity(["relu", "relu"], [0.1, 0.2]))  # one value: undefined
+    assert A.categorical_sensitivity([32, 64, 64], [0.2, 0.4, 0.6]) == pytest.approx(0.3)  # ints work
+
+
+def test_numeric_sensitivity_is_spearman():
+    # ranks x 1 2 3 4, y 1 3 2 4: d = 0, -1, 1, 0, Σd² = 2 -> rho = 1 - 6·2 / (4·15) = 0.8
+    assert A.numeric_sensitivity([1, 2, 3, 4], [0.1, 0.3, 0.2, 0.4]) == pytest.approx(0.8)
+    assert math.isnan(A.numeric_sensitivity([1, 2, 3], [0.5, 0.5, 0.5]))  # constant score
+    assert math.isnan(A.numeric_sensitivity([1, 2], [0.1, 0.2]))  # too few
+
+
+def test_importance_finds_the_parameter_that_matters_and_degrades_gracefully():
+    rng = np.random.default_rng(0)
+    lrs = 10 ** rng.uniform(-4, 0, 30)
+    scores = 1 - np.abs(np.log10(lrs) + 2) / 2  # only lr matters
+    df = trials(scores, scores, lrs=lrs)
+    imp = A.param_importances(df[df["arm"] == "bn-on"], DIST)
+    assert set(imp) == set(DIST)
+    assert max(imp, key=imp.get) == "lr" and imp["lr"] > 0.5
+    assert sum(imp.values()) == pytest.approx(1.0)
+    # constant scores or too few trials: NaN, not Optuna's meaningless equal shares
+    flat = trials([0.5] * 10, [0.5] * 10)
+    assert all(math.isnan(v) for v in A.param_importances(flat[flat["arm"] == "bn-on"], DIST).values())
+    few = trials([0.1, 0.2, 0.3], [0.1, 0.2, 0.3])
+    assert all(math.isnan(v) for v in A.param_importances(few[few["arm"] == "bn-on"], DIST).values())
+
+
+# ----------------------------------------------------------------------------- tests
+
+def test_wilcoxon_by_hand():
+    # all five differences positive: W = 0; exact two-sided p = 2 · (1/2^5) = 0.0625
+    assert A.wilcoxon_test([0.1, 0.2, 0.3, 0.4, 0.5]) == pytest.approx((0.0, 0.0625))
+    # one negative of rank 1: W = 1; P(W+ <= 1) = 2/32 -> p = 0.125
+    assert A.wilcoxon_test([-0.1, 0.2, 0.3, 0.4, 0.5]) == pytest.approx((1.0, 0.125))
+    # a zero difference is dropped: same as the first case
+    assert A.wilcoxon_test([0.0, 0.1, 0.2, 0.3, 0.4, 0.5])[1] == pytest.approx(0.0625)
+    assert all(math.isnan(x) for x in A.wilcoxon_test([0.0, 0.0]))  # all ties: undefined
+
+
+def test_mann_whitney_by_hand():
+    # every BN-on score below every BN-off score: U = 0; exact p = 2 / C(6,3) = 0.1
+    assert A.mann_whitney([1, 2, 3], [4, 5, 6]) == pytest.approx((0.0, 0.1))
+    assert all(math.isnan(x) for x in A.mann_whitney([], [1.0]))
+
+
+def test_proportion_tests_by_hand():
+    # McNemar exact: 5 discordant pairs, all good with BN only: p = 2 · 0.5^5 = 0.0625
+    assert A.mcnemar_exact([1, 1, 1, 1, 1, 0], [0, 0, 0, 0, 0, 0]) == pytest.approx(0.0625)
+    assert A.mcnemar_exact([1, 0], [1, 0]) == 1.0
+    # z-test 5/10 vs 1/10: pooled 0.3, se = sqrt(0.3·0.7·0.2) = 0.204939, z = 1.951800,
+    # p = 2·(1 - Φ(1.9518)) = 0.050962
+    assert A.two_proportion_ztest(5, 10, 1, 10) == pytest.approx(0.050962, abs=1e-5)
+    assert A.two_proportion_ztest(0, 5, 0, 5) == 1.0
+
+
+def test_t_interval_by_hand():
+    # mean 2, sd 1, se 1/sqrt(3) = 0.577350, t(0.975, 2) = 4.302653 -> half 2.484138
+    mean, lo, hi = A.t_interval([1.0, 2.0, 3.0])
+    assert (mean, lo, hi) == pytest.approx((2.0, -0.484138, 4.484138), abs=1e-5)
+    mean, lo, hi = A.t_interval([5.0])
+    assert mean == 5.0 and math.isnan(lo) and math.isnan(hi)
+
+
+# ----------------------------------------------------------------------------- summarize
+
+def test_summarize_small_paired_example_by_hand():
+    on, off = [0.90, 0.95, 0.70, 0.96], [0.99, 0.50, 0.985, 0.60]
+    s = summarize(trials(on, off, diverged_on={2}))
+    assert s.s_star == 0.99 and s.paired
+    assert s.metric("best", "bn-on")[0] == 0.96
+    assert s.metric("good_fraction", "bn-on")[0] == 0.0
+    assert s.metric("good_fraction", "bn-off")[:3] == pytest.approx((0.5, 0.150039, 0.849961), abs=1e-5)
+    assert s.metric("good_fraction", A.DELTA)[0] == -0.5
+    assert s.metric("trials_to_target", "bn-on")[0] == math.inf
+    assert s.metric("trials_to_target", "bn-off")[0] == 2.0
+    assert s.metric("divergence_rate", "bn-on")[0] == 0.25
+    assert s.metric("test_at_best", "bn-off")[0] == pytest.approx(0.98)
+    # d = -0.09, 0.45, -0.285, 0.36: |d| ranks 1, 4, 2, 3 -> W+ = 7, W- = 3 = W;
+    # P(W+ <= 3) over 16 sign patterns = 5/16 ({}, {1}, {2}, {3}, {1,2}) -> p = 10/16
+    assert s.test("wilcoxon", "statistic")[0] == 3.0
+    assert s.test("wilcoxon", "p_value")[0] == pytest.approx(0.625)
+    assert s.test("wilcoxon", "win_rate")[0] == 0.5
+    assert s.test("wilcoxon", "tie_rate")[0] == 0.0
+    assert s.test("wilcoxon", "median_d")[0] == pytest.approx((-0.09 + 0.36) / 2)
+    # McNemar: 2 discordant pairs, both good only without BN -> p = 2 · 0.5^2 = 0.5
+    assert s.test("good_fraction", "p_value")[0] == pytest.approx(0.5)
+    # V at n=1 is the arm mean
+    v1 = s.curves.query("estimator == 'V' and n == 1 and arm == 'bn-on'")["value"].iloc[0]
+    assert v1 == pytest.approx(np.mean(on))
+    assert "cannot tell" in s.verdict and "only 4" in s.verdict
+
+
+def test_summarize_uses_only_complete_trials_and_pairs_by_config_index():
+    df = trials([0.9, 0.8, 0.7], [0.6, 0.5, 0.4])
+    extra = df.iloc[[0]].assign(number=3, state="FAIL", score=np.nan)
+    running = df.iloc[[4]].assign(number=3, state="RUNNING", score=np.nan)
+    df = pd.concat([df, extra, running], ignore_index=True).sample(frac=1, random_state=1)  # shuffled rows
+    s = summarize(df)
+    assert s.metric("n_trials", "bn-on")[0] == 4 and s.metric("n_complete", "bn-on")[0] == 3
+    assert s.test("wilcoxon", "n_pairs")[0] == 3
+    assert s.test("wilcoxon", "median_d")[0] == pytest.approx(0.3)  # d = 0.3 for every config
+
+
+def test_summarize_unpaired_uses_mann_whitney_and_z_test():
+    on = [0.95] * 5 + [0.5] * 5
+    off = [0.95] * 1 + [0.5] * 9
+    s = summarize(trials(on, off, paired=False), paired=False)
+    assert not s.paired
+    assert s.test("good_fraction", "p_value")[0] == pytest.approx(0.050962, abs=1e-5)  # 5/10 vs 1/10
+    # U = pairs (on > off) + ties/2: 5 high on vs 9 low off = 45; ties 5·1 + 5·9 = 50 -> U = 45 + 25 = 70
+    assert s.test("mann_whitney", "statistic")[0] == 70
+    assert s.test("mann_whitney", "prob_on_better")[0] == pytest.approx(0.70)
+    assert s.curves["estimator"].unique().tolist() == ["V", "U"]
+
+
+def test_paired_requested_without_config_index_falls_back_to_unpaired():
+    s = summarize(trials([0.9, 0.8, 0.7, 0.6, 0.5], [0.5, 0.4, 0.3, 0.2, 0.1], paired=False), paired=True)
+    assert not s.paired and "mann_whitney" in s.tests["test"].tolist()
+    assert any("unpaired" in n for n in s.notes)
+
+
+def test_adaptive_sampler_uses_best_so_far_curves():
+    df = trials([0.3, 0.1, 0.5, 0.4], [0.2, 0.6, 0.1, 0.7]).sample(frac=1, random_state=0)
+    s = summarize(df, sampler="tpe")
+    on = s.curves.query("arm == 'bn-on'")
+    assert on["estimator"].unique().tolist() == ["best-so-far"]
+    assert on.sort_values("n")["value"].tolist() == [0.3, 0.3, 0.5, 0.5]  # ordered by trial number
+
+
+def _clear_case(task="classification", scale=1.0):
+    # 30 paired configs: with BN 27 good (configs 0..26), without BN 3 good (configs 0..2)
+    on = [0.95 * scale] * 27 + [0.5 * scale] * 3
+    off = [0.95 * scale] * 3 + [0.5 * scale] * 27
+    return summarize(trials(on, off), task=task)
+
+
+def test_verdict_clear_case():
+    s = _clear_case()
+    v = s.verdict
+    # g_on = 27/30 = 90%, g_off = 3/30 = 10%, difference +80 pts; 1/g = 1.1 and 10.0
+    assert "With BN 90% of configurations reach within 1 pt of the best accuracy (without: 10%; difference +80 pts" in v
+    assert "needs 1.1 trials on average to get there (without: 10.0)" in v
+    assert "clearly made the search easier" in v and "cannot tell" not in v
+    lo, hi = s.metric("good_fraction", A.DELTA)[1:]
+    assert 0 < lo < 0.8 < hi <= 1
+    assert 2 <= v.count(". ") + 1 <= 4
+
+
+def test_verdict_cannot_tell_when_the_ci_includes_zero():
+    # good configs differ between arms but are equally many: g 25% vs 25%, McNemar p = 1
+    on = [0.95] * 5 + [0.5] * 15
+    off = [0.5] * 5 + [0.95] * 5 + [0.5] * 10
+    s = summarize(trials(on, off))
+    assert s.test("good_fraction", "p_value")[0] == 1.0
+    assert "difference +0 pts" in s.verdict
+    assert "cannot tell" in s.verdict and "includes 0" in s.verdict and "clearly" not in s.verdict
+
+
+def test_verdict_regression_wording():
+    s = _clear_case(task="regression", scale=0.5)  # R² 0.475 vs 0.25
+    v = s.verdict
+    assert "within 0.01 of the best validation score" in v
+    assert " pt" not in v and "pts" not in v and "accuracy" not in v
+    assert "+0.225" in v  # median per-config difference in R² units: 0.475 - 0.25
+
+
+# ----------------------------------------------------------------------------- edge cases
+
+def test_all_trials_diverged():
+    df = trials([0.1] * 6, [0.1] * 6, diverged_on=set(range(6)), diverged_off=set(range(6)))
+    s = summarize(df)
+    assert s.metric("divergence_rate", "bn-on")[0] == 1.0
+    assert s.metric("good_fraction", "bn-on")[0] == 1.0  # every trial ties with the (poor) best
+    assert s.test("wilcoxon", "tie_rate")[0] == 1.0
+    assert math.isnan(s.test("wilcoxon", "p_value")[0])
+    assert s.importance["value"].isna().all()
+    assert "cannot tell" in s.verdict and "100% of runs diverged" in s.verdict
+
+
+def test_one_trial_per_arm():
+    s = summarize(trials([0.8], [0.7]))
+    assert s.metric("best", "bn-on")[0] == 0.8 and math.isnan(s.metric("std", "bn-on")[0])
+    assert s.curves.query("arm == 'bn-on'")["n"].tolist() == [1, 1]  # V and U at n = 1
+    assert "cannot tell" in s.verdict
+
+
+def test_ties_between_arms():
+    s = summarize(trials([0.5, 0.6, 0.7, 0.8, 0.9], [0.5, 0.6, 0.7, 0.8, 0.9]))
+    assert s.test("wilcoxon", "tie_rate")[0] == 1.0 and s.test("wilcoxon", "win_rate")[0] == 0.0
+    assert s.metric("good_fraction", A.DELTA)[0] == 0.0
+    assert "cannot tell" in s.verdict
+
+
+def test_arm_with_zero_good_trials():
+    s = summarize(trials([0.99, 0.97, 0.98, 0.95, 0.96], [0.5] * 5))
+    assert s.metric("good_fraction", "bn-off")[0] == 0.0
+    assert s.metric("trials_to_target", "bn-off")[0] == math.inf
+    assert s.metric("trials_to_target", "bn-off")[2] == math.inf  # Wilson lower bound 0 -> inf
+    assert s.metric("lr_window", "bn-off")[0] == 0.0
+    assert "(without: never)" in s.verdict
+
+
+def test_regression_data_set():
+    s = summarize(trials([0.41, 0.45, -0.3, 0.44, 0.2], [0.1, 0.45, -2.0, 0.3, 0.0]), task="regression",
+                  tolerance=0.05)
+    assert s.s_star == 0.45
+    assert s.metric("good_fraction", "bn-on")[0] == pytest.approx(0.6)  # 0.41, 0.45, 0.44 >= 0.40
+    assert "accuracy" not in s.verdict
+
+
+@pytest.mark.parametrize("which", ["bn-off", "both"])
+def test_empty_arm(which):
+    df = trials([0.9, 0.8, 0.7], [0.6, 0.5, 0.4])
+    df = df[df["arm"] != "bn-off"] if which == "bn-off" else df.iloc[0:0]
+    s = summarize(df)
+    assert s.metric("n_complete", "bn-off")[0] == 0
+    assert "cannot be compared" in s.verdict and "cannot tell" in s.verdict
+    summarize(df, sampler="tpe", paired=False)  # the other code paths do not crash either
+
+
+def test_summarize_is_deterministic_given_seed():
+    df = trials(np.linspace(0.5, 0.95, 12), np.linspace(0.3, 0.96, 12))
+    a, b = summarize(df, seed=3), summarize(df, seed=3)
+    for name in A.TABLE_KEYS:
+        pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name))
+    assert a.verdict == b.verdict
+
+
+# ----------------------------------------------------------------------------- repeats
+
+def test_aggregate_repeats_mean_and_t_interval():
+    r1 = summarize(trials([0.95, 0.5, 0.5, 0.5, 0.5], [0.95, 0.5, 0.5, 0.5, 0.5]))  # g = 0.2, 0.2
+    r2 = summarize(trials([0.95, 0.95, 0.5, 0.5, 0.5], [0.95, 0.5, 0.5, 0.5, 0.5]))  # g = 0.4, 0.2
+    agg = A.aggregate_repeats([r1, r2])
+    assert agg.n_repeats == 2
+    # g_on values 0.2, 0.4: mean 0.3, sd 0.141421, se 0.1, t(0.975, 1) = 12.706205 -> ±1.270620
+    assert agg.metric("good_fraction", "bn-on") == pytest.approx((0.3, -0.970620, 1.570620), abs=1e-5)
+    # trials to target from the mean good fraction: 1 / 0.3
+    assert agg.metric("trials_to_target", "bn-on")[0] == pytest.approx(1 / 0.3)
+    assert set(agg.metrics.columns) >= {"value", "lo", "hi", "repeats"}
+    assert "Averaged over 2 repeats" in agg.verdict and "interval across repeats" in agg.verdict
+    assert "95% CI" not in agg.verdict
+
+
+def test_aggregate_trials_to_target_stays_finite_when_one_repeat_has_no_good_trial():
+    r1 = summarize(trials([0.95, 0.5, 0.5, 0.5, 0.5], [0.95] * 5))   # g_on = 0.2
+    r2 = summarize(trials([0.5] * 5, [0.99] * 5))                    # g_on = 0
+    agg = A.aggregate_repeats([r1, r2])
+    assert agg.metric("good_fraction", "bn-on")[0] == pytest.approx(0.1)
+    assert agg.metric("trials_to_target", "bn-on")[0] == pytest.approx(10.0)

@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+import torch
+
+from bnsearch.data import BUILTIN, DataError, DataSpec, load_dataset
+
+
+@pytest.mark.parametrize("name", [n for n in BUILTIN if n != "csv"])
+def test_builtin_sets_split_60_20_20(name):
+    d = load_dataset(DataSpec(dataset=name), seed=0)
+    n = len(d.y_train) + len(d.y_val) + len(d.y_test)
+    assert abs(len(d.y_val) - 0.2 * n) <= 1 and abs(len(d.y_test) - 0.2 * n) <= 1
+    assert d.X_train.dtype == torch.float32
+    assert d.task == ("regression" if name == "diabetes" else "classification")
+
+
+def test_splits_are_seeded_and_stratified():
+    a, b, c = (load_dataset(DataSpec(dataset="digits"), seed=s) for s in (0, 0, 1))
+    assert torch.equal(a.X_train, b.X_train) and not torch.equal(a.X_train, c.X_train)
+    full = np.bincount(np.concatenate([a.y_train, a.y_val, a.y_test]), minlength=10) / 1797
+    for part in (a.y_train, a.y_val, a.y_test):  # every class keeps its share within 1 pt
+        assert np.abs(np.bincount(part.numpy(), minlength=10) / len(part) - full).max() < 0.01
+
+
+def test_standardize_uses_training_statistics_only():
+    d = load_dataset(DataSpec(dataset="wine"), seed=0)
+    assert torch.allclose(d.X_train.mean(0), torch.zeros(13), atol=1e-5)
+    assert torch.allclose(d.X_train.std(0, unbiased=False), torch.ones(13), atol=1e-4)
+    assert d.X_val.mean(0).abs().max() > 1e-3  # validation is scaled with train stats, not its own
+
+
+def test_skewed_raw_inputs_span_wild_scales():
+    d = load_dataset(DataSpec(dataset="skewed", inputs="raw"), seed=0)
+    spans = d.X_train.abs().max(0).values
+    assert spans.max() / spans.min() > 1e4 and spans[1] > 5e4 and spans[0] <= 1.0
+
+
+def test_csv_with_target(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 3))
+    lines = ["a,b,c,label"] + [f"{r[0]},{r[1]},{r[2]},{'yes' if r[0] > 0 else 'no'}" for r in x]
+    (tmp_path / "d.csv").write_text("\n".join(lines))
+    d = load_dataset(DataSpec(dataset="csv", path=str(tmp_path / "d.csv"), target="label"), seed=0)
+    assert d.task == "classification" and d.n_outputs == 2 and d.n_features == 3
+
+
+@pytest.mark.parametrize("body, message", [
+    ("a,b\n" + "1,2\n" * 20, "no target column 'label'"),
+    ("a,b,label\n" + "x,2,1\n" * 20, "non-numeric feature columns ['a']"),
+])
+def test_bad_csv(tmp_path, body, message):
+    (tmp_path / "d.csv").write_text(body)
+    with pytest.raises(DataError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_dataset(DataSpec(dataset="csv", path=str(tmp_path / "d.csv"), target="label"))

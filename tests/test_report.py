@@ -1,0 +1,181 @@
+"""Report rendering: CSVs, PNGs, markdown and the terminal tables from a small hand-made experiment."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from rich.console import Console
+
+from bnsearch import analysis as A
+from bnsearch import report as R
+
+DIST = {
+    "layers": IntDistribution(1, 4),
+    "activation": CategoricalDistribution(["relu", "tanh"]),
+    "lr": FloatDistribution(1e-4, 1.0, log=True),
+    "batch_size": CategoricalDistribution([32, 64, 128, 256]),
+}
+META = {"config_hash": "c0ffee12", "bnsearch_version": "0.1.0", "torch_version": "2.13.0",
+        "optuna_version": "5.0.0", "experiment": "toy", "seed": 7}
+META_COLUMNS = ["config_hash", "bnsearch_version", "torch_version", "optuna_version", "experiment_seed"]
+CSVS = ["trials.csv", "summary.csv", "curves.csv", "importance.csv", "sensitivity.csv", "tests.csv"]
+
+# 12 paired configs: BN off diverges at large learning rates, BN on only at the largest one.
+LRS = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0]
+ON = [0.90, 0.93, 0.95, 0.96, 0.97, 0.965, 0.96, 0.955, 0.95, 0.94, 0.93, 0.10]
+OFF = [0.88, 0.92, 0.94, 0.97, 0.96, 0.93, 0.10, 0.10, 0.10, 0.10, 0.10, 0.10]
+
+
+def toy_trials(with_lr: bool = True) -> pd.DataFrame:
+    rows = []
+    for arm, scores in (("bn-on", ON), ("bn-off", OFF)):
+        for i, (lr, s) in enumerate(zip(LRS, scores)):
+            rows.append({"experiment": "toy", "arm": arm, "number": i, "state": "COMPLETE", "config_index": i,
+                         "seed": 10 + i, "score": s, "test_score": s - 0.01, "diverged": s == 0.10,
+                         "epochs_run": 20, "seconds": 0.4, "layers": 1 + i % 4,
+                         "activation": ["relu", "tanh"][i % 2], "lr": lr, "batch_size": [32, 64, 128, 256][i % 4]})
+    # a failed and a still-running trial: reported in trials.csv, left out of the metrics
+    rows.append({**rows[0], "number": 12, "state": "FAIL", "score": np.nan, "test_score": np.nan})
+    rows.append({**rows[12], "number": 12, "state": "RUNNING", "score": np.nan, "test_score": np.nan})
+    df = pd.DataFrame(rows)
+    return df if with_lr else df.drop(columns="lr")
+
+
+def toy_summary(df=None, **kw) -> A.Summary:
+    df = toy_trials() if df is None else df
+    dist = {k: v for k, v in DIST.items() if k in df.columns}
+    args = dict(distributions=dist, tolerance=0.01, paired=True, sampler="random", task="classification",
+                seed=0, n_boot=200)
+    args.update(kw)
+    return A.summarize(df, **args)
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    df = toy_trials()
+    summary = toy_summary(df)
+    csvs = R.write_csvs(df, summary, out, META)
+    pngs = R.write_plots(df, summary, out)
+    md = R.write_markdown(summary, out, META, csvs + pngs)
+    return out, df, summary, csvs, pngs, md
+
+
+def test_csvs_exist_with_meta_columns(written):
+    out, df, _, csvs, _, _ = written
+    assert sorted(p.name for p in csvs) == sorted(CSVS)
+    for name in CSVS:
+        frame = pd.read_csv(out / name)
+        assert len(frame) > 0, name
+        for col in META_COLUMNS:
+            assert col in frame.columns, (name, col)
+        assert (frame["config_hash"] == "c0ffee12").all()
+        assert (frame["experiment_seed"] == 7).all()
+
+
+def test_trials_csv_has_every_trial_in_every_state(written):
+    out, df, *_ = written
+    trials = pd.read_csv(out / "trials.csv")
+    assert len(trials) == len(df) == 26
+    assert set(trials["state"]) == {"COMPLETE", "FAIL", "RUNNING"}
+    for col in ["experiment", "arm", "number", "state", "layers", "activation", "lr", "batch_size",
+                "score", "test_score", "diverged", "seconds", "seed"]:
+        assert col in trials.columns
+    assert trials["seed"].tolist() == df["seed"].tolist()  # per-trial seed kept, experiment seed separate
+
+
+def test_summary_and_tests_csv_content(written):
+    out, *_ = written
+    summary = pd.read_csv(out / "summary.csv")
+    g = summary.query("metric == 'good_fraction'").set_index("arm")["value"]
+    # s* = 0.97 (both arms), threshold 0.96: on 0.96 0.97 0.965 0.96 -> 4/12; off 0.97 -> 1/12
+    assert g["bn-on"] == pytest.approx(4 / 12) and g["bn-off"] == pytest.approx(1 / 12)
+    assert {"task", "sampler", "paired", "tolerance", "s_star"} <= set(summary.columns)
+    tests = pd.read_csv(out / "tests.csv")
+    assert "wilcoxon" in set(tests["test"])
+    curves = pd.read_csv(out / "curves.csv")
+    assert set(curves["estimator"]) == {"V", "U"} and set(curves["arm"]) == {"bn-on", "bn-off", "delta"}
+
+
+def test_pngs_written_and_non_empty(written):
+    out, _, _, _, pngs, _ = written
+    names = {p.name for p in pngs}
+    assert names == {"tuning_curves.png", "score_vs_lr.png", "score_edf.png", "importance.png"}
+    for p in pngs:
+        assert p.stat().st_size > 1000
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_markdown_links_pngs_and_starts_with_verdict(written):
+    out, _, summary, csvs, pngs, md = written
+    text = md.read_text()
+    assert md == out / "report.md"
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert sorted(links) == sorted(p.name for p in pngs)  # relative links, each PNG once
+    assert "[trials.csv](trials.csv)" in text
+    head = text.split("## ")[0]
+    assert summary.verdict in head
+    for title in ("Scores", "Robustness", "Tuning curve", "Importance", "Sensitivity", "Tests"):
+        assert f"## {title}" in text
+
+
+def _plain(console: Console) -> str:
+    # strip panel borders and line wrapping so a long verdict can be searched for
+    return " ".join(console.export_text().replace("│", " ").split())
+
+
+def test_print_report_has_sections_arms_and_verdict(written):
+    _, _, summary, *_ = written
+    console = Console(record=True, width=160)
+    R.print_report(summary, console, META)
+    text = console.export_text()
+    assert "BN on" in text and "BN off" in text and "Δ" in text
+    for title in ("Scores", "Robustness", "Tuning curve", "Importance", "Sensitivity", "Tests", "Verdict"):
+        assert title in text
+    assert "c0ffee12" in text
+    plain = _plain(console)
+    assert " ".join(summary.verdict.split()) in plain
+    assert plain.rindex("Verdict") > plain.rindex("Tests")  # verdict last
+
+
+def test_renderers_accept_aggregated_repeats(tmp_path):
+    df = toy_trials()
+    reps = [toy_summary(df, seed=k) for k in range(2)]
+    shifted = df.assign(score=df["score"] * 0.99)
+    reps.append(toy_summary(shifted, seed=2))
+    agg = A.aggregate_repeats(reps)
+    console = Console(record=True, width=160)
+    R.print_report(agg, console, META)
+    assert "3 repeats" in console.export_text()
+    assert " ".join(agg.verdict.split()) in _plain(console)
+    both = pd.concat([df, shifted], ignore_index=True)
+    files = R.write_csvs(both, agg, tmp_path, META) + R.write_plots(both, agg, tmp_path)
+    md = R.write_markdown(agg, tmp_path, META, files)
+    assert "repeats" in pd.read_csv(tmp_path / "summary.csv").columns
+    assert len(pd.read_csv(tmp_path / "trials.csv")) == len(both)
+    assert "(tuning_curves.png)" in md.read_text()
+
+
+def test_no_lr_column_skips_that_plot(tmp_path):
+    df = toy_trials(with_lr=False)
+    summary = toy_summary(df)
+    names = {p.name for p in R.write_plots(df, summary, tmp_path)}
+    assert "score_vs_lr.png" not in names and "tuning_curves.png" in names
+
+
+def test_degenerate_summaries_render(tmp_path):
+    df = toy_trials()
+    one_arm = df[df["arm"] == "bn-on"]
+    for k, (frame, sampler) in enumerate([(one_arm, "random"), (df.iloc[0:0], "random"), (df, "tpe")]):
+        summary = toy_summary(frame, sampler=sampler)
+        out = tmp_path / str(k)
+        console = Console(record=True, width=160)
+        R.print_report(summary, console, META)
+        files = R.write_csvs(frame, summary, out, META) + R.write_plots(frame, summary, out)
+        R.write_markdown(summary, out, META, files)
+        assert len(pd.read_csv(out / "trials.csv")) == len(frame)
+        assert "Verdict" in console.export_text()
