@@ -282,6 +282,10 @@ def write_plots(df: pd.DataFrame, summary: Summary, out_dir) -> list[Path]:
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True, squeeze=False)
         for ax, arm in zip(axes[0], ARMS):
             t = complete[complete["arm"] == arm]
+            ax.set_title(ARM_LABELS[arm])
+            if t.empty:  # a log axis with no data cannot be drawn
+                ax.text(0.5, 0.5, "no completed trials", transform=ax.transAxes, ha="center", color="grey")
+                continue
             div = t["diverged"].fillna(False).astype(bool) if "diverged" in t else pd.Series(False, index=t.index)
             ax.scatter(t.loc[~div, "lr"].astype(float), t.loc[~div, "score"].astype(float), s=14,
                        color=_COLORS[arm], label="trained")
@@ -291,7 +295,6 @@ def write_plots(df: pd.DataFrame, summary: Summary, out_dir) -> list[Path]:
             if np.isfinite(threshold):
                 ax.axhline(threshold, color="grey", ls="--", lw=1, label="good threshold s* − δ")
             ax.set_xscale("log")
-            ax.set_title(ARM_LABELS[arm])
             ax.set_xlabel("learning rate")
             ax.grid(alpha=0.3)
         axes[0][0].set_ylabel("validation score")

