@@ -7,6 +7,7 @@ import statistics
 import time
 from pathlib import Path
 
+import sqlalchemy
 from rich.console import Console
 from rich.table import Table
 
@@ -190,7 +191,8 @@ def build_report(storage, experiment: str) -> Report:
     meta = {k: attrs.get(k) for k in ("experiment", "config_hash", "seed", "bnsearch_version", "torch_version",
                                       "optuna_version")}
     meta["repeats"] = len(summaries)
-    meta["storage"] = url
+    # Never write a database password into exported files.
+    meta["storage"] = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
     return Report(pd.concat(frames, ignore_index=True), summary, meta)
 
 

@@ -1,0 +1,69 @@
+"""The real console entry point, as a user runs it (subprocess: exit codes, stderr, files)."""
+
+import sqlite3
+
+from conftest import CONFIGS, run_cli
+
+
+def _dump(db):
+    with sqlite3.connect(db) as con:
+        return [row for table in ("trials", "trial_values", "trial_params", "trial_user_attributes",
+                                  "study_user_attributes", "studies")
+                for row in con.execute(f"SELECT * FROM {table} ORDER BY 1")]
+
+
+def test_study_space_list_and_optuna_cli_see_the_same_trials(tmp_path):
+    url = f"sqlite:///{tmp_path / 'bn.db'}"
+    r = run_cli("study", str(CONFIGS / "smoke.toml"), "--bn", "on", "--storage", url, "--jobs", "1", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "bn-on" in r.stdout and "6/6" in r.stdout
+    r = run_cli("list", "--storage", url, cwd=tmp_path)
+    assert r.returncode == 0 and "smoke" in r.stdout
+    # Real Optuna storage: Optuna's own CLI lists what bnsearch ran.
+    import subprocess
+    import sys
+    from pathlib import Path
+    optuna_cli = Path(sys.executable).with_name("optuna")
+    out = subprocess.run([str(optuna_cli), "trials", "--study-name", "smoke/bn-on", "--storage", url, "-f", "json"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count('"COMPLETE"') == 6
+
+
+def test_default_storage_is_results_db_in_cwd(tmp_path):
+    r = run_cli("study", str(CONFIGS / "smoke.toml"), "--bn", "off", "--trials", "1", "--jobs", "1", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "results" / "bnsearch.db").is_file()
+
+
+def test_env_storage_override(tmp_path):
+    url = f"sqlite:///{tmp_path / 'env.db'}"
+    r = run_cli("study", str(CONFIGS / "smoke.toml"), "--bn", "off", "--trials", "1", "--jobs", "1",
+                cwd=tmp_path, env={"BNSEARCH_STORAGE": url})
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "env.db").is_file() and not (tmp_path / "results" / "bnsearch.db").exists()
+
+
+def test_rejected_command_is_one_line_exit_2_and_storage_untouched(tmp_path):
+    db = tmp_path / "bn.db"
+    url = f"sqlite:///{db}"
+    assert run_cli("study", str(CONFIGS / "smoke.toml"), "--bn", "on", "--trials", "2", "--storage", url,
+                   "--jobs", "1", cwd=tmp_path).returncode == 0
+    before = _dump(db)
+    other = tmp_path / "other.toml"  # same experiment name, different space: must not touch the study
+    other.write_text((CONFIGS / "smoke.toml").read_text().replace("high = 2 }", "high = 3 }"))
+    for args in (["study", "--bn", "maybe"], ["study", str(other), "--bn", "on", "--storage", url],
+                 ["study", str(CONFIGS / "smoke.toml"), "--bn", "on", "--trials", "0", "--storage", url],
+                 ["summary", "--experiment", "nope", "--storage", url]):
+        r = run_cli(*args, cwd=tmp_path)
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in r.stderr, (args, r.stderr)
+    assert _dump(db) == before
+
+
+def test_help_explains_itself():
+    r = run_cli("--help")
+    assert r.returncode == 0 and "compare" in r.stdout and "BatchNorm" in r.stdout
+    r = run_cli("study", "--help")
+    assert r.returncode == 0 and "Examples" in r.stdout and "--bn" in r.stdout
