@@ -1,0 +1,255 @@
+"""Trials per minute: a typical Optuna-example training loop vs bnsearch's ``train``.
+
+    python benchmarks/bench_trainer.py [--quick] [--repeats N] [--device cpu|cuda]
+
+A fixed set of configurations is drawn with a seeded Optuna RandomSampler from the default search
+space, each trained with BN on and off on digits. One "run" trains every (config, bn) pair once; the
+figures are the median (min, max) over runs of the mean seconds per trial.
+
+(a) baseline: what a user adapting Optuna's PyTorch example writes: DataLoader over a TensorDataset,
+    nn.Module, torch.optim, per-epoch validation, one process, torch's default thread count.
+(b) bnsearch.train, one torch thread per process, in this process; and (b2) the same jobs spread over
+    2 worker processes (1 thread each), which is how bnsearch runs on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import multiprocessing as mp
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bnsearch.data import DataSpec, load_dataset  # noqa: E402
+from bnsearch.model import build_mlp, count_flops, forward_flops  # noqa: E402
+from bnsearch.train import batch_bounds, model_generator, set_threads, train  # noqa: E402
+
+EPOCHS = 20
+
+
+def draw_configs(n: int, seed: int = 0) -> list[dict]:
+    import optuna
+    from optuna.distributions import CategoricalDistribution as Cat
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = {
+        "layers": IntDistribution(1, 4),
+        "width": IntDistribution(16, 512, log=True),
+        "activation": Cat(["relu", "tanh", "gelu", "sigmoid"]),
+        "init": Cat(["kaiming", "xavier", "normal", "uniform"]),
+        "lr": FloatDistribution(1e-4, 1.0, log=True),
+        "optimizer": Cat(["sgd", "adam"]),
+        "batch_size": Cat([32, 64, 128, 256]),
+    }
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    return [study.ask(space).params for _ in range(n)]
+
+
+def baseline_train(params: dict, data, *, bn: bool, epochs: int, seed: int, device: str) -> int:
+    """Optuna-example-style loop; returns the epochs run (same divergence rule, checked per epoch)."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    torch.manual_seed(seed)
+    model = build_mlp(data.n_features, data.n_outputs, layers=params["layers"], width=params["width"],
+                      activation=params["activation"], init=params["init"], bn=bn,
+                      generator=model_generator(seed)).to(device)
+    if params["optimizer"] == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=params["lr"])
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=params["lr"], momentum=0.9)
+    bs = params["batch_size"]
+    n = len(data.X_train)
+    # drop_last only where the tail is one row (BN cannot train on it), as bnsearch does.
+    train_loader = DataLoader(TensorDataset(data.X_train, data.y_train), batch_size=bs, shuffle=True,
+                              drop_last=n % bs == 1)
+    val_loader = DataLoader(TensorDataset(data.X_val, data.y_val), batch_size=bs)
+    test_loader = DataLoader(TensorDataset(data.X_test, data.y_test), batch_size=bs)
+    regression = data.task == "regression"
+
+    def evaluate(loader) -> float:
+        model.eval()
+        correct = 0
+        with torch.no_grad():
+            for x, y in loader:
+                x, y = x.to(device), y.to(device)
+                pred = model(x).argmax(dim=1)
+                correct += pred.eq(y).sum().item()
+        return correct / len(loader.dataset)
+
+    first = None
+    for epoch in range(epochs):
+        model.train()
+        total, count = 0.0, 0
+        for x, y in train_loader:
+            x, y = x.to(device), y.to(device)
+            opt.zero_grad()
+            out = model(x)
+            loss = F.mse_loss(out.squeeze(1), y) if regression else F.cross_entropy(out, y)
+            loss.backward()
+            opt.step()
+            total += loss.item()
+            count += 1
+        mean = total / count
+        first = mean if first is None else first
+        evaluate(val_loader)
+        if not math.isfinite(mean) or mean > 1e3 * first:
+            break
+    evaluate(test_loader)
+    return epoch + 1
+
+
+# Worker-process state (spawned processes rebuild it in _init_worker).
+_DATA = None
+
+
+def _init_worker(device: str) -> None:
+    global _DATA
+    set_threads(1)
+    _DATA = load_dataset(DataSpec(dataset="digits"), 0)
+    if device != "cpu":
+        _DATA = _DATA.to(device)
+
+
+def _fast_job(job) -> int:
+    params, bn, epochs = job
+    return train(params, _DATA, bn=bn, epochs=epochs, seed=0, device=_DEVICE).epochs_run
+
+
+_DEVICE = "cpu"
+
+
+def _init_worker_dev(device: str) -> None:
+    global _DEVICE
+    _DEVICE = device
+    _init_worker(device)
+
+
+def gemm_gflops(threads: int, n: int = 2048, reps: int = 5) -> float:
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        times.append(time.perf_counter() - t)
+    torch.set_num_threads(old)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def summarize(times: list[float]) -> tuple[float, float, float]:
+    return statistics.median(times), min(times), max(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smoke test: 3 configs, 4 epochs, 2 repeats")
+    ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--configs", type=int, default=None)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    args = ap.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: no CUDA device here")
+    n_cfg = args.configs or (3 if args.quick else 8)
+    epochs = 4 if args.quick else EPOCHS
+    repeats = args.repeats or (2 if args.quick else 5)
+    device = args.device
+
+    default_threads = torch.get_num_threads()
+    data = load_dataset(DataSpec(dataset="digits"), 0)
+    data_dev = data.to(device)
+    configs = draw_configs(n_cfg)
+    jobs = [(p, bn, epochs) for p in configs for bn in (True, False)]
+
+    print(f"bench_trainer: digits ({len(data.X_train)} train rows), {n_cfg} configs x BN on/off = {len(jobs)} "
+          f"trials per run, {epochs} epochs, {repeats} runs, device {device}, torch {torch.__version__}, "
+          f"{mp.cpu_count()} CPUs, default threads {default_threads}")
+    print(f"{'#':>2} {'layers':>6} {'width':>5} {'act':>7} {'init':>8} {'lr':>8} {'opt':>4} {'batch':>5}")
+    for i, p in enumerate(configs):
+        print(f"{i:>2} {p['layers']:>6} {p['width']:>5} {p['activation']:>7} {p['init']:>8} {p['lr']:>8.2g} "
+              f"{p['optimizer']:>4} {p['batch_size']:>5}")
+
+    # (a) baseline, default threads
+    torch.set_num_threads(default_threads)
+    baseline_train(configs[0], data, bn=True, epochs=1, seed=0, device=device)  # warm-up
+    base_times, base_epochs = [], []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        base_epochs = [baseline_train(p, data, bn=bn, epochs=e, seed=0, device=device) for p, bn, e in jobs]
+        base_times.append((time.perf_counter() - t) / len(jobs))
+
+    # (b) bnsearch.train, 1 thread, this process
+    set_threads(1)
+    train(configs[0], data_dev, bn=True, epochs=1, seed=0, device=device)  # warm-up
+    fast_times, fast_epochs = [], []
+    per_job = [[] for _ in jobs]
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fast_epochs = []
+        for j, (p, bn, e) in enumerate(jobs):
+            tj = time.perf_counter()
+            fast_epochs.append(train(p, data_dev, bn=bn, epochs=e, seed=0, device=device).epochs_run)
+            per_job[j].append(time.perf_counter() - tj)
+        fast_times.append((time.perf_counter() - t) / len(jobs))
+    torch.set_num_threads(default_threads)
+
+    # (b2) 2 worker processes, 1 thread each, jobs handed out one at a time
+    par_times = []
+    if device == "cpu":
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(2, initializer=_init_worker_dev, initargs=(device,)) as pool:
+            pool.map(_fast_job, [(configs[0], True, 1)] * 2, chunksize=1)  # warm-up both workers
+            # Longest jobs first, so the two workers finish together (as a study's queue does on average).
+            order = sorted(range(len(jobs)), key=lambda j: -statistics.median(per_job[j]))
+            for _ in range(repeats):
+                t = time.perf_counter()
+                pool.map(_fast_job, [jobs[j] for j in order], chunksize=1)
+                par_times.append((time.perf_counter() - t) / len(jobs))
+
+    # FLOPs actually done (diverged runs stop early): fwd+bwd on every training row, eval each epoch, test.
+    n_train = sum(e - s for s, e in batch_bounds(len(data.X_train), 1))
+    flops = 0
+    for (p, bn, _), ep in zip(jobs, fast_epochs):
+        rows = sum(e - s for s, e in batch_bounds(n_train, p["batch_size"]))
+        flops += count_flops(data.n_features, data.n_outputs, layers=p["layers"], width=p["width"],
+                             n_train=rows, n_eval=len(data.X_val), epochs=ep)
+        flops += forward_flops(data.n_features, data.n_outputs, p["layers"], p["width"]) * len(data.X_test)
+    flops_per_trial = flops / len(jobs)
+    peak1 = gemm_gflops(1) if device == "cpu" else float("nan")
+    peak2 = gemm_gflops(2) if device == "cpu" else float("nan")
+
+    rows = [("(a) baseline DataLoader loop", f"1 proc x {default_threads} thr", base_times, None),
+            ("(b) bnsearch.train", "1 proc x 1 thr", fast_times, peak1)]
+    if par_times:
+        rows.append(("(b2) bnsearch.train", "2 procs x 1 thr", par_times, peak2))
+    a_med = statistics.median(base_times)
+    print()
+    print(f"{'trainer':<30} {'parallelism':<16} {'s/trial median':>14} {'(min..max)':>17} {'trials/min':>10} "
+          f"{'vs (a)':>7} {'GFLOP/s':>8} {'of peak':>7}")
+    for name, par, times, peak in rows:
+        med, lo, hi = summarize(times)
+        gf = flops_per_trial / med / 1e9
+        frac = f"{gf / peak:>7.0%}" if peak and peak == peak else f"{'':>7}"
+        print(f"{name:<30} {par:<16} {med:>14.3f} {f'({lo:.3f}..{hi:.3f})':>17} {60 / med:>10.0f} "
+              f"{a_med / med:>6.1f}x {gf:>8.1f} {frac}")
+    if device == "cpu":
+        print(f"\nfp32 GEMM 2048^3 peak on this machine: {peak1:.0f} GFLOP/s (1 thread), {peak2:.0f} GFLOP/s (2 threads); "
+              f"matmul work per trial {flops_per_trial / 1e9:.2f} GFLOP (fwd+bwd = 3x fwd)")
+    print(f"epochs run, baseline vs bnsearch: {sum(base_epochs)} vs {sum(fast_epochs)} (divergence stops both)")
+    print("\nper configuration, bnsearch.train 1 thread (median s over runs, BN on / off):")
+    for i, p in enumerate(configs):
+        on, off = statistics.median(per_job[2 * i]), statistics.median(per_job[2 * i + 1])
+        print(f"  #{i}: {on:.3f} / {off:.3f}")
+
+
+if __name__ == "__main__":
+    main()
