@@ -10,6 +10,7 @@ of machines. Everything a worker needs (config TOML, seed, budget) lives in stud
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import random
 import signal
@@ -85,7 +86,7 @@ def open_storage(url: str | None = None, *, create: bool = True) -> RDBStorage:
     try:
         storage = RDBStorage(
             url, engine_kwargs=engine_kwargs, heartbeat_interval=hb, grace_period=3 * hb,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+            heartbeat_stale_trial_callback=requeue,
         )
     except (ImportError, ModuleNotFoundError) as exc:
         raise SearchError(f"--storage: driver missing for {url.split(':')[0]} ({exc}); "
@@ -262,24 +263,33 @@ def fail_stale(study: optuna.Study) -> None:
     at; those are failed here once older than the grace period, and re-enqueued the same way.
     """
     storage = study._storage
+    backend = getattr(storage, "_backend", storage)  # Study wraps RDBStorage in a _CachedStorage
     optuna.storages.fail_stale_trials(study)
     grace = 3 * heartbeat_interval()
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    if running and isinstance(storage, RDBStorage):
-        with storage.engine.connect() as conn:
+    if running and isinstance(backend, RDBStorage):
+        with backend.engine.connect() as conn:
             beating = {r[0] for r in conn.exec_driver_sql("SELECT trial_id FROM trial_heartbeats")}
         now = time.time()
         for t in running:
             started = t.datetime_start.timestamp() if t.datetime_start else now
             if t._trial_id not in beating and now - started > grace:
                 with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                    # The reason first: a finished trial's attrs can no longer be written.
+                    storage.set_trial_user_attr(t._trial_id, "error", "worker died before its first heartbeat")
                     if storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
-                        storage.set_trial_user_attr(t._trial_id, "error", "worker died before its first heartbeat")
                         requeue(study, storage.get_trial(t._trial_id))
 
 
 def requeue(study: optuna.Study, failed: FrozenTrial) -> None:
-    """Run a failed trial's configuration again (same params and seed), at most MAX_RETRY times."""
+    """Run a failed trial's configuration again (same params and seed), at most MAX_RETRY times.
+
+    Optuna's callback copies every user attr into the retry; the failure's `error` text is dropped,
+    or the retry (and, once it succeeds, a COMPLETE trial) would carry its predecessor's error.
+    """
+    if "error" in failed.user_attrs:
+        failed = copy.copy(failed)
+        failed.user_attrs = {k: v for k, v in failed.user_attrs.items() if k != "error"}
     RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(study, failed)
 
 
@@ -395,9 +405,26 @@ def run_trial(arm: Arm, trial: optuna.Trial, data, device: str) -> FrozenTrial:
     return arm.study.tell(trial, float(r.val_score))
 
 
-def _is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
-                            sqlalchemy.exc.DisconnectionError, sqlalchemy.exc.TimeoutError))
+def _is_transient(exc: BaseException | None) -> bool:
+    # Optuna re-raises a failed commit as StorageInternalError from the SQLAlchemy error (a PostgreSQL
+    # restart shows up that way), so look down the chain of causes.
+    for _ in range(10):
+        if exc is None:
+            return False
+        if isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
+                            sqlalchemy.exc.DisconnectionError, sqlalchemy.exc.TimeoutError)):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _show(progress: Callable[[list["Arm"]], None], arms: list["Arm"]) -> None:
+    """The progress display reads storage; a storage hiccup must not stop the workers it watches."""
+    try:
+        progress(arms)
+    except Exception as exc:
+        if not _is_transient(exc):
+            raise
 
 
 def run_worker(url: str | None, experiment: str, arms: Iterable[str], *, device: str = "auto",
@@ -497,10 +524,14 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
 
     `progress(arms)` is called after every trial (jobs = 1) or every half second (jobs > 1).
     """
-    jobs = jobs or default_jobs()
+    jobs = default_jobs() if jobs is None else jobs  # `--jobs 0` is an error, not "default"
     if jobs < 1:
         raise SearchError(f"--jobs must be at least 1 (got {jobs})")
     resolve_device(settings.device)
+    if settings.data.dataset == "csv":
+        # A bad CSV is bad input: reject it before storage is touched (built-ins are checked by the config).
+        from .data import load_dataset
+        load_dataset(settings.data, settings.seed)
     prepared = prepare_experiment(settings, url, arms)
     todo = [a.arm for a in prepared if arm_state(a).complete < a.budget]
     if progress:
@@ -515,7 +546,7 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
     try:
         while any(p.is_alive() for p in procs):
             if progress:
-                progress(prepared)
+                _show(progress, prepared)
             for p in procs:
                 p.join(timeout=0.5 / len(procs))
     except KeyboardInterrupt:
@@ -529,7 +560,7 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
                 p.terminate()
     bad = [p.exitcode for p in procs if p.exitcode not in (0, -signal.SIGINT)]
     if progress:
-        progress(prepared)
+        _show(progress, prepared)
     if bad:
         raise RuntimeError(f"{len(bad)} of {jobs} workers failed (exit codes {bad}); rerun the same command to resume")
     return prepared
