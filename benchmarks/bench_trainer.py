@@ -8,6 +8,8 @@ figures are the median (min, max) over runs of the mean seconds per trial.
 
 (a) baseline: what a user adapting Optuna's PyTorch example writes: DataLoader over a TensorDataset,
     nn.Module, torch.optim, per-epoch validation, one process, torch's default thread count.
+(a1) the same loop on one thread: context, since a 2-thread loop suffers most when other processes
+    share the cores.
 (b) bnsearch.train, one torch thread per process, in this process; and (b2) the same jobs spread over
     2 worker processes (1 thread each), which is how bnsearch runs on 2 cores.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import math
 import multiprocessing as mp
+import os
 import statistics
 import sys
 import time
@@ -106,30 +109,21 @@ def baseline_train(params: dict, data, *, bn: bool, epochs: int, seed: int, devi
     return epoch + 1
 
 
-# Worker-process state (spawned processes rebuild it in _init_worker).
+# Worker-process state, built by _init_worker in each spawned process.
 _DATA = None
+_DEVICE = "cpu"
 
 
 def _init_worker(device: str) -> None:
-    global _DATA
+    global _DATA, _DEVICE
     set_threads(1)
-    _DATA = load_dataset(DataSpec(dataset="digits"), 0)
-    if device != "cpu":
-        _DATA = _DATA.to(device)
+    _DEVICE = device
+    _DATA = load_dataset(DataSpec(dataset="digits"), 0).to(device)
 
 
 def _fast_job(job) -> int:
     params, bn, epochs = job
     return train(params, _DATA, bn=bn, epochs=epochs, seed=0, device=_DEVICE).epochs_run
-
-
-_DEVICE = "cpu"
-
-
-def _init_worker_dev(device: str) -> None:
-    global _DEVICE
-    _DEVICE = device
-    _init_worker(device)
 
 
 def gemm_gflops(threads: int, n: int = 2048, reps: int = 5) -> float:
@@ -152,15 +146,15 @@ def summarize(times: list[float]) -> tuple[float, float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="smoke test: 3 configs, 4 epochs, 2 repeats")
+    ap.add_argument("--quick", action="store_true", help="smoke test (< 1 min): 2 configs, 2 epochs, 2 runs")
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--configs", type=int, default=None)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = ap.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda: no CUDA device here")
-    n_cfg = args.configs or (3 if args.quick else 8)
-    epochs = 4 if args.quick else EPOCHS
+    n_cfg = args.configs or (2 if args.quick else 8)
+    epochs = 2 if args.quick else EPOCHS
     repeats = args.repeats or (2 if args.quick else 5)
     device = args.device
 
@@ -178,42 +172,60 @@ def main() -> None:
         print(f"{i:>2} {p['layers']:>6} {p['width']:>5} {p['activation']:>7} {p['init']:>8} {p['lr']:>8.2g} "
               f"{p['optimizer']:>4} {p['batch_size']:>5}")
 
-    # (a) baseline, default threads
-    torch.set_num_threads(default_threads)
-    baseline_train(configs[0], data, bn=True, epochs=1, seed=0, device=device)  # warm-up
-    base_times, base_epochs = [], []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        base_epochs = [baseline_train(p, data, bn=bn, epochs=e, seed=0, device=device) for p, bn, e in jobs]
-        base_times.append((time.perf_counter() - t) / len(jobs))
+    def run_baseline() -> list[int]:
+        return [baseline_train(p, data, bn=bn, epochs=e, seed=0, device=device) for p, bn, e in jobs]
 
-    # (b) bnsearch.train, 1 thread, this process
-    set_threads(1)
-    train(configs[0], data_dev, bn=True, epochs=1, seed=0, device=device)  # warm-up
-    fast_times, fast_epochs = [], []
-    per_job = [[] for _ in jobs]
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fast_epochs = []
+    def run_fast(per_job: list[list[float]]) -> list[int]:
+        epochs_run = []
         for j, (p, bn, e) in enumerate(jobs):
             tj = time.perf_counter()
-            fast_epochs.append(train(p, data_dev, bn=bn, epochs=e, seed=0, device=device).epochs_run)
+            epochs_run.append(train(p, data_dev, bn=bn, epochs=e, seed=0, device=device).epochs_run)
             per_job[j].append(time.perf_counter() - tj)
-        fast_times.append((time.perf_counter() - t) / len(jobs))
-    torch.set_num_threads(default_threads)
+        return epochs_run
 
-    # (b2) 2 worker processes, 1 thread each, jobs handed out one at a time
-    par_times = []
+    def timed(fn, *a):
+        t = time.perf_counter()
+        out = fn(*a)
+        return (time.perf_counter() - t) / len(jobs), out
+
+    load_before = os.getloadavg()[0]
+    peaks = [(gemm_gflops(1), gemm_gflops(2))] if device == "cpu" else []
+    baseline_train(configs[0], data, bn=True, epochs=1, seed=0, device=device)  # warm-ups
+    set_threads(1)
+    train(configs[0], data_dev, bn=True, epochs=1, seed=0, device=device)
+    torch.set_num_threads(default_threads)
+    pool = None
     if device == "cpu":
-        ctx = mp.get_context("spawn")
-        with ctx.Pool(2, initializer=_init_worker_dev, initargs=(device,)) as pool:
-            pool.map(_fast_job, [(configs[0], True, 1)] * 2, chunksize=1)  # warm-up both workers
-            # Longest jobs first, so the two workers finish together (as a study's queue does on average).
+        pool = mp.get_context("spawn").Pool(2, initializer=_init_worker, initargs=(device,))
+        pool.map(_fast_job, [(configs[0], True, 1)] * 2, chunksize=1)
+
+    # Each run times (a), (b) and (b2) back to back, so load from other processes on a shared
+    # machine hits all three alike.
+    base_times, base1_times, fast_times, par_times = [], [], [], []
+    per_job: list[list[float]] = [[] for _ in jobs]
+    for r in range(repeats):
+        torch.set_num_threads(default_threads)  # (a): torch's default, as a user would run it
+        dt, base_epochs = timed(run_baseline)
+        base_times.append(dt)
+        set_threads(1)  # (a1): the same loop on one thread, a reference that contention hurts less
+        dt, _ = timed(run_baseline)
+        base1_times.append(dt)
+        # (b)
+        dt, fast_epochs = timed(run_fast, per_job)
+        fast_times.append(dt)
+        torch.set_num_threads(default_threads)
+        if pool is not None:  # (b2): jobs handed out one at a time, longest first (as measured in (b))
             order = sorted(range(len(jobs)), key=lambda j: -statistics.median(per_job[j]))
-            for _ in range(repeats):
-                t = time.perf_counter()
-                pool.map(_fast_job, [jobs[j] for j in order], chunksize=1)
-                par_times.append((time.perf_counter() - t) / len(jobs))
+            dt, _ = timed(pool.map, _fast_job, [jobs[j] for j in order], 1)
+            par_times.append(dt)
+        print(f"  run {r + 1}/{repeats}: (a) {base_times[-1]:.3f}  (a1) {base1_times[-1]:.3f}  (b) {fast_times[-1]:.3f}"
+              + (f"  (b2) {par_times[-1]:.3f}" if par_times else "") + " s/trial", flush=True)
+    if pool is not None:
+        pool.close()
+        pool.join()
+    if device == "cpu":
+        peaks.append((gemm_gflops(1), gemm_gflops(2)))
+    load_after = os.getloadavg()[0]
 
     # FLOPs actually done (diverged runs stop early): fwd+bwd on every training row, eval each epoch, test.
     n_train = sum(e - s for s, e in batch_bounds(len(data.X_train), 1))
@@ -224,10 +236,12 @@ def main() -> None:
                              n_train=rows, n_eval=len(data.X_val), epochs=ep)
         flops += forward_flops(data.n_features, data.n_outputs, p["layers"], p["width"]) * len(data.X_test)
     flops_per_trial = flops / len(jobs)
-    peak1 = gemm_gflops(1) if device == "cpu" else float("nan")
-    peak2 = gemm_gflops(2) if device == "cpu" else float("nan")
+    # The least-disturbed GEMM measurement (before or after) stands for the machine's peak.
+    peak1 = max(p[0] for p in peaks) if peaks else float("nan")
+    peak2 = max(p[1] for p in peaks) if peaks else float("nan")
 
     rows = [("(a) baseline DataLoader loop", f"1 proc x {default_threads} thr", base_times, None),
+            ("(a1) same loop, 1 thread", "1 proc x 1 thr", base1_times, None),
             ("(b) bnsearch.train", "1 proc x 1 thr", fast_times, peak1)]
     if par_times:
         rows.append(("(b2) bnsearch.train", "2 procs x 1 thr", par_times, peak2))
@@ -241,9 +255,15 @@ def main() -> None:
         frac = f"{gf / peak:>7.0%}" if peak and peak == peak else f"{'':>7}"
         print(f"{name:<30} {par:<16} {med:>14.3f} {f'({lo:.3f}..{hi:.3f})':>17} {60 / med:>10.0f} "
               f"{a_med / med:>6.1f}x {gf:>8.1f} {frac}")
+    print(f"\nratio (b)/(a), 1 process: {a_med / statistics.median(fast_times):.1f}x"
+          + (f"; (b2)/(a), 2 processes: {a_med / statistics.median(par_times):.1f}x" if par_times else "")
+          + f"   [vs (a1): {statistics.median(base1_times) / statistics.median(fast_times):.1f}x"
+          + (f" / {statistics.median(base1_times) / statistics.median(par_times):.1f}x]" if par_times else "]"))
     if device == "cpu":
-        print(f"\nfp32 GEMM 2048^3 peak on this machine: {peak1:.0f} GFLOP/s (1 thread), {peak2:.0f} GFLOP/s (2 threads); "
+        print(f"fp32 GEMM 2048^3 peak on this machine: {peak1:.0f} GFLOP/s (1 thread), {peak2:.0f} GFLOP/s (2 threads); "
               f"matmul work per trial {flops_per_trial / 1e9:.2f} GFLOP (fwd+bwd = 3x fwd)")
+    print(f"1-min load average before / after: {load_before:.2f} / {load_after:.2f} on {os.cpu_count()} CPUs "
+          "(above ~1 means other processes shared the cores)")
     print(f"epochs run, baseline vs bnsearch: {sum(base_epochs)} vs {sum(fast_epochs)} (divergence stops both)")
     print("\nper configuration, bnsearch.train 1 thread (median s over runs, BN on / off):")
     for i, p in enumerate(configs):

@@ -522,7 +522,7 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
              progress: Callable[[list[Arm]], None] | None = None) -> list[Arm]:
     """Prepare the studies, then run what is missing with `jobs` worker processes (1 = in-process).
 
-    `progress(arms)` is called after every trial (jobs = 1) or every half second (jobs > 1).
+    `progress(arms)` is called after every trial (jobs = 1) or about every second (jobs > 1).
     """
     jobs = default_jobs() if jobs is None else jobs  # `--jobs 0` is an error, not "default"
     if jobs < 1:
@@ -548,7 +548,7 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
             if progress:
                 _show(progress, prepared)
             for p in procs:
-                p.join(timeout=0.5 / len(procs))
+                p.join(timeout=1.0 / len(procs))  # polling storage costs the workers CPU
     except KeyboardInterrupt:
         # Children got the same SIGINT: give them time to fail and re-queue their trials.
         for p in procs:

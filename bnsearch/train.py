@@ -187,19 +187,25 @@ def _train_reference(params: dict, data: Dataset, *, bn: bool, epochs: int, seed
 # no host sync inside an epoch. test_train.py checks it against train_reference.
 
 _aten = torch.ops.aten
-_ACT_FWD = {"relu": torch.relu_, "tanh": torch.tanh_, "sigmoid": torch.sigmoid_}
+_ACT_FWD = {"relu": torch.relu_, "tanh": torch.tanh_, "sigmoid": torch.sigmoid_, "gelu": torch._C._nn.gelu}
+# Backward kernels autograd uses; relu/tanh/sigmoid need the output, gelu the input.
 _ACT_BWD = {
     "relu": lambda g, y, a: _aten.threshold_backward.default(g, a, 0.0),
     "tanh": lambda g, y, a: _aten.tanh_backward.default(g, a),
     "sigmoid": lambda g, y, a: _aten.sigmoid_backward.default(g, a),
     "gelu": lambda g, y, a: _aten.gelu_backward.default(g, y),
 }
-_BN_BWD = _aten.native_batch_norm_backward.default
-_LSM_BWD = _aten._log_softmax_backward_data.default
+_BN_BWD_OUT = _aten.native_batch_norm_backward.out
+_LSM_BWD = torch._log_softmax_backward_data
+_BN_MASK = [True, True, True]
 
 
 class _FastMLP:
-    """Parameters and optimizer state of one MLP as plain tensors, with a hand-written training step."""
+    """Parameters and optimizer state of one MLP as plain tensors, with a hand-written training step.
+
+    All parameters are views into one flat buffer, and all gradients views into another that the
+    backward writes in place (``out=``), so the optimizer is one fused call on one tensor per step.
+    """
 
     def __init__(self, model: torch.nn.Sequential, *, bn: bool, activation: str, regression: bool,
                  optimizer: str, lr: float):
@@ -207,63 +213,64 @@ class _FastMLP:
         norms = [m for m in model if isinstance(m, torch.nn.BatchNorm1d)]
         self.bn = bn
         self.regression = regression
-        self.act_name = activation
-        self.act_fwd = _ACT_FWD.get(activation)
+        self.act_fwd = _ACT_FWD[activation]
         self.act_bwd = _ACT_BWD[activation]
-        self.W = [m.weight.detach().clone() for m in lins]
-        self.b = [m.bias.detach().clone() for m in lins]
-        self.gamma = [m.weight.detach().clone() for m in norms]
-        self.beta = [m.bias.detach().clone() for m in norms]
+        source = list(model.parameters())
+        device = source[0].device
+        self.flat = torch.cat([p.detach().reshape(-1) for p in source])
+        self.grad = torch.zeros_like(self.flat)
+        views, gviews, offset = [], [], 0
+        for p in source:
+            views.append(self.flat[offset:offset + p.numel()].view(p.shape))
+            gviews.append(self.grad[offset:offset + p.numel()].view(p.shape))
+            offset += p.numel()
+        per = 4 if bn else 2  # parameters per hidden layer in model.parameters() order
+        L = len(lins) - 1
+        self.layers = []
+        for i in range(L):
+            k = i * per
+            W, b, gW, gb = views[k], views[k + 1], gviews[k], gviews[k + 1]
+            gamma, beta, ggamma, gbeta = (views[k + 2], views[k + 3], gviews[k + 2], gviews[k + 3]) if bn else (None,) * 4
+            self.layers.append((W, W.t(), b, gW, gb, gamma, beta, ggamma, gbeta))
+        k = L * per
+        self.head = (views[k], views[k].t(), views[k + 1], gviews[k], gviews[k + 1])
         self.rmean = [m.running_mean.clone() for m in norms]
         self.rvar = [m.running_var.clone() for m in norms]
         self.bn_momentum = norms[0].momentum if norms else 0.1
         self.bn_eps = norms[0].eps if norms else 1e-5
-        self.params = self._ordered(self.W, self.b, self.gamma, self.beta)
+        self.n_params = len(source)
+        self.views = views
         self.lr = lr
         self.n_steps = 0
         self.adam = optimizer == "adam"
         if self.adam:
-            self.m = [torch.zeros_like(p) for p in self.params]
-            self.v = [torch.zeros_like(p) for p in self.params]
-            self.step_t = torch.zeros((), dtype=torch.float32, device=self.params[0].device)
-            self.steps = [self.step_t] * len(self.params)
+            self.m = torch.zeros_like(self.flat)
+            self.v = torch.zeros_like(self.flat)
+            self.step_t = torch.zeros((), dtype=torch.float32, device=device)
         else:
-            self.buf = [torch.zeros_like(p) for p in self.params]
-            self.first = True
-
-    def _ordered(self, W, b, gamma, beta):
-        """Parameter order of model.parameters(): W1, b1, [gamma1, beta1], ..., W_head, b_head."""
-        out = []
-        for i in range(len(W) - 1):
-            out += [W[i], b[i]]
-            if self.bn:
-                out += [gamma[i], beta[i]]
-        return out + [W[-1], b[-1]]
+            self.buf = torch.zeros_like(self.flat)
 
     def load_into(self, model: torch.nn.Sequential) -> None:
         """Copy the trained state back into an nn.Module built by build_mlp (tests, export)."""
-        lins = [m for m in model if isinstance(m, torch.nn.Linear)]
         norms = [m for m in model if isinstance(m, torch.nn.BatchNorm1d)]
         with torch.no_grad():
-            for m, W, b in zip(lins, self.W, self.b):
-                m.weight.copy_(W)
-                m.bias.copy_(b)
-            for m, g, be, rm, rv in zip(norms, self.gamma, self.beta, self.rmean, self.rvar):
-                m.weight.copy_(g)
-                m.bias.copy_(be)
+            for p, v in zip(model.parameters(), self.views):
+                p.copy_(v)
+            for m, rm, rv in zip(norms, self.rmean, self.rvar):
                 m.running_mean.copy_(rm)
                 m.running_var.copy_(rv)
                 m.num_batches_tracked.fill_(self.n_steps)
 
     def predict(self, X: torch.Tensor) -> torch.Tensor:
         h = X
-        for i in range(len(self.W) - 1):
-            h = torch.addmm(self.b[i], h, self.W[i].t())
+        for i, (W, Wt, b, *_rest) in enumerate(self.layers):
+            h = torch.addmm(b, h, Wt)
             if self.bn:
-                h = torch.batch_norm(h, self.gamma[i], self.beta[i], self.rmean[i], self.rvar[i],
-                                     False, 0.0, self.bn_eps, False)
-            h = self.act_fwd(h) if self.act_fwd else torch._C._nn.gelu(h)
-        return torch.addmm(self.b[-1], h, self.W[-1].t())
+                gamma, beta = _rest[2], _rest[3]
+                h = torch.batch_norm(h, gamma, beta, self.rmean[i], self.rvar[i], False, 0.0, self.bn_eps, False)
+            h = self.act_fwd(h)
+        W, Wt, b, _, _ = self.head
+        return torch.addmm(b, h, Wt)
 
     def step(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """One optimizer step on batch (x, t); returns the batch loss as a 0-dim tensor (no sync).
@@ -271,21 +278,21 @@ class _FastMLP:
         For classification ``t`` is -onehot/B (so the NLL is a dot product and its gradient one
         kernel); for regression ``t`` is the target vector.
         """
-        W, b, bn = self.W, self.b, self.bn
-        L = len(W) - 1
+        bn, act_fwd = self.bn, self.act_fwd
         saved = []
         h = x
-        for i in range(L):
-            z = torch.addmm(b[i], h, W[i].t())
+        for i, (W, Wt, b, gW, gb, gamma, beta, ggamma, gbeta) in enumerate(self.layers):
+            z = torch.addmm(b, h, Wt)
             if bn:
                 y, smean, sinvstd = torch.native_batch_norm(
-                    z, self.gamma[i], self.beta[i], self.rmean[i], self.rvar[i], True, self.bn_momentum, self.bn_eps)
+                    z, gamma, beta, self.rmean[i], self.rvar[i], True, self.bn_momentum, self.bn_eps)
             else:
                 y, smean, sinvstd = z, None, None
-            a = self.act_fwd(y) if self.act_fwd else torch._C._nn.gelu(y)  # in place except gelu
+            a = act_fwd(y)  # in place except gelu: relu/tanh/sigmoid backward need only the output
             saved.append((h, z, y, a, smean, sinvstd))
             h = a
-        out = torch.addmm(b[-1], h, W[-1].t())
+        W, Wt, b, gW, gb = self.head
+        out = torch.addmm(b, h, Wt)
 
         if self.regression:
             diff = out.view(-1) - t
@@ -297,36 +304,34 @@ class _FastMLP:
             loss = torch.dot(ls.view(-1), t.view(-1))
             g = _LSM_BWD(t, ls, 1, torch.float32)
 
-        grads = [None] * len(self.params)
-        k = len(grads) - 2
-        grads[k] = torch.mm(g.t(), h)
-        grads[k + 1] = g.sum(0)
-        dh = torch.mm(g, W[-1])
-        per = 4 if bn else 2
-        for i in range(L - 1, -1, -1):
+        torch.mm(g.t(), h, out=gW)
+        torch.sum(g, 0, out=gb)
+        dh = torch.mm(g, W)
+        rmean, rvar, eps, act_bwd = self.rmean, self.rvar, self.bn_eps, self.act_bwd
+        for i in range(len(self.layers) - 1, -1, -1):
+            W, Wt, b, gW, gb, gamma, beta, ggamma, gbeta = self.layers[i]
             h_in, z, y, a, smean, sinvstd = saved[i]
-            dy = self.act_bwd(dh, y, a)
-            k = i * per
+            dy = act_bwd(dh, y, a)
             if bn:
-                dz, grads[k + 2], grads[k + 3] = _BN_BWD(
-                    dy, z, self.gamma[i], self.rmean[i], self.rvar[i], smean, sinvstd, True, self.bn_eps,
-                    [True, True, True])
+                dz = torch.empty_like(dy)
+                _BN_BWD_OUT(dy, z, gamma, rmean[i], rvar[i], smean, sinvstd, True, eps, _BN_MASK,
+                            out0=dz, out1=ggamma, out2=gbeta)
             else:
                 dz = dy
-            grads[k] = torch.mm(dz.t(), h_in)
-            grads[k + 1] = dz.sum(0)
+            torch.mm(dz.t(), h_in, out=gW)
+            torch.sum(dz, 0, out=gb)
             if i:
-                dh = torch.mm(dz, W[i])
+                dh = torch.mm(dz, W)
 
         self.n_steps += 1
         if self.adam:
             self.step_t.add_(1.0)
-            torch._fused_adam_(self.params, grads, self.m, self.v, [], self.steps, lr=self.lr, beta1=0.9,
-                               beta2=0.999, weight_decay=0.0, eps=1e-8, amsgrad=False, maximize=False)
+            torch._fused_adam_([self.flat], [self.grad], [self.m], [self.v], [], [self.step_t], lr=self.lr,
+                               beta1=0.9, beta2=0.999, weight_decay=0.0, eps=1e-8, amsgrad=False, maximize=False)
         else:
-            torch._fused_sgd_(self.params, grads, self.buf, weight_decay=0.0, momentum=MOMENTUM, lr=self.lr,
-                              dampening=0.0, nesterov=False, maximize=False, is_first_step=self.first)
-            self.first = False
+            torch._fused_sgd_([self.flat], [self.grad], [self.buf], weight_decay=0.0, momentum=MOMENTUM,
+                              lr=self.lr, dampening=0.0, nesterov=False, maximize=False,
+                              is_first_step=self.n_steps == 1)
         return loss
 
 
