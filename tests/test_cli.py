@@ -1,15 +1,9 @@
-"""The real console entry point, as a user runs it (subprocess: exit codes, stderr, files)."""
+"""The real console entry point, as a user runs it (subprocess: exit codes, stdout, files).
 
-import sqlite3
+Bad input through the CLI (exit 2, one line, storage untouched) is in test_parallel.py.
+"""
 
 from conftest import CONFIGS, run_cli
-
-
-def _dump(db):
-    with sqlite3.connect(db) as con:
-        return [row for table in ("trials", "trial_values", "trial_params", "trial_user_attributes",
-                                  "study_user_attributes", "studies")
-                for row in con.execute(f"SELECT * FROM {table} ORDER BY 1")]
 
 
 def test_study_space_list_and_optuna_cli_see_the_same_trials(tmp_path):
@@ -42,24 +36,6 @@ def test_env_storage_override(tmp_path):
                 cwd=tmp_path, env={"BNSEARCH_STORAGE": url})
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "env.db").is_file() and not (tmp_path / "results" / "bnsearch.db").exists()
-
-
-def test_rejected_command_is_one_line_exit_2_and_storage_untouched(tmp_path):
-    db = tmp_path / "bn.db"
-    url = f"sqlite:///{db}"
-    assert run_cli("study", str(CONFIGS / "smoke.toml"), "--bn", "on", "--trials", "2", "--storage", url,
-                   "--jobs", "1", cwd=tmp_path).returncode == 0
-    before = _dump(db)
-    other = tmp_path / "other.toml"  # same experiment name, different space: must not touch the study
-    other.write_text((CONFIGS / "smoke.toml").read_text().replace("high = 2 }", "high = 3 }"))
-    for args in (["study", "--bn", "maybe"], ["study", str(other), "--bn", "on", "--storage", url],
-                 ["study", str(CONFIGS / "smoke.toml"), "--bn", "on", "--trials", "0", "--storage", url],
-                 ["summary", "--experiment", "nope", "--storage", url]):
-        r = run_cli(*args, cwd=tmp_path)
-        assert r.returncode == 2, (args, r.stdout, r.stderr)
-        lines = r.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in r.stderr, (args, r.stderr)
-    assert _dump(db) == before
 
 
 def test_help_explains_itself():

@@ -306,6 +306,9 @@ def test_bad_input_is_one_line_exit_2_and_storage_untouched(smoke, tmp_path):
         "--trials 0": (["study", smoke_cfg, "--bn", "on", "--trials", "0", "--storage", url], "--trials"),
         "--jobs 0": (["study", smoke_cfg, "--bn", "on", "--trials", "3", "--jobs", "0", "--storage", url], "--jobs"),
         "--bn maybe": (["study", smoke_cfg, "--bn", "maybe", "--storage", url], "--bn"),
+        "same experiment, other config": (["study", str(CONFIGS / "smoke.toml"), "--bn", "on", "--seed", "5",
+                                           "--storage", url], "different config"),
+        "summary: unknown experiment": (["summary", "--experiment", "nope", "--storage", url], "no experiment"),
     }
     with ThreadPoolExecutor(max_workers=3) as pool:
         results = dict(zip(rows, pool.map(lambda a: run_cli(*a[0], cwd=cwd, timeout=120), rows.values())))
