@@ -1,7 +1,27 @@
 """bnsearch: does BatchNorm make hyperparameter search easier, and by how much?
 
-Public API (the CLI is a thin layer over these):
-    load_config, run_study, run_compare, load_trials, summarize, list_experiments
+The CLI is a thin layer over these functions:
+
+    from bnsearch import load_config, run_compare, load_trials, summarize
+    report = run_compare("configs/skewed.toml", trials=40)       # runs what is missing, exports
+    df = load_trials("sqlite:///results/bnsearch.db", "skewed-raw")  # every trial, one row each
 """
 
 __version__ = "0.1.0"
+
+# Imported on first use so `bnsearch --help` and config errors answer without loading torch/scipy.
+_API = {
+    "load_config": "config", "run_study": "api", "run_compare": "api", "run_worker": "api",
+    "build_report": "api", "export": "api", "show_summary": "api", "load_trials": "search",
+    "list_experiments": "search", "summarize": "analysis", "build_mlp": "model",
+    "load_dataset": "data",
+}
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_API[name]}", __name__), name)
+    raise AttributeError(f"module 'bnsearch' has no attribute {name!r}")
