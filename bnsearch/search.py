@@ -435,7 +435,12 @@ def run_worker(url: str | None, experiment: str, arms: Iterable[str], *, device:
                on_trial: Callable[[str, FrozenTrial], None] | None = None,
                max_storage_retry_s: float = 300.0) -> int:
     """Run trials of the given arms until none is left. Returns the number of trials this worker
-    finished. Survives transient storage errors (a database restart) with backoff."""
+    finished. Survives transient storage errors (a database restart) with backoff.
+
+    When the rest of an arm is held by other workers, this one moves on to the next arm instead of
+    idling, and only waits (for them to finish, or to go stale and be re-queued) once every arm is
+    in that state.
+    """
     import torch
 
     from .data import load_dataset
@@ -443,24 +448,29 @@ def run_worker(url: str | None, experiment: str, arms: Iterable[str], *, device:
     torch.set_num_threads(1)  # one process per core beats threads for small nets (DESIGN.md section 8)
     device = resolve_device(device)
     done = 0
-    for arm_name in arms:
-        arm = load_arm(url, experiment, arm_name)
-        data = load_dataset(arm.settings.data, arm.settings.seed).to(device)
-        backoff, failing_since = 1.0, None
-        while True:
+    pending = list(dict.fromkeys(arms))
+    state: dict[str, tuple[Arm, Any]] = {}
+    backoff, failing_since = 1.0, None
+    while pending:
+        waiting = []
+        for arm_name in pending:
             try:
-                fail_stale(arm.study)
-                trial = _next_trial(arm)
-                if trial is None:
-                    break
-                if trial == "wait":  # other workers hold the rest; wait for them to finish or go stale
-                    time.sleep(min(2.0, heartbeat_interval()))
-                    continue
-                frozen = run_trial(arm, trial, data, device)
-                done += 1
-                backoff, failing_since = 1.0, None
-                if on_trial is not None:
-                    on_trial(arm_name, frozen)
+                if arm_name not in state:
+                    arm = load_arm(url, experiment, arm_name)
+                    state[arm_name] = (arm, load_dataset(arm.settings.data, arm.settings.seed).to(device))
+                arm, data = state[arm_name]
+                while True:
+                    fail_stale(arm.study)
+                    trial = _next_trial(arm)
+                    if trial is None or trial == "wait":
+                        break
+                    frozen = run_trial(arm, trial, data, device)
+                    done += 1
+                    backoff, failing_since = 1.0, None
+                    if on_trial is not None:
+                        on_trial(arm_name, frozen)
+                if trial == "wait":
+                    waiting.append(arm_name)
             except Exception as exc:
                 if not _is_transient(exc):
                     raise
@@ -469,8 +479,11 @@ def run_worker(url: str | None, experiment: str, arms: Iterable[str], *, device:
                     raise
                 time.sleep(backoff * (1 + random.random()))
                 backoff = min(backoff * 2, 30.0)
-                with contextlib.suppress(Exception):
-                    arm = load_arm(url, experiment, arm_name)
+                state.pop(arm_name, None)  # reconnect on the next pass
+                waiting.append(arm_name)
+        pending = waiting
+        if pending:
+            time.sleep(min(0.5, heartbeat_interval()))  # a cheap poll; idle workers shorten the tail
     return done
 
 
