@@ -585,6 +585,13 @@ def verdict(s: Summary) -> str:
         p_scores = s.test("mann_whitney", "p_value")[0]
         ptext = "" if repeats else f" (Mann-Whitney {_p(p_scores)})"
         sentences.append(f"A random BN trial beats a random no-BN trial {_pct(prob)} of the time{ptext}.")
+    # Whether typical scores differ clearly, apart from the share near the very best.
+    if s.paired:
+        scores_clear = np.isfinite(md_lo) and (md_lo > 0 or md_hi < 0) and (repeats or p_scores < 0.05)
+        scores_better = md > 0
+    else:
+        scores_clear = not repeats and np.isfinite(p_scores) and p_scores < 0.05
+        scores_better = prob > 0.5
 
     p_good = s.test("good_fraction", "p_value")[0]
     excludes_zero = np.isfinite(d_lo) and (d_lo > 0 or d_hi < 0)
@@ -603,7 +610,15 @@ def verdict(s: Summary) -> str:
             why = "the interval across repeats includes 0" if np.isfinite(d_lo) else "the interval is undefined"
         else:
             why = ("the CI of the difference includes 0" if not excludes_zero else "the CI excludes 0 but the test does not agree") + f" ({_p(p_good)})"
-        sentences.append(f"The data cannot tell whether BN makes the search easier: {why}.")
+        if scores_clear:
+            # Typical configurations can differ clearly while the share within δ of the single best
+            # score is too small to separate: say both, rather than a bare "cannot tell".
+            sentences.append(
+                f"Near the very best the data cannot separate the arms: {why}. But a typical configuration "
+                f"does clearly {'better' if scores_better else 'worse'} with BN, so BN made the search "
+                f"{'more' if scores_better else 'less'} forgiving here.")
+        else:
+            sentences.append(f"The data cannot tell whether BN makes the search easier: {why}.")
     return " ".join(sentences)
 
 

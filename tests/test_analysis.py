@@ -399,3 +399,17 @@ def test_aggregate_trials_to_target_stays_finite_when_one_repeat_has_no_good_tri
     agg = A.aggregate_repeats([r1, r2])
     assert agg.metric("good_fraction", "bn-on")[0] == pytest.approx(0.1)
     assert agg.metric("trials_to_target", "bn-on")[0] == pytest.approx(10.0)
+
+
+def test_verdict_separates_typical_configs_from_the_top():
+    # 12 paired configs: BN is 0.10 better on configs 0..10, both arms share the single best (0.99).
+    # Good (>= 0.99 - 0.01): config 11 in both arms -> g = 1/12 each, difference exactly 0, CI [0, 0].
+    # d = 0.10 on 11 pairs and 0 on one -> median d = 0.10; Wilcoxon on the 11 non-zero d (all > 0):
+    # W- = 0, two-sided exact p = 2 / 2^11 = 0.00098 < 0.05.
+    on = [0.5 + 0.01 * i for i in range(11)] + [0.99]
+    off = [x - 0.10 for x in on[:11]] + [0.99]
+    s = summarize(trials(on, off))
+    assert s.metric("good_fraction", "delta")[0] == 0.0
+    assert s.test("wilcoxon", "p_value")[0] == pytest.approx(2 / 2 ** 11)
+    assert "Near the very best the data cannot separate the arms" in s.verdict
+    assert "But a typical configuration does clearly better with BN" in s.verdict
