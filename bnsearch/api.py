@@ -168,7 +168,8 @@ def build_report(storage, experiment: str) -> Report:
 
     url = search.storage_url(storage)
     st = search.open_storage(url, create=False)
-    names = {s.study_name.rsplit("/", 1)[0] for s in st.get_all_studies() if "/" in s.study_name}
+    studies = {s.study_name for s in st.get_all_studies()}
+    names = {n.rsplit("/", 1)[0] for n in studies if "/" in n}
     if experiment not in names:
         raise SearchError(f"no experiment {experiment!r} in {url}; experiments here: {', '.join(sorted(names)) or 'none'}"
                           " (run `bnsearch compare` first)")
@@ -176,18 +177,20 @@ def build_report(storage, experiment: str) -> Report:
                   key=lambda n: int(n[len(experiment) + 4:]))
     frames, summaries = [], []
     for name in [experiment, *reps]:
-        arms = [a for a in ARMS if f"{name}/{a}" in {s.study_name for s in st.get_all_studies()}]
+        arms = [a for a in ARMS if f"{name}/{a}" in studies]
         if len(arms) < 2:
             raise SearchError(f"experiment {name!r} has only arm {arms[0]}; run `bnsearch study --bn "
                               f"{'off' if arms[0] == 'bn-on' else 'on'}` or `bnsearch compare` to add the other")
-        settings = search.load_arm(url, name, "bn-on").settings
+        on = search.load_arm(url, name, "bn-on")
+        settings = on.settings
+        if name == experiment:  # the experiment's own metadata labels every export
+            attrs = on.study.user_attrs
         df = load_trials(url, name)
         frames.append(df)
         summaries.append(summarize(df, distributions=settings.distributions(), tolerance=settings.tolerance,
                                    paired=settings.paired, sampler=settings.sampler, task=_task(settings),
                                    seed=settings.seed))
     summary = summaries[0] if len(summaries) == 1 else aggregate_repeats(summaries)
-    attrs = search.load_arm(url, experiment, "bn-on").study.user_attrs
     meta = {k: attrs.get(k) for k in ("experiment", "config_hash", "seed", "bnsearch_version", "torch_version",
                                       "optuna_version")}
     meta["repeats"] = len(summaries)

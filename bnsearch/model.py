@@ -10,8 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-ACTIVATIONS: tuple[str, ...] = ("relu", "tanh", "gelu", "sigmoid")
-INITS: tuple[str, ...] = ("kaiming", "xavier", "normal", "uniform")
+from .config import ACTIVATIONS, INITS  # the config validates against the same names
 
 _ACT_MODULES = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "sigmoid": nn.Sigmoid}
 # torch has no GELU gain; GELU behaves like ReLU for the variance argument behind He init.

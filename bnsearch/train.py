@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from .config import OPTIMIZERS, PARAM_TYPES
 from .data import Dataset
 from .model import build_mlp
 
@@ -38,7 +39,7 @@ REGRESSION_FLOOR = -1.0
 DIVERGED_LOSS = float(torch.finfo(torch.float32).max)
 MOMENTUM = 0.9
 
-PARAM_KEYS = ("layers", "width", "activation", "init", "lr", "optimizer", "batch_size")
+PARAM_KEYS = tuple(PARAM_TYPES)
 
 
 @dataclass
@@ -61,7 +62,7 @@ def _check_params(params: dict) -> None:
     missing = [k for k in PARAM_KEYS if k not in params]
     if missing:
         raise ValueError(f"train: params lacks {missing}")
-    if params["optimizer"] not in ("sgd", "adam"):
+    if params["optimizer"] not in OPTIMIZERS:
         raise ValueError(f"optimizer must be 'sgd' or 'adam', got {params['optimizer']!r}")
     if int(params["batch_size"]) < 1:
         raise ValueError(f"batch_size must be >= 1, got {params['batch_size']}")
