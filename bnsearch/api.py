@@ -1,19 +1,18 @@
-"""Library functions behind the CLI commands: each takes plain arguments and returns data."""
+"""Library functions behind the CLI commands: each takes plain arguments and returns data.
+
+Nothing here prints or configures logging; progress is reported through callbacks, and the CLI
+(cli.py) alone renders to the terminal.
+"""
 
 from __future__ import annotations
 
-import os
-import statistics
-import time
 from pathlib import Path
+from typing import Callable
 
 import sqlalchemy
-from rich.console import Console
-from rich.table import Table
 
 from . import search
 from .config import ConfigError, Settings, load_config
-from .progress import ArmProgress
 from .search import ARMS, SearchError, arm_of, arm_state, list_experiments, load_trials  # noqa: F401
 
 
@@ -25,78 +24,51 @@ def _settings(config: Path | str | None, **overrides) -> Settings:
     return load_config(config).with_overrides(**overrides)
 
 
+Progress = Callable[[list[search.Arm]], None]
+
+
 def run_study(config=None, bn: str = "on", *, trials=None, storage=None, seed=None, jobs=None, sampler=None,
-              device=None, console: Console | None = None) -> list[search.Arm]:
-    """Run (or resume) one arm. Returns the prepared arm, whose study holds the trials."""
-    console = console or Console(quiet=True)
+              device=None, progress: Progress | None = None) -> list[search.Arm]:
+    """Run (or resume) one arm. Returns the prepared arm, whose study holds the trials.
+
+    `progress(arms)` is called with the arms' storage-backed state as trials finish (see
+    search.run_arms); the CLI draws its progress bar from it. Nothing is printed.
+    """
     arm = arm_of(bn)
     settings = _settings(config, trials=trials, seed=seed, sampler=sampler, device=device)
     if settings.sampler in ("tpe", "gp") and settings.paired:
         settings = settings.with_overrides(paired=False)
-    return _run(settings, storage, [arm], jobs, console)
+    return run_arms(settings, storage, [arm], jobs=jobs, progress=progress)
 
 
-def _run(settings: Settings, storage, arms: list[str], jobs, console: Console) -> list[search.Arm]:
-    t0 = time.perf_counter()
-    url = search.storage_url(storage)
-    console.print(f"[bold]{settings.name}[/] ({settings.source}, config {settings.config_hash()}) -> {url}")
-    prepared: list[search.Arm] = []
+def run_arms(settings: Settings, storage, arms: list[str], *, jobs=None,
+             progress: Progress | None = None) -> list[search.Arm]:
+    """Prepare and run the given arms of one experiment; a failed run raises RunFailed."""
     try:
-        with ArmProgress(console) as progress:
-            def track(arms):
-                prepared[:] = arms
-                progress(arms)
-            search.run_arms(settings, url, arms, jobs=jobs, progress=track)
-    except KeyboardInterrupt:
-        if prepared:
-            console.print(arm_table(prepared, title="saved so far (rerun the same command to resume)"))
-        raise
+        return search.run_arms(settings, search.storage_url(storage), arms, jobs=jobs, progress=progress)
     except RuntimeError as exc:
         raise RunFailed(str(exc)) from None
-    console.print(arm_table(prepared, seconds=time.perf_counter() - t0))
-    return prepared
-
-
-def arm_table(arms: list[search.Arm], title: str = "study", seconds: float | None = None) -> Table:
-    table = Table(title=title + (f" ({seconds:.1f} s wall)" if seconds is not None else ""))
-    for col in ("arm", "complete", "diverged", "failed", "best val", "test of best", "median s/trial"):
-        table.add_column(col, justify="left" if col == "arm" else "right")
-    best_configs = []
-    for arm in arms:
-        st = arm_state(arm)
-        complete = arm.study.get_trials(deepcopy=False, states=(search.TrialState.COMPLETE,))
-        best = max(complete, key=lambda t: t.value) if complete else None
-        secs = [t.user_attrs.get("seconds", 0.0) for t in complete]
-        table.add_row(
-            arm.arm, f"{st.complete}/{st.budget}", str(st.diverged), str(st.failed),
-            f"{best.value:.4f}" if best else "-",
-            f"{best.user_attrs.get('test_score', float('nan')):.4f}" if best else "-",
-            f"{statistics.median(secs):.3f}" if secs else "-",
-        )
-        if best:
-            best_configs.append(f"best {arm.arm}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items()))
-    table.caption = "\n".join(best_configs)
-    return table
-
-
-def _fmt(v) -> str:
-    return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
 def run_worker(experiment: str, bn: str | None = None, *, storage=None, device=None,
-               console: Console | None = None) -> int:
-    """Join an existing experiment (from any machine) and run trials until none is left."""
-    console = console or Console(quiet=True)
+               progress: Progress | None = None) -> int:
+    """Join an existing experiment (from any machine) and run trials until none is left.
+    Returns the number of trials this worker finished."""
     arms = [arm_of(bn)] if bn else list(ARMS)
     url = search.storage_url(storage)
-    loaded = [search.load_arm(url, experiment, a) for a in arms]  # fails fast on a wrong name or URL
+    loaded = worker_arms(experiment, bn, storage=storage)  # fails fast on a wrong name or URL
     device = device or loaded[0].settings.device
-    console.print(f"worker pid {os.getpid()} joined [bold]{experiment}[/] ({', '.join(arms)}) at {url}")
-    with ArmProgress(console) as progress:
+    if progress:
         progress(loaded)
-        done = search.run_worker(url, experiment, arms, device=device, on_trial=lambda *_: progress(loaded))
-    console.print(f"worker finished {done} trials")
-    return done
+    return search.run_worker(url, experiment, arms, device=device,
+                             on_trial=(lambda *_: progress(loaded)) if progress else None)
+
+
+def worker_arms(experiment: str, bn: str | None = None, *, storage=None) -> list[search.Arm]:
+    """The arms a worker would join, loaded from storage (raises SearchError on a wrong name or URL)."""
+    arms = [arm_of(bn)] if bn else list(ARMS)
+    url = search.storage_url(storage)
+    return [search.load_arm(url, experiment, a) for a in arms]
 
 
 # --------------------------------------------------------------------------- compare / summary / export
@@ -123,27 +95,41 @@ def check_out_dir(out: Path) -> Path:
 
 
 def run_compare(config=None, *, trials=None, repeats: int = 1, jobs=None, storage=None, out=None, device=None,
-                console: Console | None = None) -> "Report":
-    """Run what is missing of both arms (for every repeat), then report and export."""
-    console = console or Console(quiet=True)
-    settings = _settings(config, trials=trials, device=device)
+                seed=None, progress: Progress | None = None,
+                on_repeat: Callable[[int, Settings], None] | None = None) -> "Report":
+    """Run what is missing of every arm (for every repeat), then analyse and export.
+
+    Returns the Report; its `files` are what was written to `out` (default results/<experiment>/).
+    `on_repeat(i, settings)` is called before repeat i runs. Nothing is printed.
+    """
+    settings = _settings(config, trials=trials, device=device, seed=seed)
     runs = repeat_settings(settings, repeats)
     out_dir = check_out_dir(Path(out) if out else Path("results") / settings.name)
     search.open_storage(storage)  # a bad URL fails here, before anything else
     for i, s in enumerate(runs):
-        if repeats > 1:
-            console.rule(f"repeat {i + 1}/{repeats}: {s.name} (seed {s.seed})")
-        _run(s, storage, list(ARMS), jobs, console)
+        if on_repeat:
+            on_repeat(i, s)
+        run_arms(s, storage, list(ARMS), jobs=jobs, progress=progress)
     report = build_report(storage, settings.name)
-    publish(report, out_dir, console)
+    report.files = publish(report, out_dir)
     return report
 
 
 class Report:
     """Trials of every repeat, the (aggregated) summary and the metadata every export carries."""
 
-    def __init__(self, df, summary, meta: dict):
+    def __init__(self, df, summary, meta: dict, files: list[Path] | None = None):
         self.df, self.summary, self.meta = df, summary, meta
+        self.files: list[Path] = files or []
+
+    def __repr__(self) -> str:
+        return (f"<bnsearch Report {self.summary.experiment!r}: {len(self.df)} trials, "
+                f"{self.summary.n_repeats} repeat(s), {len(self.files)} files>")
+
+    def _repr_markdown_(self) -> str:
+        from .report import markdown_text
+
+        return markdown_text(self.summary, self.meta)
 
 
 def _experiment_name(config, experiment: str | None) -> str:
@@ -199,12 +185,10 @@ def build_report(storage, experiment: str) -> Report:
     return Report(pd.concat(frames, ignore_index=True), summary, meta)
 
 
-def publish(report: Report, out_dir: Path, console: Console, *, terminal: bool = True, csv: bool = True,
-            plots: bool = True) -> list[Path]:
+def publish(report: Report, out_dir: Path, *, csv: bool = True, plots: bool = True) -> list[Path]:
+    """Write the report's CSVs, PNGs and report.md to out_dir; returns the files written."""
     from . import report as rpt
 
-    if terminal:
-        rpt.print_report(report.summary, console, report.meta)
     files: list[Path] = []
     check_out_dir(out_dir)
     if csv:
@@ -213,27 +197,21 @@ def publish(report: Report, out_dir: Path, console: Console, *, terminal: bool =
         files += rpt.write_plots(report.df, report.summary, out_dir)
     if csv and plots:
         files.append(rpt.write_markdown(report.summary, out_dir, report.meta, files))
-    if files:
-        console.print(f"wrote {len(files)} files to {out_dir}/: " + ", ".join(f.name for f in files))
     return files
 
 
-def show_summary(config=None, *, experiment=None, storage=None, console: Console | None = None) -> Report:
-    console = console or Console(quiet=True)
-    report = build_report(storage, _experiment_name(config, experiment))
-    from . import report as rpt
-
-    rpt.print_report(report.summary, console, report.meta)
-    return report
+def show_summary(config=None, *, experiment=None, storage=None) -> Report:
+    """The report of a stored experiment (named by CONFIG or --experiment), from storage alone."""
+    return build_report(storage, _experiment_name(config, experiment))
 
 
-def export(config=None, *, experiment=None, out=None, storage=None, console: Console | None = None,
-           csv: bool = True) -> list[Path]:
-    console = console or Console(quiet=True)
+def export(config=None, *, experiment=None, out=None, storage=None, csv: bool = True) -> list[Path]:
+    """Write a stored experiment's exports (CSVs unless csv=False, PNGs, report.md); returns the files."""
     name = _experiment_name(config, experiment)
     out_dir = check_out_dir(Path(out) if out else Path("results") / name)
     report = build_report(storage, name)
-    return publish(report, out_dir, console, terminal=False, csv=csv)
+    report.files = publish(report, out_dir, csv=csv)
+    return report.files
 
 
 __all__ = ["Report", "run_compare", "build_report", "show_summary", "export", "RunFailed", "run_study", "run_worker", "load_config", "load_trials", "list_experiments", "ConfigError",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+import time
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -12,19 +15,56 @@ from typer.exceptions import TyperException
 from rich.console import Console
 from rich.table import Table
 
-from . import api
+from . import __version__, api
 from .config import ConfigError
 from .data import DataError
 from .search import SearchError
 
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
-    help="Does BatchNorm make hyperparameter search easier? Paired Optuna studies with and "
-         "without BatchNorm, and how robust tuning is in each.\n\n"
-         "Start with [bold]bnsearch compare[/] (built-in digits config, a few minutes on 2 cores).",
+    add_completion=True, no_args_is_help=True, rich_markup_mode="rich",
 )
-console = Console()
-err = Console(stderr=True)
+
+
+def _console(stderr: bool = False) -> Console:
+    # Piped output (| cat, > file, scripts) is never truncated: rich would otherwise fit tables into
+    # 80 columns with ellipses. Tables only grow as wide as their content.
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr) if stream.isatty() else Console(stderr=stderr, width=1000)
+
+
+console = _console()
+err = _console(stderr=True)
+
+
+def configure_logging() -> None:
+    """The CLI owns its process: keep Optuna's per-study INFO lines and experimental warnings out of
+    the output (the library itself changes no global state; see _quiet.py)."""
+    import optuna
+
+    from ._quiet import silence_warnings
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    silence_warnings()
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        import optuna
+        import torch
+
+        console.print(f"bnsearch {__version__} (torch {torch.__version__}, optuna {optuna.__version__}, "
+                      f"Python {sys.version.split()[0]})", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                       help="Show the bnsearch, torch and Optuna versions and exit.")):
+    """Does BatchNorm make hyperparameter search easier? Paired Optuna studies with and without
+    BatchNorm, and how robust tuning is in each.
+
+    Start with [bold]bnsearch compare[/] (built-in digits config, about a minute on 2 cores).
+    """
 
 ConfigArg = typer.Argument(None, help="TOML config file; omit for the built-in default (digits).",
                            show_default=False)
@@ -73,9 +113,10 @@ def study(
       bnsearch study configs/skewed.toml --bn off --trials 100 --jobs 2
       bnsearch study --bn on --storage postgresql+psycopg2://user@db-host/bnsearch
     """
-    api.run_study(config, bn.value, trials=trials, storage=storage, seed=seed, jobs=jobs,
-                  sampler=sampler.value if sampler else None, device=device.value if device else None,
-                  console=console)
+    _run(lambda progress: api.run_study(config, bn.value, trials=trials, storage=storage, seed=seed, jobs=jobs,
+                                        sampler=sampler.value if sampler else None,
+                                        device=device.value if device else None, progress=progress),
+         header=_header(config, storage, seed=seed))
 
 
 @app.command()
@@ -88,15 +129,25 @@ def compare(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Export folder \\[default: results/<experiment>/]",
                                        show_default=False),
     device: Optional[DeviceName] = typer.Option(None, "--device", help="auto | cpu | cuda."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Experiment seed (overrides experiment.seed)."),
 ):
     """Run what is missing of both arms (paired), then print the side-by-side report and export it.
 
     [dim]Examples:[/]
       bnsearch compare
       bnsearch compare configs/skewed.toml --trials 100 --repeats 3
+      bnsearch compare configs/breast_cancer.toml --seed 1 --out results/bc-seed1
     """
-    api.run_compare(config, trials=trials, repeats=repeats, jobs=jobs, storage=storage, out=out,
-                    device=device.value if device else None, console=console)
+    def on_repeat(i, s):
+        if repeats > 1:
+            console.rule(f"repeat {i + 1}/{repeats}: {s.name} (seed {s.seed})")
+
+    report = _run(lambda progress: api.run_compare(
+        config, trials=trials, repeats=repeats, jobs=jobs, storage=storage, out=out, seed=seed,
+        device=device.value if device else None, progress=progress, on_repeat=on_repeat),
+        header=_header(config, storage, seed=seed), table=False)
+    _print_report(report)
+    _print_files(report.files)
 
 
 @app.command()
@@ -104,14 +155,20 @@ def summary(
     config: Optional[Path] = ConfigArg,
     experiment: Optional[str] = ExperimentOpt,
     storage: Optional[str] = StorageOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print the summary tables and verdict as JSON (for scripts)."),
 ):
     """Side-by-side report from stored studies (trains nothing).
 
     [dim]Examples:[/]
       bnsearch summary
       bnsearch summary --experiment skewed-raw --storage sqlite:///results/bnsearch.db
+      bnsearch summary --json | python -m json.tool
     """
-    api.show_summary(config, experiment=experiment, storage=storage, console=console)
+    report = api.show_summary(config, experiment=experiment, storage=storage)
+    if as_json:
+        _print_json(report.summary.to_json(report.meta))
+    else:
+        _print_report(report)
 
 
 @app.command()
@@ -122,9 +179,14 @@ def export(
                                        show_default=False),
     storage: Optional[str] = StorageOpt,
 ):
-    """Write trials.csv, summary.csv, curves.csv, importance.csv, sensitivity.csv, tests.csv,
-    PNG plots and report.md from stored studies (trains nothing)."""
-    api.export(config, experiment=experiment, out=out, storage=storage, console=console)
+    """Write trials.csv, trials.jsonl (lossless, with per-epoch curves), summary.csv, curves.csv,
+    importance.csv, sensitivity.csv, tests.csv, PNG plots and report.md from stored studies (trains nothing).
+
+    [dim]Examples:[/]
+      bnsearch export
+      bnsearch export --experiment skewed-raw --out paper/figures
+    """
+    _print_files(api.export(config, experiment=experiment, out=out, storage=storage))
 
 
 @app.command()
@@ -135,8 +197,13 @@ def plot(
                                        show_default=False),
     storage: Optional[str] = StorageOpt,
 ):
-    """PNG plots only: tuning curves, score vs learning rate, score EDF, importances."""
-    api.export(config, experiment=experiment, out=out, storage=storage, console=console, csv=False)
+    """PNG plots only: tuning curves, score vs learning rate, score EDF, importances.
+
+    [dim]Examples:[/]
+      bnsearch plot
+      bnsearch plot configs/skewed.toml --out /tmp/plots
+    """
+    _print_files(api.export(config, experiment=experiment, out=out, storage=storage, csv=False))
 
 
 @app.command()
@@ -151,13 +218,26 @@ def worker(
     [dim]Example (on each machine):[/]
       bnsearch worker --experiment digits-mlp --bn on --storage postgresql+psycopg2://user@db-host/bnsearch
     """
-    api.run_worker(experiment, bn.value if bn else None, storage=storage,
-                   device=device.value if device else None, console=console)
+    from .progress import ArmProgress
+    from .search import storage_url
+
+    arms = api.worker_arms(experiment, bn.value if bn else None, storage=storage)
+    console.print(f"worker pid {os.getpid()} joined [bold]{experiment}[/] ({', '.join(a.arm for a in arms)}) "
+                  f"at {_masked(storage_url(storage))}", highlight=False)
+    with ArmProgress(console) as progress:
+        done = api.run_worker(experiment, bn.value if bn else None, storage=storage,
+                              device=device.value if device else None, progress=progress)
+    console.print(f"worker finished {done} trials")
 
 
 @app.command()
 def space(config: Optional[Path] = ConfigArg):
-    """Show the search space (and what is fixed) as a table."""
+    """Show the search space (and what is fixed) as a table.
+
+    [dim]Examples:[/]
+      bnsearch space
+      bnsearch space configs/skewed.toml
+    """
     settings = api.load_config(config)
     table = Table(title=f"search space: {settings.name} ({settings.source})")
     for col in ("hyperparameter", "kind", "values"):
@@ -174,9 +254,18 @@ def space(config: Optional[Path] = ConfigArg):
 
 
 @app.command("list")
-def list_(storage: Optional[str] = StorageOpt):
-    """Experiments in storage: arms, trial counts by state, best score."""
+def list_(storage: Optional[str] = StorageOpt,
+          as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON (for scripts).")):
+    """Experiments in storage: arms, trial counts by state, best score.
+
+    [dim]Examples:[/]
+      bnsearch list
+      bnsearch list --storage postgresql+psycopg2://user@db-host/bnsearch --json
+    """
     rows = api.list_experiments(storage)
+    if as_json:
+        _print_json(rows)
+        return
     if not rows:
         console.print("no bnsearch experiments in this storage yet; run `bnsearch compare`")
         return
@@ -192,7 +281,11 @@ def list_(storage: Optional[str] = StorageOpt):
 
 @app.command()
 def datasets():
-    """Built-in data sets."""
+    """Built-in data sets (set data.dataset in a config).
+
+    [dim]Example:[/]
+      bnsearch datasets
+    """
     from .data import BUILTIN
 
     table = Table(title="data sets (data.dataset)")
@@ -204,8 +297,79 @@ def datasets():
     console.print(table)
 
 
+# --------------------------------------------------------------------------- rendering helpers
+
+def _masked(url: str) -> str:
+    import sqlalchemy
+
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<storage URL>"
+
+
+def _header(config, storage, **overrides) -> str:
+    from .search import storage_url
+
+    settings = api.load_config(config).with_overrides(**overrides)
+    return (f"[bold]{settings.name}[/] ({settings.source}, config {settings.config_hash()}) -> "
+            f"{_masked(storage_url(storage))}")
+
+
+def _run(call, header: str, table: bool = True):
+    """Run a library call under a progress bar; print what storage holds afterwards (and on Ctrl-C)."""
+    from .progress import ArmProgress
+    from .report import study_table
+
+    console.print(header, highlight=False)
+    t0 = time.perf_counter()
+    seen: list = []
+    try:
+        with ArmProgress(console) as progress:
+            def track(arms):
+                seen[:] = arms
+                progress(arms)
+            result = call(track)
+    except KeyboardInterrupt:
+        if seen:
+            console.print(study_table(seen, title="saved so far (rerun the same command to resume)"))
+        raise
+    if table and seen:
+        console.print(study_table(seen, seconds=time.perf_counter() - t0))
+    return result
+
+
+def _print_report(report) -> None:
+    from .report import print_report
+
+    print_report(report.summary, console, report.meta)
+
+
+def _print_files(files) -> None:
+    if files:
+        folder = Path(files[0]).parent
+        console.print(f"wrote {len(files)} files to {folder}/: " + ", ".join(Path(f).name for f in files),
+                      highlight=False)
+
+
+def _print_json(obj) -> None:
+    # Plain print: rich would re-wrap long strings and add colour codes that break `json.tool`.
+    print(json.dumps(obj, indent=2, default=_json_default, allow_nan=False))
+
+
+def _json_default(o):
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: bad usage or input -> one line on stderr and exit 2; a failed run -> exit 1."""
+    configure_logging()
     command = typer.main.get_command(app)
     try:
         rc = command.main(args=argv, prog_name="bnsearch", standalone_mode=False)

@@ -1,4 +1,4 @@
-"""Reports: rich tables, CSVs, PNG plots and a markdown page from a `Summary` (DESIGN.md §7).
+"""Reports: rich tables, CSVs, PNG plots and a markdown page from a `Summary` (docs/design.md, Reports).
 
 Rendering only: nothing here trains or computes statistics. The terminal and markdown renderers
 share one table builder (`report_tables`), so both always show the same numbers. A summary
@@ -350,11 +350,11 @@ _PLOT_AFTER = {"Scores": ["score_edf.png", "score_vs_lr.png"], "Tuning curve": [
                "Importance": ["importance.png"]}
 
 
-def write_markdown(summary: Summary, out_dir, meta: Mapping | None, files: Sequence) -> Path:
-    """report.md: verdict first, then setup, one table per section with its plots, then the files."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+def markdown_text(summary: Summary, meta: Mapping | None = None, files: Sequence = (), out_dir=None) -> str:
+    """The markdown report: verdict first, then setup, one table per section with its plots, then the files.
+    Plot links are relative to `out_dir` (the folder report.md is written to)."""
     meta = meta or {}
+    out = Path(out_dir) if out_dir is not None else Path(".")
     files = [Path(f) for f in files]
     pngs = {f.name: f for f in files if f.suffix.lower() == ".png"}
 
@@ -381,6 +381,49 @@ def write_markdown(summary: Summary, out_dir, meta: Mapping | None, files: Seque
             link = f"![{f.stem}]({rel(f)})" if f.suffix.lower() == ".png" else f"[{f.name}]({rel(f)})"
             parts.append(f"- {link}")
         parts.append("")
+    return "\n".join(parts)
+
+
+def write_markdown(summary: Summary, out_dir, meta: Mapping | None, files: Sequence) -> Path:
+    """report.md in out_dir (see markdown_text)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     path = out / "report.md"
-    path.write_text("\n".join(parts), encoding="utf-8")
+    path.write_text(markdown_text(summary, meta, files, out), encoding="utf-8")
     return path
+
+
+# ----------------------------------------------------------------------------- study progress table
+
+def study_table(arms, title: str = "study", seconds: float | None = None):
+    """Rich table of what storage holds for each arm: counts, best score, its test score, time per trial."""
+    import statistics
+
+    from optuna.trial import TrialState
+    from rich.table import Table
+
+    from .search import arm_state
+
+    table = Table(title=title + (f" ({seconds:.1f} s wall)" if seconds is not None else ""))
+    for col in ("arm", "complete", "diverged", "failed", "best val", "test of best", "median s/trial"):
+        table.add_column(col, justify="left" if col == "arm" else "right")
+    best_configs = []
+    for arm in arms:
+        st = arm_state(arm)
+        complete = arm.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        best = max(complete, key=lambda t: t.value) if complete else None
+        secs = [t.user_attrs.get("seconds", 0.0) for t in complete]
+        table.add_row(
+            arm.arm, f"{st.complete}/{st.budget}", str(st.diverged), str(st.failed),
+            f"{best.value:.4f}" if best else "-",
+            f"{best.user_attrs.get('test_score', float('nan')):.4f}" if best else "-",
+            f"{statistics.median(secs):.3f}" if secs else "-",
+        )
+        if best:
+            best_configs.append(f"best {arm.arm}: " + ", ".join(f"{k}={_short(v)}" for k, v in best.params.items()))
+    table.caption = "\n".join(best_configs)
+    return table
+
+
+def _short(v) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)

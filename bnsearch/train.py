@@ -1,6 +1,6 @@
 """One training run of one configuration -> TrainResult.
 
-Semantics (DESIGN.md section 4), defined by :func:`train_reference`:
+Semantics (docs/design.md, Training), defined by :func:`train_reference`:
 
 - The whole data set lives in memory as tensors; every epoch draws a fresh permutation from a
   ``torch.Generator`` seeded with ``seed`` and walks it in mini-batches of ``batch_size``. The last

@@ -1,4 +1,4 @@
-"""A throwaway PostgreSQL server on loopback for the storage tests (DESIGN.md section 8).
+"""A throwaway PostgreSQL server on loopback for the storage tests (docs/design.md, Speed).
 
 `Postgres(...).start()` runs initdb into a fresh temporary folder, starts the server on a free
 127.0.0.1 port with its socket in that folder, and `stop()` shuts it down and deletes the folder.

@@ -1,4 +1,4 @@
-"""Analysis checked against small hand-computed examples (DESIGN.md §6).
+"""Analysis checked against small hand-computed examples (docs/design.md, Analysis).
 
 Expected numbers are worked out in the comments, never taken from the code's own output.
 """

@@ -1,0 +1,26 @@
+"""Analysis: the trials DataFrame -> metrics, tuning curves, tests and a verdict (docs/design.md, Analysis).
+
+Pure functions: no I/O, no printing, and every random quantity (bootstrap) derives from an explicit
+seed, so the same trials always give the same report. One module per concept:
+
+    common      arm names, the Summary container and its long table layout
+    robustness  score statistics, good fraction, trials to target, divergence, LR window
+    curves      tuning curves (V/U estimates, best-so-far)
+    importance  sensitivity and Optuna importances
+    inference   paired/unpaired tests and bootstrap intervals
+    summary     summarize(): every table for one experiment
+    repeats     aggregate_repeats(): mean and interval across repeats
+    verdict     plain-language sentences from a Summary
+"""
+
+from .common import *  # noqa: F401,F403
+from .common import _floats, _lookup, _rng  # noqa: F401
+from .curves import *  # noqa: F401,F403
+from .importance import *  # noqa: F401,F403
+from .importance import _is_categorical, _param_value  # noqa: F401
+from .inference import *  # noqa: F401,F403
+from .inference import _diff_of_means, _diff_of_medians, _median  # noqa: F401
+from .repeats import *  # noqa: F401,F403
+from .robustness import *  # noqa: F401,F403
+from .summary import *  # noqa: F401,F403
+from .verdict import *  # noqa: F401,F403

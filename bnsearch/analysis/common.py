@@ -1,0 +1,131 @@
+"""Shared vocabulary of the analysis: arm names, the `Summary` container and its long table layout.
+
+Every table of a `Summary` has one long layout -- key columns, then `value`, `lo`, `hi` -- so that
+`aggregate_repeats` can reduce any of them the same way (mean and 95% t-interval across repeats)
+and the report layer renders a single-run summary and an aggregated one with the same code.
+Per-arm tables carry the arms "bn-on", "bn-off" and a "delta" row (bn-on minus bn-off).
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+ARMS = ("bn-on", "bn-off")
+DELTA = "delta"
+ARM_LABELS = {"bn-on": "BN on", "bn-off": "BN off", DELTA: "Δ"}
+ADAPTIVE_SAMPLERS = ("tpe", "gp")
+MIN_TRIALS_TO_TELL = 5  # per arm; below this the verdict refuses to conclude anything
+MIN_IMPORTANCE_TRIALS = 5  # PED-ANOVA on fewer trials returns numbers that mean nothing
+N_BOOT = 1000
+CONFIDENCE = 0.95
+_Q = (100 * (1 - CONFIDENCE) / 2, 100 * (1 + CONFIDENCE) / 2)
+
+TABLE_KEYS = {
+    "metrics": ["section", "metric", "arm"],
+    "curves": ["estimator", "n", "arm"],
+    "importance": ["param", "arm"],
+    "sensitivity": ["param", "kind", "measure", "arm"],
+    "tests": ["test", "quantity"],
+}
+_VALUE_COLS = ["value", "lo", "hi"]
+
+
+@dataclass
+class Summary:
+    """Everything the report renders. One experiment, or R repeats aggregated.
+
+    Tables (long format, see TABLE_KEYS; `lo`/`hi` are NaN where no interval applies):
+      metrics      section ("scores" | "robustness"), metric, arm, value, lo, hi
+      curves       estimator ("V" | "U" | "best-so-far"), n, arm, value, lo, hi
+      importance   param, arm, value, lo, hi
+      sensitivity  param, kind ("categorical" | "numeric"), measure, arm, value, lo, hi
+      tests        test, quantity, value, lo, hi, note
+    For a single run, intervals are the per-statistic 95% CIs (Wilson, bootstrap); for an aggregate
+    they are 95% t-intervals of the mean across repeats (see `interval`).
+    """
+
+    experiment: str
+    task: str
+    sampler: str
+    paired: bool  # True only when per-config pairing was actually used by the tests
+    tolerance: float
+    s_star: float
+    params: list[str]
+    metrics: pd.DataFrame
+    curves: pd.DataFrame
+    importance: pd.DataFrame
+    sensitivity: pd.DataFrame
+    tests: pd.DataFrame
+    verdict: str = ""
+    n_repeats: int = 1
+    interval: str = "95% CI per statistic (Wilson for proportions, percentile bootstrap otherwise)"
+    notes: list[str] = field(default_factory=list)
+
+    def metric(self, metric: str, arm: str) -> tuple[float, float, float]:
+        """(value, lo, hi) of one metrics row; NaNs when absent."""
+        return _lookup(self.metrics, (self.metrics["metric"] == metric) & (self.metrics["arm"] == arm))
+
+    def test(self, test: str, quantity: str) -> tuple[float, float, float]:
+        return _lookup(self.tests, (self.tests["test"] == test) & (self.tests["quantity"] == quantity))
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {name: getattr(self, name) for name in TABLE_KEYS}
+
+    def to_json(self, meta: Mapping | None = None) -> dict:
+        """Plain JSON-able dict (NaN and inf become null): setup, verdict, notes and every table as records."""
+        import json
+
+        def clean(x):
+            return None if isinstance(x, float) and not math.isfinite(x) else x
+
+        return {
+            "experiment": self.experiment, "task": self.task, "sampler": self.sampler, "paired": self.paired,
+            "tolerance": clean(self.tolerance), "s_star": clean(self.s_star), "n_repeats": self.n_repeats,
+            "interval": self.interval, "verdict": self.verdict, "notes": list(self.notes),
+            "meta": {k: clean(v) for k, v in (meta or {}).items()},
+            "tables": {name: json.loads(t.replace([np.inf, -np.inf], np.nan).to_json(orient="records"))
+                       for name, t in self.tables().items()},
+        }
+
+    def __repr__(self) -> str:
+        return (f"<bnsearch Summary {self.experiment!r}: task {self.task}, sampler {self.sampler}, "
+                f"{self.n_repeats} repeat(s)>\n{self.verdict}")
+
+    def _repr_markdown_(self) -> str:
+        return "> " + self.verdict
+
+
+def _lookup(table: pd.DataFrame, mask) -> tuple[float, float, float]:
+    if table.empty or not mask.any():
+        return (math.nan, math.nan, math.nan)
+    row = table[mask].iloc[0]
+    return (float(row["value"]), float(row["lo"]), float(row["hi"]))
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _rng(seed: int, tag: str) -> np.random.Generator:
+    # One independent stream per statistic, so adding a bootstrap elsewhere never shifts this one.
+    return np.random.default_rng([int(seed), zlib.crc32(tag.encode())])
+
+
+def _floats(values) -> np.ndarray:
+    return np.asarray(pd.to_numeric(pd.Series(values), errors="coerce"), dtype=float)
+
+
+def complete_trials(df: pd.DataFrame, arm: str | None = None) -> pd.DataFrame:
+    """COMPLETE trials with a finite score (diverged ones included: they are the fragility measured)."""
+    if df.empty:
+        return df
+    mask = df["state"].astype(str) == "COMPLETE"
+    if arm is not None:
+        mask &= df["arm"].astype(str) == arm
+    out = df[mask]
+    return out[np.isfinite(_floats(out["score"]))].sort_values("number", kind="stable")
+

@@ -1,0 +1,107 @@
+"""Tests and intervals comparing the arms: paired scores, Wilcoxon, Mann-Whitney, McNemar,
+two-proportion test, bootstrap intervals."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .common import N_BOOT, _Q, _floats, _rng
+
+def paired_scores(on: pd.DataFrame, off: pd.DataFrame) -> pd.DataFrame:
+    """config_index, on, off, d = on - off, for the configs COMPLETE in both arms.
+
+    A config re-run after a failure may appear twice; its first COMPLETE trial counts.
+    """
+    def by_config(trials: pd.DataFrame) -> pd.Series:
+        t = trials[pd.notna(trials["config_index"])]
+        t = t.assign(config_index=t["config_index"].astype("int64"))
+        return t.drop_duplicates("config_index").set_index("config_index")["score"].astype(float)
+
+    both = pd.concat({"on": by_config(on), "off": by_config(off)}, axis=1, join="inner").sort_index()
+    both["d"] = both["on"] - both["off"]
+    return both.reset_index()
+
+
+def wilcoxon_test(d: Sequence[float]) -> tuple[float, float]:
+    """(W, two-sided p) of the Wilcoxon signed-rank test; zero differences are dropped (Wilcoxon's
+    convention). NaNs when no non-zero difference is left."""
+    d = _floats(d)
+    # Dropping zeros here is exactly zero_method="wilcox", and keeps scipy on its exact null
+    # distribution instead of a slow 2^n permutation test whenever a zero is present.
+    d = d[np.isfinite(d) & (d != 0)]
+    if d.size == 0:
+        return (math.nan, math.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = stats.wilcoxon(d, zero_method="wilcox", alternative="two-sided")
+    return (float(res.statistic), float(res.pvalue))
+
+
+def mann_whitney(on: Sequence[float], off: Sequence[float]) -> tuple[float, float]:
+    """(U of the first sample, two-sided p)."""
+    a, b = _floats(on), _floats(off)
+    if a.size == 0 or b.size == 0:
+        return (math.nan, math.nan)
+    res = stats.mannwhitneyu(a, b, alternative="two-sided")
+    return (float(res.statistic), float(res.pvalue))
+
+
+def mcnemar_exact(on_good: Sequence[bool], off_good: Sequence[bool]) -> float:
+    """Exact McNemar p: the paired two-proportion test (binomial on the discordant pairs)."""
+    a, b = np.asarray(on_good, bool), np.asarray(off_good, bool)
+    only_on, only_off = int((a & ~b).sum()), int((~a & b).sum())
+    if only_on + only_off == 0:
+        return 1.0
+    return float(stats.binomtest(only_on, only_on + only_off, 0.5).pvalue)
+
+
+def two_proportion_ztest(k1: int, n1: int, k2: int, n2: int) -> float:
+    """Two-sided p of the pooled two-proportion z-test; 1.0 when both proportions are 0 or 1."""
+    if n1 == 0 or n2 == 0:
+        return math.nan
+    pooled = (k1 + k2) / (n1 + n2)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    if se == 0:
+        return 1.0
+    z = (k1 / n1 - k2 / n2) / se
+    return float(2 * stats.norm.sf(abs(z)))
+
+
+def bootstrap_ci(statistic: Callable[..., float], *samples: np.ndarray, paired: bool = False,
+                 n_boot: int = N_BOOT, seed: int = 0, tag: str = "") -> tuple[float, float]:
+    """95% percentile bootstrap CI of statistic(*samples).
+
+    paired=True resamples the same indices in every sample (rows of a pair stay together);
+    otherwise each sample is resampled on its own.
+    """
+    samples = [np.asarray(s) for s in samples]
+    if any(s.size == 0 for s in samples):
+        return (math.nan, math.nan)
+    rng = _rng(seed, f"boot-{tag}")
+    if paired:
+        idx = rng.integers(0, samples[0].size, size=(n_boot, samples[0].size))
+        reps = [statistic(*(s[i] for s in samples)) for i in idx]
+    else:
+        idxs = [rng.integers(0, s.size, size=(n_boot, s.size)) for s in samples]
+        reps = [statistic(*(s[ix[b]] for s, ix in zip(samples, idxs))) for b in range(n_boot)]
+    lo, hi = np.nanpercentile(np.asarray(reps, float), _Q)
+    return (float(lo), float(hi))
+
+
+def _diff_of_means(a, b) -> float:
+    return float(np.mean(a) - np.mean(b))
+
+
+def _diff_of_medians(a, b) -> float:
+    return float(np.median(a) - np.median(b))
+
+
+def _median(a) -> float:
+    return float(np.median(a))
+

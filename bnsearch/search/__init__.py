@@ -1,0 +1,31 @@
+"""Studies, arms, the paired plan, storage, workers, resume (docs/design.md, Storage and Workers).
+
+One experiment = one Optuna study per arm, `<experiment>/<arm>`, in any Optuna RDB storage. In the
+paired design the list of configurations is drawn once from the seeded sampler and enqueued in
+every arm *before* any worker starts; workers only claim WAITING trials, so the list is consumed
+exactly once, without gaps or duplicates, by any number of processes on any number of machines.
+Everything a worker needs (config TOML, seed, budget) lives in study user attrs.
+
+    storage          open_storage and its reliability settings, study names
+    plan             seeded configurations, prepare_experiment, load_arm
+    stale            failing and re-queueing dead workers' trials
+    worker           claim -> train -> record, worker processes, run_arms
+    readback         load_trials, list_experiments, per-arm progress
+    _optuna_private  every use of Optuna's private API
+"""
+
+from ._optuna_private import claim_waiting
+from .plan import Arm, load_arm, make_sampler, prepare_experiment, sample_configs, trial_seed
+from .readback import TRIAL_COLUMNS, ArmState, arm_state, list_experiments, load_trials
+from .stale import fail_stale, requeue
+from .storage import (ACTIVE, ARMS, DEFAULT_STORAGE, MAX_RETRY, SearchError, arm_of, heartbeat_interval,
+                      open_storage, storage_url, study_name)
+from .worker import default_jobs, resolve_device, run_arms, run_trial, run_worker, start_workers
+
+_pop_waiting = claim_waiting  # the name older tests and notebooks use
+
+__all__ = ["ACTIVE", "ARMS", "Arm", "ArmState", "DEFAULT_STORAGE", "MAX_RETRY", "SearchError", "TRIAL_COLUMNS",
+           "arm_of", "arm_state", "claim_waiting", "default_jobs", "fail_stale", "heartbeat_interval",
+           "list_experiments", "load_arm", "load_trials", "make_sampler", "open_storage", "prepare_experiment",
+           "requeue", "resolve_device", "run_arms", "run_trial", "run_worker", "sample_configs", "start_workers",
+           "storage_url", "study_name", "trial_seed"]

@@ -1,0 +1,147 @@
+"""The experiment's plan: seeded configurations, enqueued once in every arm before any worker starts.
+
+See docs/design.md, Paired plan."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import numpy as np
+import optuna
+
+from .._quiet import quiet
+from .. import __version__
+from ..config import Settings, load_config_text, to_toml
+from .storage import ACTIVE, ARMS, SearchError, open_storage, study_name
+from .stale import fail_stale
+
+# --------------------------------------------------------------------------- configurations
+
+def trial_seed(seed: int, index: int) -> int:
+    """Training seed of configuration `index`: the same in both arms, independent of worker order."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def make_sampler(settings: Settings, worker: int = 0) -> optuna.samplers.BaseSampler:
+    seed = settings.seed + 1000 * worker
+    if settings.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if settings.sampler == "qmc":
+        return optuna.samplers.QMCSampler(seed=settings.seed, scramble=True, warn_independent_sampling=False)
+    if settings.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    return optuna.samplers.GPSampler(seed=seed)
+
+
+@quiet
+def sample_configs(settings: Settings, n: int) -> list[dict[str, Any]]:
+    """The paired list: n configurations drawn from the seeded sampler in a throwaway study.
+
+    Random and Sobol draws are prefix-stable, so raising `trials` later extends the same list.
+    """
+    study = optuna.create_study(sampler=make_sampler(settings), direction="maximize")
+    dists = settings.distributions()
+    out = []
+    for _ in range(n):
+        t = study.ask(dists)
+        out.append(dict(t.params))
+        study.tell(t, 0.0)
+    return out
+
+
+# --------------------------------------------------------------------------- experiment setup
+
+@dataclass
+class Arm:
+    """One arm's study plus what a worker needs to run it, all recovered from storage."""
+    study: optuna.Study
+    arm: str
+    settings: Settings
+    budget: int
+
+    @property
+    def paired(self) -> bool:
+        return self.settings.paired
+
+    @property
+    def bn(self) -> bool:
+        return self.arm == "bn-on"
+
+
+def _meta(settings: Settings, arm: str) -> dict[str, Any]:
+    import torch
+    return {
+        "bnsearch": 1, "experiment": settings.name, "arm": arm, "bn": arm == "bn-on",
+        "config_toml": to_toml(settings), "config_hash": settings.config_hash(), "seed": settings.seed,
+        "paired": settings.paired, "sampler": settings.sampler, "budget": settings.trials,
+        "bnsearch_version": __version__, "torch_version": torch.__version__.split("+")[0],
+        "optuna_version": optuna.__version__,
+    }
+
+
+@quiet
+def prepare_experiment(settings: Settings, url: str | None, arms: Iterable[str] = ARMS) -> list[Arm]:
+    """Create (or check) the studies and enqueue what is missing — once, before workers start.
+
+    Parallel first-time table creation races (docs/design.md, Storage), and so would two processes
+    enqueueing the same configuration, so this is the single place that writes the plan.
+    """
+    storage = open_storage(url)
+    arms = list(arms)
+    existing = {s.study_name: s for s in storage.get_all_studies()}
+    # Check every arm before writing anything, so a rejected command leaves storage untouched.
+    for arm in arms:
+        old = existing.get(study_name(settings.name, arm))
+        if old is not None and old.user_attrs.get("config_hash") not in (None, settings.config_hash()):
+            raise SearchError(
+                f"experiment {settings.name!r} already exists in this storage with a different config "
+                f"(hash {old.user_attrs.get('config_hash')} vs {settings.config_hash()}); "
+                "use a new experiment.name or the config it was created with")
+    configs = sample_configs(settings, settings.trials) if settings.paired else []
+    out = []
+    for arm in arms:
+        study = optuna.create_study(storage=storage, study_name=study_name(settings.name, arm),
+                                    direction="maximize", load_if_exists=True, sampler=make_sampler(settings))
+        meta = _meta(settings, arm)
+        old_budget = study.user_attrs.get("budget", 0)
+        for k, v in meta.items():
+            if k == "budget":
+                v = max(v, old_budget)  # a smaller --trials never shrinks a stored plan
+            if study.user_attrs.get(k) != v and not (k.endswith("_version") and k in study.user_attrs):
+                study.set_user_attr(k, v)
+        fail_stale(study)
+        if settings.paired:
+            _enqueue_missing(study, settings, configs)
+        out.append(Arm(study, arm, settings, max(settings.trials, old_budget)))
+    return out
+
+
+def _enqueue_missing(study: optuna.Study, settings: Settings, configs: list[dict[str, Any]]) -> int:
+    """Enqueue every configuration index that has no COMPLETE, RUNNING or WAITING trial."""
+    covered = {t.user_attrs.get("config_index") for t in study.get_trials(deepcopy=False, states=ACTIVE)}
+    n = 0
+    for i, params in enumerate(configs):
+        if i not in covered:
+            study.enqueue_trial(params, user_attrs={"config_index": i, "seed": trial_seed(settings.seed, i)})
+            n += 1
+    return n
+
+
+@quiet
+def load_arm(url: str | None, experiment: str, arm: str) -> Arm:
+    storage = open_storage(url, create=False)
+    name = study_name(experiment, arm)
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        known = sorted({s.study_name.rsplit("/", 1)[0] for s in storage.get_all_studies()})
+        raise SearchError(f"no study {name!r} in this storage; experiments here: {', '.join(known) or 'none'}") from None
+    text = study.user_attrs.get("config_toml")
+    if text is None:
+        raise SearchError(f"study {name!r} was not created by bnsearch (no config_toml user attr)")
+    settings = load_config_text(text, f"storage:{name}")
+    study.sampler = make_sampler(settings, worker=os.getpid() % 997)
+    return Arm(study, arm, settings, int(study.user_attrs.get("budget", settings.trials)))
+

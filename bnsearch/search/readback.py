@@ -1,0 +1,97 @@
+"""Reading an experiment back from storage: trial tables, per-arm progress, the experiment list."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterable
+
+from optuna.trial import TrialState
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+from .._quiet import quiet
+from ._optuna_private import study_id
+from .plan import Arm, load_arm
+from .storage import ARMS, open_storage
+
+# --------------------------------------------------------------------------- progress
+
+@dataclass
+class ArmState:
+    complete: int
+    running: int
+    failed: int
+    budget: int
+    best: float | None
+    diverged: int
+
+
+def arm_state(arm: Arm) -> ArmState:
+    trials = arm.study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    return ArmState(
+        complete=len(complete),
+        running=sum(t.state == TrialState.RUNNING for t in trials),
+        failed=sum(t.state == TrialState.FAIL for t in trials),
+        budget=arm.budget,
+        best=max((t.value for t in complete), default=None),
+        diverged=sum(bool(t.user_attrs.get("diverged")) for t in complete),
+    )
+
+
+
+# --------------------------------------------------------------------------- reading back
+
+TRIAL_COLUMNS = ["experiment", "arm", "number", "state", "config_index", "seed", "score", "test_score",
+                 "diverged", "epochs_run", "seconds"]
+
+
+@quiet
+def load_trials(url: str | None, experiment: str, arms: Iterable[str] = ARMS) -> "pd.DataFrame":
+    """Every trial of the experiment's studies, one row each (all states), params as columns."""
+    import pandas as pd
+
+    rows = []
+    param_names: list[str] = []
+    for arm_name in arms:
+        arm = load_arm(url, experiment, arm_name)
+        for n in arm.settings.distributions():
+            if n not in param_names:
+                param_names.append(n)
+        for t in arm.study.get_trials(deepcopy=False):
+            ua = t.user_attrs
+            rows.append({
+                "experiment": experiment, "arm": arm_name, "number": t.number, "state": t.state.name,
+                "config_index": ua.get("config_index"), "seed": ua.get("seed"),
+                "score": t.value if t.state == TrialState.COMPLETE else float("nan"),
+                "test_score": ua.get("test_score", float("nan")) if t.state == TrialState.COMPLETE else float("nan"),
+                "diverged": bool(ua.get("diverged", False)), "epochs_run": ua.get("epochs_run"),
+                "seconds": ua.get("seconds", float("nan")), **t.params,
+            })
+    df = pd.DataFrame(rows, columns=TRIAL_COLUMNS + param_names)
+    df["config_index"] = df["config_index"].astype("Int64")
+    df["seed"] = df["seed"].astype("Int64")
+    df["epochs_run"] = df["epochs_run"].astype("Int64")
+    return df
+
+
+@quiet
+def list_experiments(url: str | None) -> list[dict[str, Any]]:
+    """One row per study created by bnsearch: experiment, arm, trial counts by state, budget."""
+    storage = open_storage(url, create=False)
+    out = []
+    for s in storage.get_all_studies():
+        if "/" not in s.study_name or "config_hash" not in s.user_attrs:
+            continue
+        exp, arm = s.study_name.rsplit("/", 1)
+        trials = storage.get_all_trials(study_id(s), deepcopy=False)
+        states = [t.state for t in trials]
+        values = [t.value for t in trials if t.state == TrialState.COMPLETE]
+        out.append({
+            "experiment": exp, "arm": arm, "complete": states.count(TrialState.COMPLETE),
+            "running": states.count(TrialState.RUNNING), "waiting": states.count(TrialState.WAITING),
+            "failed": states.count(TrialState.FAIL), "budget": s.user_attrs.get("budget"),
+            "config_hash": s.user_attrs.get("config_hash"), "best": max(values, default=None),
+        })
+    return sorted(out, key=lambda r: (r["experiment"], r["arm"]))

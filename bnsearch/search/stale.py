@@ -1,0 +1,51 @@
+"""Dead workers' trials: fail them and re-queue their configuration (same params and seed)."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import time
+
+import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from ._optuna_private import heartbeating_trial_ids, rdb_backend, storage_of, trial_id
+from .storage import MAX_RETRY, heartbeat_interval
+
+def fail_stale(study: optuna.Study) -> None:
+    """Fail dead workers' trials so their configurations run again.
+
+    Optuna's fail_stale_trials handles trials whose heartbeat stopped (its callback re-enqueues
+    them). A worker killed before its first heartbeat leaves a RUNNING trial Optuna never looks
+    at; those are failed here once older than the grace period, and re-enqueued the same way.
+    """
+    storage = storage_of(study)
+    backend = rdb_backend(study)
+    optuna.storages.fail_stale_trials(study)
+    grace = 3 * heartbeat_interval()
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if running and backend is not None:
+        beating = heartbeating_trial_ids(backend)
+        now = time.time()
+        for t in running:
+            started = t.datetime_start.timestamp() if t.datetime_start else now
+            if trial_id(t) not in beating and now - started > grace:
+                with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                    # The reason first: a finished trial's attrs can no longer be written.
+                    storage.set_trial_user_attr(trial_id(t), "error", "worker died before its first heartbeat")
+                    if storage.set_trial_state_values(trial_id(t), TrialState.FAIL):
+                        requeue(study, storage.get_trial(trial_id(t)))
+
+
+def requeue(study: optuna.Study, failed: FrozenTrial) -> None:
+    """Run a failed trial's configuration again (same params and seed), at most MAX_RETRY times.
+
+    Optuna's callback copies every user attr into the retry; the failure's `error` text is dropped,
+    or the retry (and, once it succeeds, a COMPLETE trial) would carry its predecessor's error.
+    """
+    if "error" in failed.user_attrs:
+        failed = copy.copy(failed)
+        failed.user_attrs = {k: v for k, v in failed.user_attrs.items() if k != "error"}
+    RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(study, failed)
+
