@@ -118,8 +118,9 @@ def run_compare(config=None, *, trials=None, repeats: int = 1, jobs=None, storag
 class Report:
     """Trials of every repeat, the (aggregated) summary and the metadata every export carries."""
 
-    def __init__(self, df, summary, meta: dict, files: list[Path] | None = None):
+    def __init__(self, df, summary, meta: dict, files: list[Path] | None = None, records: list[dict] | None = None):
         self.df, self.summary, self.meta = df, summary, meta
+        self.records: list[dict] = records or []  # lossless per-trial records (trials.jsonl)
         self.files: list[Path] = files or []
 
     def __repr__(self) -> str:
@@ -161,7 +162,7 @@ def build_report(storage, experiment: str) -> Report:
                           " (run `bnsearch compare` first)")
     reps = sorted((n for n in names if n.startswith(f"{experiment}-rep") and n[len(experiment) + 4:].isdigit()),
                   key=lambda n: int(n[len(experiment) + 4:]))
-    frames, summaries = [], []
+    frames, summaries, records = [], [], []
     for name in [experiment, *reps]:
         arms = [a for a in ARMS if f"{name}/{a}" in studies]
         if len(arms) < 2:
@@ -173,6 +174,7 @@ def build_report(storage, experiment: str) -> Report:
             attrs = on.study.user_attrs
         df = load_trials(url, name)
         frames.append(df)
+        records += search.trial_records(url, name)
         summaries.append(summarize(df, distributions=settings.distributions(), tolerance=settings.tolerance,
                                    paired=settings.paired, sampler=settings.sampler, task=_task(settings),
                                    seed=settings.seed))
@@ -182,7 +184,7 @@ def build_report(storage, experiment: str) -> Report:
     meta["repeats"] = len(summaries)
     # Never write a database password into exported files.
     meta["storage"] = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    return Report(pd.concat(frames, ignore_index=True), summary, meta)
+    return Report(pd.concat(frames, ignore_index=True), summary, meta, records=records)
 
 
 def publish(report: Report, out_dir: Path, *, csv: bool = True, plots: bool = True) -> list[Path]:
@@ -193,6 +195,7 @@ def publish(report: Report, out_dir: Path, *, csv: bool = True, plots: bool = Tr
     check_out_dir(out_dir)
     if csv:
         files += rpt.write_csvs(report.df, report.summary, out_dir, report.meta)
+        files.append(rpt.write_trials_jsonl(report.records, out_dir, report.meta))
     if plots:
         files += rpt.write_plots(report.df, report.summary, out_dir)
     if csv and plots:
