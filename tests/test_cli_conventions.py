@@ -51,3 +51,17 @@ def test_piped_output_is_never_truncated(stored):
     assert r.returncode == 0 and "…" not in r.stdout
     verdict = json.loads(run_cli("summary", "--experiment", "smoke", "--storage", url, "--json", cwd=tmp).stdout)["verdict"]
     assert " ".join(verdict.split()) in " ".join(r.stdout.replace("│", " ").split())
+
+
+def test_list_fits_an_80_column_terminal():
+    from rich.console import Console
+
+    from bnsearch.cli import experiments_table
+
+    rows = [{"experiment": "a-rather-long-experiment-name-rep12", "arm": "bn-off", "complete": 1000, "budget": 1000,
+             "waiting": 0, "running": 12, "failed": 3, "best": 0.987654}]
+    console = Console(width=80, record=True)
+    console.print(experiments_table(rows))
+    lines = console.export_text().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "1000/1000" in console.export_text() and "0.9877" in console.export_text()
