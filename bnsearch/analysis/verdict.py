@@ -113,8 +113,8 @@ def verdict(s: Summary) -> str:
             need = pr.get("trials_needed", math.nan)
             if np.isfinite(need):
                 sentences.append(f"About {need:.0f} {'configurations' if pr.get('paired') else 'trials'} per arm "
-                                 f"would likely settle it (80% power to show {pr.get('settles')} at the "
-                                 f"observed difference): rerun with --trials {need:.0f}.")
+                                 f"would likely settle it (80% power to show {pr.get('settles')}, if the "
+                                 f"observed difference is the true one): rerun with --trials {need:.0f}.")
 
     t_on, t_off = s.metric("trials_to_target", treat), s.metric("trials_to_target", ref)
     search = ("A random search" if s.sampler not in ADAPTIVE_SAMPLERS
