@@ -126,3 +126,11 @@ def test_aa_without_crossover_claims():
     # identical arms: no cell can be significant, so no crossover sentence
     p = _crossover_pairs().assign(d=0.0)
     assert A.crossovers(A.heterogeneity_table(p, {"optimizer": True, "lr": False})) == []
+
+
+def test_reference_is_the_lowest_config_among_ties():
+    # s* = 0.9 in arm a (config 5) and arm b (config 2): the reference is config 2 of arm b
+    scores = {"a": np.array([0.1, 0.9]), "b": np.array([0.9, 0.3])}
+    order = {"a": np.array([1, 5]), "b": np.array([2, 7])}
+    m = A.reference_mask(scores, order)
+    assert m["a"].tolist() == [False, False] and m["b"].tolist() == [True, False]

@@ -93,8 +93,8 @@ def test_summary_and_tests_csv_content(written):
     out, *_ = written
     summary = pd.read_csv(out / "summary.csv")
     g = summary.query("metric == 'good_fraction'").set_index("arm")["value"]
-    # s* = 0.97, threshold 0.96. Config 4 (BN on's 0.97) sets s* and is left out of both arms:
-    # on 0.96 0.965 0.96 (configs 3, 5, 6) -> 3/11; off 0.97 (config 3) -> 1/11
+    # s* = 0.97 (BN on config 4, BN off config 3), threshold 0.96. The lower config, 3, is the reference
+    # and is left out of both arms: on 0.97 0.965 0.96 (configs 4, 5, 6) -> 3/11; off 0.96 (config 4) -> 1/11
     assert g["bn-on"] == pytest.approx(3 / 11) and g["bn-off"] == pytest.approx(1 / 11)
     assert {"task", "sampler", "paired", "tolerance", "s_star"} <= set(summary.columns)
     tests = pd.read_csv(out / "tests.csv")

@@ -49,12 +49,15 @@ def noise_tolerance(s_star: float, n_val: int | None, task: str, multiple: float
 
 
 def reference_mask(scores: dict[str, np.ndarray], order: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """True for the single trial that sets s* (the first one in `order`, e.g. config index, on a tie)."""
-    best, where = -math.inf, None
-    for arm, s in scores.items():
-        for i in np.argsort(order[arm], kind="stable"):
-            if np.isfinite(s[i]) and s[i] > best:
-                best, where = s[i], (arm, i)
+    """True for the single trial that sets s*: on a tie the lowest `order` (config index or trial
+    number), then the first arm, so the choice does not depend on which arm happened to be read first."""
+    best, where = None, None
+    for k, (arm, s) in enumerate(scores.items()):
+        for i in range(len(s)):
+            if np.isfinite(s[i]):
+                key = (s[i], -order[arm][i], -k)
+                if best is None or key > best:
+                    best, where = key, (arm, i)
     out = {arm: np.zeros(len(s), bool) for arm, s in scores.items()}
     if where is not None:
         out[where[0]][where[1]] = True
