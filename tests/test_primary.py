@@ -134,3 +134,24 @@ def test_reference_is_the_lowest_config_among_ties():
     order = {"a": np.array([1, 5]), "b": np.array([2, 7])}
     m = A.reference_mask(scores, order)
     assert m["a"].tolist() == [False, False] and m["b"].tolist() == [True, False]
+
+
+def test_reference_context_from_the_split():
+    from bnsearch.api import reference_context
+    from bnsearch.config import load_config
+
+    settings = load_config()  # the built-in default: digits, no tolerance set
+    assert settings.tolerance is None
+    ctx = reference_context(settings)
+    # digits: 1797 rows; sklearn rounds test sizes up: ceil(1797 * 0.2) = 360 test rows, then the validation
+    # share of the remaining 1437 is 0.2 / 0.8 = 0.25 -> ceil(359.25) = 360 validation rows
+    assert ctx["n_val"] == 360
+    assert 0.09 < ctx["baseline"] < 0.12  # ten balanced classes: the majority class is about 1/10
+    assert ctx["reference"]["model"] == "logistic regression" and ctx["reference"]["val_score"] > 0.9
+
+
+def test_tolerance_is_analysis_only():
+    from bnsearch.config import load_config
+
+    s = load_config()
+    assert s.with_overrides(tolerance=0.05).config_hash() == s.config_hash()

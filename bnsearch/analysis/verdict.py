@@ -99,6 +99,10 @@ def verdict(s: Summary) -> str:
         eq = (f"90% interval {_pts(pr.get('eq_lo'))} to {_pts(pr.get('eq_hi'))} lies within "
               f"±{100 * margin:.0f}{unit}")
         first = f"{prefix}No practical difference {w['with_t']} or {w['with_r']}: {rates} ({diff}; {eq})."
+        if not repeats and pr.get("k_on") == 0 and pr.get("k_off") == 0:
+            # Equal at zero says only that neither arm comes near its lone best; say so.
+            first += (" No configuration besides the best one came that close in either arm, so this only says "
+                      "both rarely do; the tolerance profile shows the comparison at larger δ.")
     else:
         first = (f"{prefix}The data cannot tell whether the search is easier {w['with_t']} than {w['with_r']}: "
                  f"{rates} ({diff}{test_name}).")
