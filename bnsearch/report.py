@@ -370,9 +370,12 @@ def write_plots(df: pd.DataFrame, summary: Summary, out_dir) -> list[Path]:
         written.append(path)
 
     curves = summary.curves[summary.curves["arm"].isin(ARMS)] if not summary.curves.empty else summary.curves
+    delta_v = (summary.curves[(summary.curves["arm"] == DELTA) & (summary.curves["estimator"] == "V")]
+               .sort_values("n") if not summary.curves.empty else summary.curves)
     if not curves.empty:
         estimators = list(dict.fromkeys(curves["estimator"]))
-        fig, axes = plt.subplots(1, len(estimators), figsize=(5 * len(estimators), 3.8), squeeze=False, sharey=True)
+        panels = len(estimators) + (not delta_v.empty)
+        fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.8), squeeze=False)
         for ax, est in zip(axes[0], estimators):
             for arm in ARMS:
                 c = curves[(curves["estimator"] == est) & (curves["arm"] == arm)].sort_values("n")
@@ -390,6 +393,20 @@ def write_plots(df: pd.DataFrame, summary: Summary, out_dir) -> list[Path]:
             ax.grid(alpha=0.3)
         axes[0][0].set_ylabel("expected best validation score")
         axes[0][0].legend()
+        for ax in axes[0][1:len(estimators)]:
+            ax.sharey(axes[0][0])
+        if not delta_v.empty:
+            ax = axes[0][-1]
+            ax.plot(delta_v["n"], delta_v["value"], marker="o", ms=3, color="tab:green")
+            if delta_v["lo"].notna().any():
+                ax.fill_between(delta_v["n"], delta_v["lo"].astype(float), delta_v["hi"].astype(float),
+                                color="tab:green", alpha=0.2)
+            ax.axhline(0, color="grey", lw=1)
+            ax.set_xscale("log", base=2)
+            ax.set_title(f"Δ expected best of n ({arm_label(ARMS[0])} − {arm_label(ARMS[1])})\n"
+                         "shaded: 95% simultaneous band (the arms' 97.5% bands)", fontsize=9)
+            ax.set_xlabel("trials n")
+            ax.grid(alpha=0.3)
         save(fig, "tuning_curves.png", "how good a search of n random trials gets")
 
     if "lr" in complete.columns and len(complete):
@@ -522,6 +539,9 @@ def markdown_text(summary: Summary, meta: Mapping | None = None, files: Sequence
     used = set()
     for name, headers, rows in report_tables(summary):
         parts += [f"## {name}", "", _md_table(headers, rows), ""]
+        if name == SECTION_TITLES["curves"]:
+            parts += ["; ".join(f"{ESTIMATOR_SHORT[k]}: {v}" for k, v in ESTIMATOR_NAMES.items()) +
+                      ". The Δ band is the difference of the two arms' 97.5% bands (simultaneous at 95%).", ""]
         for png in _PLOT_AFTER.get(name, []):
             if png in pngs:
                 parts += [f"![{png[:-4].replace('_', ' ')}]({rel(pngs[png])})", ""]
