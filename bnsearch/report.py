@@ -61,7 +61,7 @@ SECTION_TITLES = {"scores": "Scores", "robustness": "Robustness", "curves": "Tun
 
 def _fmt(value: float, kind: str, signed: bool = False) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
+        return "n/a"  # undefined, never shown as 0
     value = float(value)
     if math.isinf(value):
         return ("+" if signed and value > 0 else "-" if value < 0 else "") + "∞"
@@ -95,7 +95,7 @@ def _kind(name: str) -> str:
 
 def _cell(row: pd.Series | None, kind: str, signed: bool = False) -> str:
     if row is None:
-        return "–"
+        return "n/a"
     text = _fmt(row["value"], kind, signed)
     lo, hi = row.get("lo", math.nan), row.get("hi", math.nan)
     if pd.notna(lo) and pd.notna(hi):

@@ -326,6 +326,8 @@ def summarize(df: pd.DataFrame, *, distributions: Mapping, tolerance: float | No
     kinds = {p: _is_categorical(distributions[p]) for p in params}
     het = heterogeneity_table(pairs, kinds) if pairs is not None else \
         pd.DataFrame(columns=[*TABLE_KEYS["heterogeneity"], *_VALUE_COLS])
+    if pairs is None and all(len(t) for t in trials.values()):
+        notes.append("where-it-differs tables need the paired design (per-configuration differences)")
 
     context = {"n_val": n_val, "baseline": baseline}
     if reference:
