@@ -147,6 +147,42 @@ def _task(settings: Settings) -> str:
     return settings.data.task or load_arrays(settings.data, settings.seed)[2]
 
 
+def reference_context(settings: Settings) -> dict:
+    """What the analysis needs from the data split but cannot read from the trials: the validation-set
+    size (for the noise-derived tolerance), the constant predictor's validation score (for the
+    failed-to-train rate) and a simple model fitted on the same split (logistic / ridge regression),
+    so a reader sees how good "good" is. Loads the split (seconds); nothing is trained with torch."""
+    import numpy as np
+
+    from .data import load_dataset
+
+    data = load_dataset(settings.data, settings.seed)
+    Xtr, Xva, Xte = (t.numpy().astype(np.float64) for t in (data.X_train, data.X_val, data.X_test))
+    ytr, yva, yte = (t.numpy() for t in (data.y_train, data.y_val, data.y_test))
+    import warnings
+
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if data.task == "classification":
+        from sklearn.linear_model import LogisticRegression
+
+        model, name = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)), "logistic regression"
+        baseline = float(np.mean(yva == np.bincount(ytr).argmax()))  # majority class of the training split
+    else:
+        from sklearn.linear_model import Ridge
+
+        model, name = make_pipeline(StandardScaler(), Ridge(alpha=1.0)), "ridge regression"
+        baseline = float(max(1 - np.sum((yva - ytr.mean()) ** 2) / np.sum((yva - yva.mean()) ** 2), -1.0))
+    with warnings.catch_warnings():  # a convergence warning must not reach the CLI's output
+        warnings.simplefilter("ignore")
+        model.fit(Xtr, ytr)
+    clip = (lambda x: float(x)) if data.task == "classification" else (lambda x: float(max(x, -1.0)))
+    return {"n_val": int(len(yva)), "baseline": baseline,
+            "reference": {"model": name, "val_score": clip(model.score(Xva, yva)),
+                          "test_score": clip(model.score(Xte, yte))}}
+
+
 def build_report(storage, experiment: str) -> Report:
     """Everything `summary`/`export`/`plot` need, from storage alone (no config file, no training)."""
     import pandas as pd
@@ -175,9 +211,13 @@ def build_report(storage, experiment: str) -> Report:
         df = load_trials(url, name)
         frames.append(df)
         records += search.trial_records(url, name)
+        try:
+            context = reference_context(settings)
+        except (OSError, ValueError):  # data no longer readable (a moved CSV): report without the context
+            context = {}
         summaries.append(summarize(df, distributions=settings.distributions(), tolerance=settings.tolerance,
                                    paired=settings.paired, sampler=settings.sampler, task=_task(settings),
-                                   seed=settings.seed))
+                                   seed=settings.seed, **context))
     summary = summaries[0] if len(summaries) == 1 else aggregate_repeats(summaries)
     meta = {k: attrs.get(k) for k in ("experiment", "config_hash", "seed", "bnsearch_version", "torch_version",
                                       "optuna_version")}

@@ -119,6 +119,9 @@ def study(
          header=_header(config, storage, seed=seed))
 
 
+FullOpt = typer.Option(False, "--full", help="Print every table, not only the verdict and key numbers.")
+
+
 @app.command()
 def compare(
     config: Optional[Path] = ConfigArg,
@@ -130,6 +133,7 @@ def compare(
                                        show_default=False),
     device: Optional[DeviceName] = typer.Option(None, "--device", help="auto | cpu | cuda."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Experiment seed (overrides experiment.seed)."),
+    full: bool = FullOpt,
 ):
     """Run what is missing of both arms (paired), then print the side-by-side report and export it.
 
@@ -146,7 +150,7 @@ def compare(
         config, trials=trials, repeats=repeats, jobs=jobs, storage=storage, out=out, seed=seed,
         device=device.value if device else None, progress=progress, on_repeat=on_repeat),
         header=_header(config, storage, seed=seed), table=False)
-    _print_report(report)
+    _print_report(report, full)
     _print_files(report.files)
 
 
@@ -156,6 +160,7 @@ def summary(
     experiment: Optional[str] = ExperimentOpt,
     storage: Optional[str] = StorageOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the summary tables and verdict as JSON (for scripts)."),
+    full: bool = FullOpt,
 ):
     """Side-by-side report from stored studies (trains nothing).
 
@@ -168,7 +173,7 @@ def summary(
     if as_json:
         _print_json(report.summary.to_json(report.meta))
     else:
-        _print_report(report)
+        _print_report(report, full)
 
 
 @app.command()
@@ -344,10 +349,10 @@ def _run(call, header: str, table: bool = True):
     return result
 
 
-def _print_report(report) -> None:
+def _print_report(report, full: bool = False) -> None:
     from .report import print_report
 
-    print_report(report.summary, console, report.meta)
+    print_report(report.summary, console, report.meta, full=full)
 
 
 def _print_files(files) -> None:
