@@ -16,9 +16,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .analysis import ARM_LABELS, ARMS, DELTA, Summary, arm_label, curve_grid
+from .analysis import ARMS, DELTA, Summary, arm_label, curve_grid
 from .analysis.heterogeneity import wide as heterogeneity_wide
-from .analysis.verdict import ttt_text
 
 ARM_COLUMNS = (*ARMS, DELTA)
 TRIAL_COLUMNS = ["experiment", "arm", "number", "state", "config_index"]

@@ -16,8 +16,7 @@ from .lr_window import lr_window_grid, lr_window_stat, smoothed_p_good
 from .primary import ALPHA, EQUIVALENCE_MARGIN, holm, primary_endpoint
 from .tolerance import noise_tolerance, profile_grid, reference_mask
 from .importance import _is_categorical, categorical_sensitivity, numeric_sensitivity, param_importances
-from .inference import (_diff_of_means, _diff_of_medians, _median, bootstrap_ci, mann_whitney, mcnemar_exact,
-                        paired_scores, two_proportion_ztest, wilcoxon_test)
+from .inference import (_diff_of_medians, _median, bootstrap_ci, mann_whitney, paired_scores, wilcoxon_test)
 from .robustness import is_good, proportion, score_stats, shared_best, trials_to_target
 from .verdict import verdict
 

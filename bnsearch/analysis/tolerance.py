@@ -15,12 +15,10 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from .common import _floats
 
 NOISE_MULTIPLE = 2.0
 PROFILE_MULTIPLES = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)

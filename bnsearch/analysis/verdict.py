@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from .common import ADAPTIVE_SAMPLERS, CONFIDENCE, DELTA, MIN_TRIALS_TO_TELL, Summary, arm_label, arm_phrases
+from .common import ADAPTIVE_SAMPLERS, CONFIDENCE, MIN_TRIALS_TO_TELL, Summary, arm_label, arm_phrases
 from .heterogeneity import crossovers
 
 ALPHA = 1 - CONFIDENCE
