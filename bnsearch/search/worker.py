@@ -1,6 +1,6 @@
 """Workers: claim a queued trial, train it with a heartbeat, record it; survive storage hiccups.
 
-See docs/design.md, Worker protocol."""
+See docs/design.md, section 5 (Search and storage: per-trial bookkeeping, workers)."""
 
 from __future__ import annotations
 
@@ -178,7 +178,7 @@ def _cache_file(folder: str, settings: Settings) -> Path:
 def _load_data(settings: Settings, device: str, cache: str | None):
     """The prepared split: from the run's cache file when another worker (usually the parent) has
     written it, else built here (scikit-learn import, split, scaling) and written for the others.
-    Spawned workers thereby skip scikit-learn and the split (docs/design.md, Workers: start-up)."""
+    Spawned workers thereby skip scikit-learn and the split (docs/design.md, section 5, Workers)."""
     import numpy as np
     import torch
 
@@ -332,7 +332,10 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
     jobs = default_jobs() if jobs is None else jobs  # `--jobs 0` is an error, not "default"
     if jobs < 1:
         raise SearchError(f"--jobs must be at least 1 (got {jobs})")
-    resolve_device(settings.device)
+    if settings.device == "cuda":
+        # Only an explicit cuda can be bad input; "auto"/"cpu" resolve in the workers, so the parent
+        # does not import torch (~1 s) before the spawned workers start.
+        resolve_device(settings.device)
     if settings.data.dataset == "csv":
         # A bad CSV is bad input: reject it before storage is touched (built-ins are checked by the config).
         from ..data import load_dataset
