@@ -181,10 +181,11 @@ def _first_claim(url: str) -> float:
         eng.dispose()
     if t is None:
         return float("nan")
+    from datetime import datetime, timezone
+
     if isinstance(t, str):
-        from datetime import datetime
         t = datetime.fromisoformat(t)
-    return t.timestamp()  # Optuna stores naive local time, which .timestamp() reads as local
+    return t.replace(tzinfo=timezone.utc).timestamp()  # Optuna 5 stores naive UTC
 
 
 def _pg():
