@@ -123,7 +123,9 @@ def one_run(trials: int, jobs: int, url: str, tmp: Path, *, epochs: int | None, 
            "--jobs", str(jobs), "--storage", url, "--out", str(tmp / "out"), "--device", "cpu"]
     load_before = load()
     t0 = time.time()
-    proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell's background job inherits SIGINT ignored; restore it so --max-wall's Ctrl-C reaches the command.
+    proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     interrupted = False
     try:
         out, err = proc.communicate(timeout=max_wall)
