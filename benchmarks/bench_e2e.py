@@ -128,16 +128,16 @@ def one_run(trials: int, jobs: int, url: str, tmp: Path, *, epochs: int | None, 
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     interrupted = False
     try:
-        out, err = proc.communicate(timeout=max_wall)
+        _, err = proc.communicate(timeout=max_wall)
     except subprocess.TimeoutExpired:
         interrupted = True
         t_int = time.time()
         proc.send_signal(signal.SIGINT)
         try:
-            out, err = proc.communicate(timeout=120)
+            _, err = proc.communicate(timeout=120)
         except subprocess.TimeoutExpired:
             proc.kill()
-            out, err = proc.communicate()
+            _, err = proc.communicate()
     t_end = time.time()
     if not interrupted and proc.returncode != 0:
         raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{err[-3000:]}")
