@@ -43,8 +43,17 @@ def _with_delta(table: pd.DataFrame, keys: list[str], cis: Mapping[tuple, tuple]
 
 
 def summarize(df: pd.DataFrame, *, distributions: Mapping, tolerance: float, paired: bool, sampler: str,
-              task: str, seed: int = 0, n_boot: int = N_BOOT, evaluator=None) -> Summary:
-    """All metrics of docs/design.md (Analysis) for one experiment (both arms) from its trials DataFrame."""
+              task: str, seed: int = 0, n_boot: int = N_BOOT, evaluator=None,
+              arms: tuple[str, str] | None = None) -> Summary:
+    """All metrics of docs/design.md (Analysis) for one experiment (both arms) from its trials DataFrame.
+
+    ``arms=(treatment, reference)`` compares any two arms of an N-arm experiment: the frame is cut to
+    those two, which take the roles (and table labels) of bn-on and bn-off.
+    """
+    if arms is not None and tuple(arms) != ARMS:
+        treatment, reference = arms
+        df = df[df["arm"].astype(str).isin(arms)].assign(
+            arm=lambda d: d["arm"].astype(str).map({treatment: ARMS[0], reference: ARMS[1]}))
     notes: list[str] = []
     experiment = str(df["experiment"].iloc[0]) if len(df) and "experiment" in df else ""
     arms = {arm: complete_trials(df, arm) for arm in ARMS}

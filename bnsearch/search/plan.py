@@ -66,8 +66,14 @@ class Arm:
         return self.settings.paired
 
     @property
+    def spec(self):
+        """This arm's model/data overrides (bnsearch.arms.ArmSpec)."""
+        from ..arms import get
+        return get(self.settings.arms, self.arm)
+
+    @property
     def bn(self) -> bool:
-        return self.arm == "bn-on"
+        return self.spec.norm == "batchnorm"
 
 
 def _meta(settings: Settings, arm: str) -> dict[str, Any]:
@@ -88,8 +94,12 @@ def prepare_experiment(settings: Settings, url: str | None, arms: Iterable[str] 
     Parallel first-time table creation races (docs/design.md, Storage), and so would two processes
     enqueueing the same configuration, so this is the single place that writes the plan.
     """
-    storage = open_storage(url)
     arms = list(arms)
+    unknown = [a for a in arms if a not in settings.arm_names()]
+    if unknown:
+        raise SearchError(f"--arm: no arm {unknown[0]!r} in experiment {settings.name!r}; "
+                          f"arms: {', '.join(settings.arm_names())}")
+    storage = open_storage(url)
     existing = {s.study_name: s for s in storage.get_all_studies()}
     # Check every arm before writing anything, so a rejected command leaves storage untouched.
     for arm in arms:
@@ -142,6 +152,8 @@ def load_arm(url: str | None, experiment: str, arm: str) -> Arm:
     if text is None:
         raise SearchError(f"study {name!r} was not created by bnsearch (no config_toml user attr)")
     settings = load_config_text(text, f"storage:{name}")
+    if arm not in settings.arm_names():
+        raise SearchError(f"study {name!r}: arm {arm!r} is not in its config's arms ({', '.join(settings.arm_names())})")
     study.sampler = make_sampler(settings, worker=os.getpid() % 997)
     return Arm(study, arm, settings, int(study.user_attrs.get("budget", settings.trials)))
 

@@ -107,7 +107,7 @@ def run_trial(arm: Arm, trial: optuna.Trial, data, device: str) -> FrozenTrial:
     storage = storage_of(arm.study)
     try:
         with _Heartbeat(storage, trial_id(trial)):
-            r = train(params, data, bn=arm.bn, epochs=s.epochs, seed=int(seed), device=device)
+            r = train(params, data, epochs=s.epochs, seed=int(seed), device=device, **arm.spec.model_kwargs())
     except BaseException as exc:
         reason = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
         with contextlib.suppress(Exception):
@@ -172,7 +172,9 @@ def run_worker(url: str | None, experiment: str, arms: Iterable[str], *, device:
             try:
                 if arm_name not in state:
                     arm = load_arm(url, experiment, arm_name)
-                    state[arm_name] = (arm, load_dataset(arm.settings.data, arm.settings.seed).to(device))
+                    # Same split in every arm; only the arm's input scaling differs.
+                    data = load_dataset(arm.spec.data(arm.settings.data), arm.settings.seed)
+                    state[arm_name] = (arm, data.to(device))
                 arm, data = state[arm_name]
                 while True:
                     fail_stale(arm.study)
