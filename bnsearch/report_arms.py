@@ -68,29 +68,38 @@ def comparison_line(arm: str, reference: str, summary) -> str:
     return f"{arm} vs {reference}: {pairs}; good fraction {_with_ci(g, glo, ghi, True)} pts (p = {gp:.3g})."
 
 
+def _budget_cell(b: pd.DataFrame, e: int, arm: str, metric: str, versus: str = "", signed: bool = False,
+                 ci: bool = True) -> str:
+    m = b[(b["epochs"] == e) & (b["arm"] == arm) & (b["metric"] == metric) & (b["versus"].fillna("") == versus)]
+    if m.empty:
+        return "–"
+    r = m.iloc[0]
+    return _with_ci(float(r["value"]), float(r["lo"]), float(r["hi"]), signed) if ci else _pct(float(r["value"]))
+
+
 def _budget_rows(a: ArmsAnalysis) -> tuple[list[str], list[list[str]]]:
+    """Per budget: each arm's good % and diverged %, against the best of all arms at that budget."""
     b = a.budget
-    others = [x for x in a.arms if x != a.reference]
-    headers = ["epochs", *(f"good {x} %" for x in a.arms), *(f"Δ good {x} %" for x in others),
-               *(f"median Δ {x} pts" for x in others), *(f"diverged {x} %" for x in a.arms)]
-    rows = []
-    for e in sorted(set(b["epochs"])):
-        def cell(arm, metric, signed=False):
-            m = b[(b["epochs"] == e) & (b["arm"] == arm) & (b["metric"] == metric)]
-            if m.empty:
-                return "–"
-            r = m.iloc[0]
-            return _with_ci(float(r["value"]), float(r["lo"]), float(r["hi"]), signed)
-        rows.append([str(e), *(cell(x, "good_fraction") for x in a.arms),
-                     *(cell(x, "good_delta", True) for x in others), *(cell(x, "median_d", True) for x in others),
-                     *(_pct(float(b[(b["epochs"] == e) & (b["arm"] == x) & (b["metric"] == "diverged_rate")]
-                                  ["value"].iloc[0])) for x in a.arms)])
+    headers = ["epochs", *(f"good {x} %" for x in a.arms), *(f"diverged {x} %" for x in a.arms)]
+    rows = [[str(e), *(_budget_cell(b, e, x, "good_fraction") for x in a.arms),
+             *(_budget_cell(b, e, x, "diverged_rate", ci=False) for x in a.arms)]
+            for e in sorted(set(b["epochs"]))]
+    return headers, rows
+
+
+def _pair_rows(a: ArmsAnalysis) -> tuple[list[str], list[list[str]]]:
+    """Per budget and pair: Δ good (good judged within the pair) and median paired Δ, with CIs."""
+    b = a.budget
+    headers = ["epochs", *(f"Δ good {x} − {r}" for x, r in a.pairs), *(f"median Δ {x} − {r}" for x, r in a.pairs)]
+    rows = [[str(e), *(_budget_cell(b, e, x, "good_delta", r, True) for x, r in a.pairs),
+             *(_budget_cell(b, e, x, "median_d", r, True) for x, r in a.pairs)]
+            for e in sorted(set(b["epochs"]))]
     return headers, rows
 
 
 def _arm_rows(a: ArmsAnalysis) -> tuple[list[str], list[list[str]]]:
     t = a.arm_table()
-    headers = ["arm", "setup", "n", "good %", "diverged %", "E[best of 5] %", f"Δ good vs {a.reference}",
+    headers = ["arm", "setup", "n", "good %", "diverged %", "best of 5 %", f"Δ good vs {a.reference}",
                f"median Δ vs {a.reference}"]
     rows = []
     for _, r in t.iterrows():
@@ -140,7 +149,9 @@ def print_arms(a: ArmsAnalysis, console) -> None:
         table(f"arms (full budget, {a.epochs} epochs; good = within tolerance of the best of all arms)", *_arm_rows(a))
         for arm, s in a.comparisons.items():
             console.print(comparison_line(arm, a.reference, s), highlight=False)
-    table("robustness vs training budget (95% CIs)", *_budget_rows(a))
+    table("robustness vs training budget (good = within tolerance of the best of all arms at that budget)",
+          *_budget_rows(a))
+    table("advantage vs training budget, pts (good judged within each pair; 95% CIs)", *_pair_rows(a))
     for sentence in a.budget_verdicts.values():
         console.print(f"[bold]budget:[/] {sentence}", highlight=False)
     if a.interaction is not None:
@@ -186,12 +197,15 @@ def _plot_budget(a: ArmsAnalysis, out: Path) -> list[Path]:
         g = b[(b["arm"] == arm) & (b["metric"] == "good_fraction")].sort_values("epochs")
         ax1.plot(g["epochs"], g["value"], marker="o", color=colors[arm], label=arm)
         ax1.fill_between(g["epochs"], g["lo"].astype(float), g["hi"].astype(float), color=colors[arm], alpha=0.15)
-        if arm != a.reference:
-            d = b[(b["arm"] == arm) & (b["metric"] == "good_delta")].sort_values("epochs")
-            ax2.plot(d["epochs"], d["value"], marker="o", color=colors[arm], label=f"{arm} − {a.reference}")
-            ax2.fill_between(d["epochs"], d["lo"].astype(float), d["hi"].astype(float), color=colors[arm], alpha=0.15)
+    for k, (arm, ref) in enumerate(a.pairs):
+        # The arm's colour; a pair against another arm than the reference is dashed.
+        d = b[(b["arm"] == arm) & (b["versus"] == ref) & (b["metric"] == "good_delta")].sort_values("epochs")
+        ls = "-" if ref == a.reference else "--"
+        ax2.plot(d["epochs"], d["value"], marker="o", ls=ls, color=colors[arm], label=f"{arm} − {ref}")
+        ax2.fill_between(d["epochs"], d["lo"].astype(float), d["hi"].astype(float), color=colors[arm], alpha=0.1)
     ax2.axhline(0, color="grey", lw=1)
-    for ax, title in ((ax1, "share of good configurations"), (ax2, f"advantage over {a.reference} (95% CI)")):
+    for ax, title in ((ax1, "share of good configurations (vs best of all arms)"),
+                      (ax2, "advantage in the good share (95% CI)")):
         ax.set_xscale("log")
         ax.set_xlabel("training budget (epochs)")
         ax.set_title(title)
@@ -308,7 +322,8 @@ def budget_markdown(a: ArmsAnalysis) -> str:
              "Every metric re-read at each training budget from the stored per-epoch validation curves "
              "(a run's score at epoch e equals that of an e-epoch run: no LR schedule, same batches). "
              "Good = within the tolerance of the best score of all arms *at that budget*.", "",
-             _md(*_budget_rows(a)), ""]
+             _md(*_budget_rows(a)), "", "Advantage of each pair (good judged within the pair, as in the two-arm "
+             "analysis; median Δ = median paired score difference), points, 95% CIs:", "", _md(*_pair_rows(a)), ""]
     parts += [f"> {s}" for s in a.budget_verdicts.values()]
     parts += ["", "![advantage vs training budget](budget.png)", "",
               "![tuning curves against compute](compute.png)", ""]

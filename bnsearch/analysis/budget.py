@@ -26,7 +26,7 @@ from .robustness import is_good, proportion, shared_best
 
 ALL = "*"  # the arm of rows that belong to every arm (s_star, the shared best at a budget)
 BEST_OF = 5  # the expected best of this many random trials is the "tuning" metric per budget
-BUDGET_COLUMNS = ["epochs", "arm", "metric", "value", "lo", "hi"]
+BUDGET_COLUMNS = ["epochs", "arm", "versus", "metric", "value", "lo", "hi"]
 COMPUTE_COLUMNS = ["epochs", "arm", "n", "seconds", "value", "lo", "hi"]
 
 
@@ -89,39 +89,54 @@ def _by_config(trials: pd.DataFrame, values: np.ndarray) -> pd.Series:
     return s[~s.index.duplicated()]
 
 
-def _paired(t: pd.DataFrame, r: pd.DataFrame, tv: np.ndarray, rv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    both = pd.concat({"t": _by_config(t, tv), "r": _by_config(r, rv)}, axis=1, join="inner").dropna()
-    return both["t"].to_numpy(float), both["r"].to_numpy(float)
+def pair_frame(df: pd.DataFrame, arm: str, reference: str, epoch: int, epochs: int, tolerance: float) -> pd.DataFrame:
+    """Configurations scored in both arms at budget ``epoch``: columns st, sr (scores), gt, gr (good flags).
+
+    "Good" is judged against the best score of these two arms at that budget, as the two-arm
+    analysis judges it at the full budget."""
+    t, r = complete_trials(df, arm), complete_trials(df, reference)
+    vt, vr = scores_at(t, epoch, epochs), scores_at(r, epoch, epochs)
+    both = pd.concat({"st": _by_config(t, vt), "sr": _by_config(r, vr)}, axis=1, join="inner").dropna()
+    s_star = shared_best(both["st"], both["sr"])
+    return both.assign(gt=is_good(both["st"], s_star, tolerance).astype(float),
+                       gr=is_good(both["sr"], s_star, tolerance).astype(float))
+
+
+def default_pairs(arms: Sequence[str], reference: str) -> list[tuple[str, str]]:
+    return [(a, reference) for a in arms if a != reference]
 
 
 def budget_table(df: pd.DataFrame, *, arms: Sequence[str], reference: str, epochs: int, tolerance: float,
-                 grid: Sequence[int] | None = None, best_of: int = BEST_OF, n_boot: int = N_BOOT,
-                 seed: int = 0) -> pd.DataFrame:
-    """Long table (epochs, arm, metric, value, lo, hi) of every robustness metric at every budget.
+                 pairs: Sequence[tuple[str, str]] | None = None, grid: Sequence[int] | None = None,
+                 best_of: int = BEST_OF, n_boot: int = N_BOOT, seed: int = 0) -> pd.DataFrame:
+    """Long table (epochs, arm, versus, metric, value, lo, hi) of every robustness metric at every budget.
 
-    Per arm: n_complete, good_fraction (Wilson CI), diverged_rate (Wilson CI), failed_rate (trials
-    that never completed; the same at every budget), expected_best (V-estimate of the best of
-    ``best_of`` random trials, bootstrap band). Per non-reference arm, paired on configurations with
-    the reference: good_delta (difference of good fractions, paired bootstrap CI) and median_d (median
-    of the per-configuration score difference, bootstrap CI).
+    Per arm (``versus`` empty; good = within the tolerance of the best of *all* arms at that budget):
+    n_complete, good_fraction (Wilson CI), diverged_rate (Wilson CI), failed_rate (trials that never
+    completed; the same at every budget), expected_best (V-estimate of the best of ``best_of``
+    random trials, bootstrap band). Per pair (arm, versus) -- every arm against ``reference`` unless
+    ``pairs`` says otherwise -- on the configurations scored in both: good_delta (difference of the good
+    fractions, good judged within the pair as in the two-arm analysis; paired bootstrap CI) and
+    median_d (median per-configuration score difference; bootstrap CI).
     """
     grid = list(grid or budget_grid(epochs))
+    pairs = list(pairs) if pairs is not None else default_pairs(arms, reference)
     trials = {a: complete_trials(df, a) for a in arms}
     n_all = {a: int((df["arm"].astype(str) == a).sum()) if len(df) else 0 for a in arms}
     rows: list[dict] = []
 
-    def add(e, arm, metric, value, lo=math.nan, hi=math.nan):
-        rows.append({"epochs": e, "arm": arm, "metric": metric, "value": float(value), "lo": lo, "hi": hi})
+    def add(e, arm, metric, value, lo=math.nan, hi=math.nan, versus=""):
+        rows.append({"epochs": e, "arm": arm, "versus": versus, "metric": metric, "value": float(value),
+                     "lo": lo, "hi": hi})
 
     for e in grid:
         at = {a: scores_at(trials[a], e, epochs) for a in arms}
         s_star = shared_best(*(v[np.isfinite(v)] for v in at.values()))
-        good = {a: is_good(at[a], s_star, tolerance) for a in arms}
         add(e, ALL, "s_star", s_star)
         for a in arms:
             ok = np.isfinite(at[a])
             add(e, a, "n_complete", ok.sum())
-            g = proportion(good[a][ok])
+            g = proportion(is_good(at[a][ok], s_star, tolerance))
             add(e, a, "good_fraction", g["value"], g["lo"], g["hi"])
             d = proportion(diverged_by(trials[a], e)[ok])
             add(e, a, "diverged_rate", d["value"], d["lo"], d["hi"])
@@ -132,20 +147,17 @@ def budget_table(df: pd.DataFrame, *, arms: Sequence[str], reference: str, epoch
                 add(e, a, "expected_best", c["value"].iloc[0], c["lo"].iloc[0], c["hi"].iloc[0])
             else:
                 add(e, a, "expected_best", math.nan)
-        for a in arms:
-            if a == reference:
+        for a, r in pairs:
+            p = pair_frame(df, a, r, e, epochs, tolerance)
+            if p.empty:
                 continue
-            # A score the curve cannot tell (NaN) is neither good nor bad: it drops out of the pairs.
-            gt, gr = _paired(trials[a], trials[reference], np.where(np.isfinite(at[a]), good[a], np.nan),
-                             np.where(np.isfinite(at[reference]), good[reference], np.nan))
-            st, sr = _paired(trials[a], trials[reference], at[a], at[reference])
-            if gt.size:
-                add(e, a, "good_delta", gt.mean() - gr.mean(),
-                    *bootstrap_ci(_diff_of_means, gt, gr, paired=True, n_boot=n_boot, seed=seed, tag=f"bg{e}{a}"))
-            d = st - sr
-            if d.size:
-                add(e, a, "median_d", np.median(d),
-                    *bootstrap_ci(_median, d, n_boot=n_boot, seed=seed, tag=f"bd{e}{a}"))
+            gt, gr = p["gt"].to_numpy(), p["gr"].to_numpy()
+            add(e, a, "good_delta", gt.mean() - gr.mean(),
+                *bootstrap_ci(_diff_of_means, gt, gr, paired=True, n_boot=n_boot, seed=seed, tag=f"bg{e}{a}{r}"),
+                versus=r)
+            d = (p["st"] - p["sr"]).to_numpy()
+            add(e, a, "median_d", np.median(d), *bootstrap_ci(_median, d, n_boot=n_boot, seed=seed, tag=f"bd{e}{a}{r}"),
+                versus=r)
     return pd.DataFrame(rows, columns=BUDGET_COLUMNS)
 
 
@@ -176,75 +188,95 @@ def compute_curves(df: pd.DataFrame, *, arms: Sequence[str], epochs: int, grid: 
     return out
 
 
-def _row(table: pd.DataFrame, e: int, arm: str, metric: str) -> tuple[float, float, float]:
-    m = table[(table["epochs"] == e) & (table["arm"] == arm) & (table["metric"] == metric)]
+def _row(table: pd.DataFrame, e: int, arm: str, metric: str, versus: str = "") -> tuple[float, float, float]:
+    m = table[(table["epochs"] == e) & (table["arm"] == arm) & (table["metric"] == metric)
+              & (table["versus"].fillna("") == versus)]
     if m.empty:
         return (math.nan, math.nan, math.nan)
     r = m.iloc[0]
     return (float(r["value"]), float(r["lo"]), float(r["hi"]))
 
 
-def shrink_ci(df: pd.DataFrame, table: pd.DataFrame, *, arm: str, reference: str, epochs: int,
-              tolerance: float, short: int, n_boot: int = N_BOOT, seed: int = 0) -> tuple[float, float, float]:
-    """Change of the good-fraction advantage from budget ``short`` to the full budget:
-    (Δg(short) - Δg(full), 95% paired bootstrap CI over configurations, each budget judged against
-    its shared best from ``table``). Positive: the advantage shrinks with training."""
-    flags = {}
-    for e in (short, epochs):
-        s_star = _row(table, e, ALL, "s_star")[0]
-        for a in (arm, reference):
-            t = complete_trials(df, a)
-            v = scores_at(t, e, epochs)
-            flags[(a, e)] = _by_config(t, np.where(np.isfinite(v), is_good(v, s_star, tolerance), np.nan))
-    both = pd.concat(flags, axis=1, join="inner").dropna()
+def _good_delta(gt, gr) -> float:
+    return float(np.mean(gt - gr))
+
+
+def _median_d(st, sr) -> float:
+    return float(np.median(st - sr))
+
+
+_PAIR_STATS = {"good_delta": (("gt", "gr"), _good_delta), "median_d": (("st", "sr"), _median_d)}
+
+
+def shrink_ci(df: pd.DataFrame, *, arm: str, reference: str, epochs: int, tolerance: float, short: int,
+              metric: str = "good_delta", n_boot: int = N_BOOT, seed: int = 0) -> tuple[float, float, float]:
+    """Change of ``arm``'s advantage (``metric``: good_delta or median_d) from budget ``short`` to the
+    full budget: (value(short) - value(full), 95% paired bootstrap CI over the configurations scored at
+    both). Positive: the advantage shrinks with more training."""
+    (ct, cr), stat = _PAIR_STATS[metric]
+    a, b = (pair_frame(df, arm, reference, e, epochs, tolerance) for e in (short, epochs))
+    both = a[[ct, cr]].add_suffix("_s").join(b[[ct, cr]].add_suffix("_f"), how="inner")
     if both.empty:
         return (math.nan, math.nan, math.nan)
-    cols = [both[(arm, short)], both[(reference, short)], both[(arm, epochs)], both[(reference, epochs)]]
-    arrays = [c.to_numpy(float) for c in cols]
+    arrays = [both[c].to_numpy(float) for c in (f"{ct}_s", f"{cr}_s", f"{ct}_f", f"{cr}_f")]
 
-    def stat(a, b, c, d):
-        return float(np.mean(a - b) - np.mean(c - d))
+    def change(ts, rs, tf, rf):
+        return stat(ts, rs) - stat(tf, rf)
 
-    lo, hi = bootstrap_ci(stat, *arrays, paired=True, n_boot=n_boot, seed=seed, tag=f"shrink{arm}")
-    return (stat(*arrays), lo, hi)
-
-
-def _pts(x: float) -> str:
-    return f"{100 * x:+.0f} pts" if math.isfinite(x) else "n/a"
+    lo, hi = bootstrap_ci(change, *arrays, paired=True, n_boot=n_boot, seed=seed, tag=f"shrink-{metric}-{arm}")
+    return (change(*arrays), lo, hi)
 
 
-def _ci(lo: float, hi: float) -> str:
-    return f"95% CI {100 * lo:+.0f}..{100 * hi:+.0f}" if math.isfinite(lo) and math.isfinite(hi) else "no CI"
+_WHAT = {"good_delta": "in the share of good configurations", "median_d": "in the median paired score"}
+
+
+def _fmt(metric: str, v: float, lo: float, hi: float) -> str:
+    if not math.isfinite(v):
+        return "n/a"
+    ci = f" (95% CI {100 * lo:+.1f}..{100 * hi:+.1f})" if math.isfinite(lo) and math.isfinite(hi) else ""
+    return f"{100 * v:+.1f} pts{ci}"
+
+
+def _reading(table, df, *, arm, reference, epochs, tolerance, short, metric, n_boot, seed) -> tuple[str, str | None]:
+    """(the numbers, a conclusion or None where the intervals do not support one) for one metric."""
+    s_val, s_lo, s_hi = _row(table, short, arm, metric, reference)
+    f_val, f_lo, f_hi = _row(table, epochs, arm, metric, reference)
+    numbers = f"{_fmt(metric, s_val, s_lo, s_hi)} at {short} epochs and {_fmt(metric, f_val, f_lo, f_hi)} at {epochs}"
+    if not (math.isfinite(s_val) and math.isfinite(f_val)):
+        return numbers, None
+    _, c_lo, c_hi = shrink_ci(df, arm=arm, reference=reference, epochs=epochs, tolerance=tolerance, short=short,
+                              metric=metric, n_boot=n_boot, seed=seed)
+    fades = math.isfinite(c_lo) and c_lo > 0  # the advantage is smaller after full training
+    rises = math.isfinite(c_hi) and c_hi < 0
+    if f_lo > 0:
+        return numbers, ("it persists at the full budget: robustness, not only speed"
+                         + (" (it does shrink with training, so part of it is speed)" if fades else "")
+                         + (" (it even grows with training)" if rises else ""))
+    if f_hi < 0:
+        return numbers, (f"at the full budget {arm} is worse than {reference}"
+                         + (f", more so than after {short} epochs" if fades else ""))
+    if s_lo > 0 and fades:
+        return numbers, "it fades with more training: most of it is faster training"
+    if s_hi < 0 and rises:
+        return numbers, f"its early deficit fades with training: {reference} is only faster to train"
+    return numbers, None
 
 
 def budget_verdict(df: pd.DataFrame, table: pd.DataFrame, *, arm: str, reference: str, epochs: int,
                    tolerance: float, n_boot: int = N_BOOT, seed: int = 0) -> str:
-    """One sentence: is ``arm``'s advantage over ``reference`` in the share of good configurations faster
-    training (it fades with more epochs) or robustness (it persists at the full budget)? It says so only
-    when the intervals support it, and says that they cannot tell otherwise."""
+    """One sentence: is ``arm``'s advantage over ``reference`` faster training (it fades with more
+    epochs) or robustness (it persists at the full budget)? Read first on the share of good
+    configurations, then on the median paired difference; it concludes only where the intervals
+    (of the advantage at each budget, and of its change between budgets) support it."""
     grid = sorted(set(table["epochs"]))
     if len(grid) < 2:
         return f"{arm} vs {reference}: one epoch budget only; faster training and robustness cannot be told apart."
-    short = next((e for e in grid if e >= 2 and e < epochs), grid[0])
-    s_val, s_lo, s_hi = _row(table, short, arm, "good_delta")
-    f_val, f_lo, f_hi = _row(table, epochs, arm, "good_delta")
-    if not (math.isfinite(s_val) and math.isfinite(f_val)):
-        return f"{arm} vs {reference}: too few paired trials to read the advantage at each budget."
-    change, c_lo, c_hi = shrink_ci(df, table, arm=arm, reference=reference, epochs=epochs, tolerance=tolerance,
-                                   short=short, n_boot=n_boot, seed=seed)
-    head = (f"{arm}'s advantage over {reference} in the share of good configurations is {_pts(s_val)} "
-            f"({_ci(s_lo, s_hi)}) at {short} epochs and {_pts(f_val)} ({_ci(f_lo, f_hi)}) at {epochs}")
-    shrinks = math.isfinite(c_lo) and c_lo > 0
-    grows = math.isfinite(c_hi) and c_hi < 0
-    if f_lo > 0:
-        tail = ("it persists at the full budget: robustness, not only speed"
-                + (" (it does shrink with training, so part of it is speed)" if shrinks else ""))
-    elif f_hi < 0:
-        tail = f"at the full budget {arm} is worse than {reference}"
-    elif s_lo > 0 and shrinks:
-        tail = "it fades with more training: most of it is faster training"
-    elif s_hi < 0 and grows:
-        tail = f"{arm}'s deficit at short budgets fades with training: {reference} is only faster to train"
-    else:
-        tail = "the intervals cannot separate faster training from robustness"
-    return f"{head}: {tail}."
+    short = next((e for e in grid if 2 <= e < epochs), grid[0])
+    readings = {m: _reading(table, df, arm=arm, reference=reference, epochs=epochs, tolerance=tolerance,
+                            short=short, metric=m, n_boot=n_boot, seed=seed) for m in ("good_delta", "median_d")}
+    for m, (numbers, conclusion) in readings.items():
+        if conclusion is not None:
+            return f"{arm}'s advantage over {reference} {_WHAT[m]} is {numbers}: {conclusion}."
+    return (f"{arm}'s advantage over {reference} {_WHAT['good_delta']} is {readings['good_delta'][0]}, and "
+            f"{_WHAT['median_d']} {readings['median_d'][0]}: the intervals cannot separate faster training "
+            "from robustness.")

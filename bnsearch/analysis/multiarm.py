@@ -12,7 +12,7 @@ from typing import Mapping, Sequence
 
 import pandas as pd
 
-from .budget import budget_grid, budget_table, budget_verdict, compute_curves
+from .budget import budget_grid, budget_table, budget_verdict, compute_curves, default_pairs
 from .common import N_BOOT, Summary
 from .interaction import cell_scores, interaction_table, interaction_verdict
 from .summary import summarize
@@ -27,7 +27,9 @@ class ArmsAnalysis:
     comparisons    arm -> Summary of that arm (as bn-on) against the reference (as bn-off)
     budget         budget_table(): every robustness metric at every epoch budget, per arm
     compute        compute_curves(): expected best score vs training seconds
-    budget_verdicts  arm -> one sentence (faster training or robustness?)
+    pairs          (arm, versus) pairs of the budget analysis: every arm against the reference, and in a
+                   2x2 also the norm against no norm at each input scaling (BN's own advantage)
+    budget_verdicts  (arm, versus) -> one sentence (faster training or robustness?)
     interaction    interaction_table() for a 2x2 of inputs x norm, else None
     """
 
@@ -38,7 +40,8 @@ class ArmsAnalysis:
     comparisons: dict[str, Summary]
     budget: pd.DataFrame
     compute: pd.DataFrame
-    budget_verdicts: dict[str, str]
+    budget_verdicts: dict[tuple[str, str], str]
+    pairs: list[tuple[str, str]] = field(default_factory=list)
     interaction: pd.DataFrame | None = None
     interaction_verdict: str = ""
     cells: dict | None = None
@@ -57,7 +60,8 @@ class ArmsAnalysis:
             row: dict = {"arm": arm, "setup": self.descriptions.get(arm, "")}
             for metric in ("n_complete", "good_fraction", "diverged_rate", "failed_rate", "expected_best",
                            "good_delta", "median_d"):
-                m = b[(b["arm"] == arm) & (b["metric"] == metric)]
+                versus = self.reference if metric in ("good_delta", "median_d") else ""
+                m = b[(b["arm"] == arm) & (b["metric"] == metric) & (b["versus"].fillna("") == versus)]
                 row[metric] = float(m["value"].iloc[0]) if len(m) else math.nan
                 row[f"{metric}_lo"] = float(m["lo"].iloc[0]) if len(m) else math.nan
                 row[f"{metric}_hi"] = float(m["hi"].iloc[0]) if len(m) else math.nan
@@ -80,13 +84,19 @@ def analyse_arms(df: pd.DataFrame, *, arms: Sequence[str], reference: str, epoch
                      task=task, seed=seed, n_boot=n_boot, arms=(a, reference))
         for a in arms if a != reference}
     grid = budget_grid(epochs)
+    pairs = default_pairs(arms, reference)
+    if cells:
+        for inputs in ("raw", "standardize"):
+            pair = (cells[(inputs, True)], cells[(inputs, False)])
+            if pair not in pairs:
+                pairs.append(pair)
     budget = budget_table(df, arms=arms, reference=reference, epochs=epochs, tolerance=tolerance, grid=grid,
-                          n_boot=n_boot, seed=seed)
+                          pairs=pairs, n_boot=n_boot, seed=seed)
     compute = compute_curves(df, arms=arms, epochs=epochs, grid=grid, n_boot=n_boot, seed=seed)
-    verdicts = {a: budget_verdict(df, budget, arm=a, reference=reference, epochs=epochs, tolerance=tolerance,
-                                  n_boot=n_boot, seed=seed) for a in arms if a != reference}
+    verdicts = {(a, r): budget_verdict(df, budget, arm=a, reference=r, epochs=epochs, tolerance=tolerance,
+                                       n_boot=n_boot, seed=seed) for a, r in pairs}
     out = ArmsAnalysis(arms, reference, epochs, dict(descriptions or {}), comparisons, budget, compute, verdicts,
-                       cells=dict(cells) if cells else None)
+                       pairs=pairs, cells=dict(cells) if cells else None)
     if cells:
         out.interaction = interaction_table(cell_scores(df, cells), n_boot=n_boot, seed=seed)
         out.interaction_verdict = interaction_verdict(out.interaction, norm_label)
