@@ -17,6 +17,7 @@ together (docs/design.md, Interaction).
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Mapping
 
 import numpy as np
@@ -65,7 +66,9 @@ def interaction_table(scores: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int =
     point = _quantities(m)
     idx = _rng(seed, "interaction").integers(0, n, size=(n_boot, n))
     boot = np.array([_quantities(m[i]) for i in idx])
-    lo, hi = np.nanpercentile(boot, _Q, axis=0) if n > 1 else (np.full(5, math.nan), np.full(5, math.nan))
+    with warnings.catch_warnings():  # a ratio with no gain to recover is NaN in every resample
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo, hi = np.nanpercentile(boot, _Q, axis=0) if n > 1 else (np.full(5, math.nan), np.full(5, math.nan))
     a, b, c, d = m.T
     diffs = [c - a, b - a, d - c, (d - c) - (b - a), None]
     rows = []
