@@ -188,13 +188,11 @@ def build_report(storage, experiment: str) -> Report:
                               "`bnsearch compare` to add it")
         first = search.load_arm(url, name, arm_names[0])
         settings = first.settings
-        if name == experiment:  # the experiment's own metadata labels every export
-            attrs = first.study.user_attrs
-            first_settings, first_df = settings, None
         df = load_trials(url, name, arm_names)
         frames.append(df)
-        if name == experiment:
-            first_df = df
+        if name == experiment:  # the experiment's own metadata labels every export
+            attrs = first.study.user_attrs
+            first_settings, first_df = settings, df
         kw = dict(distributions=settings.distributions(), tolerance=settings.tolerance, paired=settings.paired,
                   sampler=settings.sampler, task=_task(settings), seed=settings.seed)
         for a in arm_names:

@@ -262,6 +262,8 @@ def space(config: Optional[Path] = ConfigArg):
         if name not in settings.space:
             table.add_row(name, "default", f"fixed: {value}")
     console.print(table)
+    console.print("arms: " + "; ".join(f"{a.name}{' (reference)' if a.name == settings.reference else ''}: "
+                                       f"{a.describe(settings.data.inputs)}" for a in settings.arms), highlight=False)
     console.print(f"sampler {settings.sampler}, {settings.trials} trials per arm, "
                   f"{'paired' if settings.paired else 'unpaired'}, {settings.epochs} epochs, "
                   f"data {settings.data.dataset} ({settings.data.inputs})")

@@ -93,7 +93,7 @@ def _pairs(n, t_curve, r_curve):
     # t is good at once, r only later: the advantage is speed.
     ([0.9, 0.9, 0.9], [0.5, 0.7, 0.9], "most of it is faster training"),
     # r never catches up: robustness.
-    ([0.9, 0.9, 0.9], [0.5, 0.5, 0.5], "robustness, not only speed"),
+    ([0.9, 0.9, 0.9], [0.5, 0.5, 0.5], "robustness, not only faster training"),
     ([0.5, 0.5, 0.5], [0.9, 0.9, 0.9], "is worse than"),
 ])
 def test_budget_verdict_separates_speed_from_robustness(t_curve, r_curve, phrase):

@@ -249,9 +249,9 @@ def _reading(table, df, *, arm, reference, epochs, tolerance, short, metric, n_b
     fades = math.isfinite(c_lo) and c_lo > 0  # the advantage is smaller after full training
     rises = math.isfinite(c_hi) and c_hi < 0
     if f_lo > 0:
-        return numbers, ("it persists at the full budget: robustness, not only speed"
+        return numbers, ("it holds at the full budget: robustness, not only faster training"
                          + (" (it does shrink with training, so part of it is speed)" if fades else "")
-                         + (" (it even grows with training)" if rises else ""))
+                         + (" (it even grows with training: no head start)" if rises else ""))
     if f_hi < 0:
         return numbers, (f"at the full budget {arm} is worse than {reference}"
                          + (f", more so than after {short} epochs" if fades else ""))
