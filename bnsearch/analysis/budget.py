@@ -265,7 +265,7 @@ def _reading(table, df, *, arm, reference, epochs, tolerance, short, metric, n_b
 def budget_verdict(df: pd.DataFrame, table: pd.DataFrame, *, arm: str, reference: str, epochs: int,
                    tolerance: float, n_boot: int = N_BOOT, seed: int = 0) -> str:
     """One sentence: is ``arm``'s advantage over ``reference`` faster training (it fades with more
-    epochs) or robustness (it persists at the full budget)? Read first on the share of good
+    epochs) or robustness (it holds at the full budget)? Read first on the share of good
     configurations, then on the median paired difference; it concludes only where the intervals
     (of the advantage at each budget, and of its change between budgets) support it."""
     grid = sorted(set(table["epochs"]))
