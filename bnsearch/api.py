@@ -236,7 +236,9 @@ def publish(report: Report, out_dir: Path, *, csv: bool = True, plots: bool = Tr
     if report.arms is not None and not report.arms.is_default_pair:
         return report_arms.publish_arms(report, out_dir, csv=csv, plots=plots)
     if csv:
-        files += rpt.write_csvs(report.df, report.summary, out_dir, report.meta)
+        # Per-epoch curves stay in storage (and budget.csv): a list per cell would bloat trials.csv.
+        files += rpt.write_csvs(report.df.drop(columns=["val_curve"], errors="ignore"), report.summary, out_dir,
+                                report.meta)
     if plots:
         files += rpt.write_plots(report.df, report.summary, out_dir)
     if report.arms is not None:

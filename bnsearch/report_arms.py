@@ -285,7 +285,9 @@ def publish_arms(report, out_dir, *, csv: bool = True, plots: bool = True) -> li
     meta = dict(report.meta)
     files: list[Path] = []
     if csv:
-        frames = {"trials.csv": trials_table(report.df), "arms.csv": a.arm_table()}
+        # Per-epoch curves stay in storage (and budget.csv): a list per cell would bloat trials.csv.
+        frames = {"trials.csv": trials_table(report.df.drop(columns=["val_curve"], errors="ignore")),
+                  "arms.csv": a.arm_table()}
         frames["comparison_metrics.csv"] = pd.concat(
             [_relabel(s.metrics, arm, a.reference).assign(treatment=arm, reference=a.reference)
              for arm, s in a.comparisons.items()], ignore_index=True)
@@ -373,5 +375,6 @@ def arms_json(a: ArmsAnalysis) -> dict:
 
     return {"arms": a.arms, "reference": a.reference, "descriptions": a.descriptions,
             "comparisons": {arm: comparison_line(arm, a.reference, s) for arm, s in a.comparisons.items()},
-            "budget_verdicts": a.budget_verdicts, "interaction_verdict": a.interaction_verdict,
+            "budget_verdicts": [{"arm": arm, "versus": ref, "verdict": v} for (arm, ref), v in a.budget_verdicts.items()],
+            "interaction_verdict": a.interaction_verdict,
             "arm_table": records(a.arm_table()), "budget": records(a.budget), "interaction": records(a.interaction)}

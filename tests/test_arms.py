@@ -1,5 +1,6 @@
 """Arms: config syntax and validation, N-arm pairing in real storage, per-arm data, old two-arm storage."""
 
+import json
 import math
 
 import numpy as np
@@ -114,6 +115,10 @@ def test_n_arm_pairing_and_a_worker_serving_every_arm(tmp_path):
     assert {"trials.csv", "arms.csv", "budget.csv", "compute.csv", "budget.png", "report.md"} <= names
     md = (tmp_path / "out" / "report.md").read_text()
     assert "ln-after vs bn-off" in md and "advantage" in md
+    r = run_cli("summary", "--experiment", "three", "--storage", url, "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)["arms"]
+    assert got["arms"] == ["bn-off", "bn-on+raw", "ln-after"] and len(got["budget_verdicts"]) == 2
 
 
 def test_unknown_arm_is_rejected_before_storage_is_touched(tmp_path):
