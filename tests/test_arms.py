@@ -12,7 +12,7 @@ from bnsearch import api
 from bnsearch.arms import ArmSpec, DEFAULT_SPECS, two_by_two
 from bnsearch.config import ConfigError, load_config, load_config_text, to_toml
 from bnsearch.data import DataSpec, load_dataset
-from bnsearch.search import SearchError, load_trials, prepare_experiment, run_arms, run_worker
+from bnsearch.search import SearchError, load_trials, prepare_experiment, run_worker
 from conftest import CONFIGS, run_cli
 
 SMOKE = (CONFIGS / "smoke.toml").read_text()

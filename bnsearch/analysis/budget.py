@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .common import N_BOOT, _floats, complete_trials
-from .curves import curve_grid, tuning_curve, v_estimate
+from .curves import tuning_curve
 from .inference import _diff_of_means, _median, bootstrap_ci
 from .robustness import is_good, proportion, shared_best
 
