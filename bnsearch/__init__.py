@@ -13,10 +13,15 @@ __version__ = "0.1.0"
 _API = {
     "load_config": "config", "run_study": "api", "run_compare": "api", "run_worker": "api",
     "build_report": "api", "export": "api", "show_summary": "api", "load_trials": "search",
-    "list_experiments": "search", "summarize": "analysis", "build_mlp": "model",
-    "load_dataset": "data",
+    "list_experiments": "search", "summarize": "analysis", "aggregate_repeats": "analysis",
+    "build_mlp": "model", "load_dataset": "data", "train": "train", "cpu_signature": "hardware",
 }
 __all__ = ["__version__", *_API]
+
+
+def __dir__() -> list[str]:
+    # Lazily exported names must show up in dir(), tab completion and help() like eager ones.
+    return sorted({*globals(), *_API})
 
 
 def __getattr__(name: str):

@@ -132,8 +132,10 @@ def run_compare(config=None, *, trials=None, repeats: int = 1, jobs=None, storag
 class Report:
     """Trials of every repeat, the (aggregated) summary and the metadata every export carries."""
 
-    def __init__(self, df, summary, meta: dict, files: list[Path] | None = None, arms=None):
+    def __init__(self, df, summary, meta: dict, files: list[Path] | None = None, records: list[dict] | None = None,
+                 arms=None):
         self.df, self.summary, self.meta = df, summary, meta
+        self.records: list[dict] = records or []  # lossless per-trial records (trials.jsonl)
         self.files: list[Path] = files or []
         # analysis.multiarm.ArmsAnalysis: every arm vs the reference, epoch budgets, the 2x2 interaction.
         self.arms = arms
@@ -177,7 +179,7 @@ def build_report(storage, experiment: str) -> Report:
                           " (run `bnsearch compare` first)")
     reps = sorted((n for n in names if n.startswith(f"{experiment}-rep") and n[len(experiment) + 4:].isdigit()),
                   key=lambda n: int(n[len(experiment) + 4:]))
-    frames, summaries = [], []
+    frames, summaries, records = [], [], []
     by_arm: dict[str, list] = {}
     for name in [experiment, *reps]:
         arm_names = stored_arms(url, name)
@@ -193,6 +195,7 @@ def build_report(storage, experiment: str) -> Report:
         if name == experiment:  # the experiment's own metadata labels every export
             attrs = first.study.user_attrs
             first_settings, first_df = settings, df
+        records += search.trial_records(url, name, arm_names)
         kw = dict(distributions=settings.distributions(), tolerance=settings.tolerance, paired=settings.paired,
                   sampler=settings.sampler, task=_task(settings), seed=settings.seed)
         for a in arm_names:
@@ -206,7 +209,7 @@ def build_report(storage, experiment: str) -> Report:
     meta["repeats"] = len(summaries)
     # Never write a database password into exported files.
     meta["storage"] = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    return Report(pd.concat(frames, ignore_index=True), summary, meta,
+    return Report(pd.concat(frames, ignore_index=True), summary, meta, records=records,
                   arms=_analyse_arms(first_df, first_settings, comparisons))
 
 
@@ -239,6 +242,7 @@ def publish(report: Report, out_dir: Path, *, csv: bool = True, plots: bool = Tr
         # Per-epoch curves stay in storage (and budget.csv): a list per cell would bloat trials.csv.
         files += rpt.write_csvs(report.df.drop(columns=["val_curve"], errors="ignore"), report.summary, out_dir,
                                 report.meta)
+        files.append(rpt.write_trials_jsonl(report.records, out_dir, report.meta))
     if plots:
         files += rpt.write_plots(report.df, report.summary, out_dir)
     if report.arms is not None:

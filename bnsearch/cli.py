@@ -285,14 +285,19 @@ def list_(storage: Optional[str] = StorageOpt,
     if not rows:
         console.print("no bnsearch experiments in this storage yet; run `bnsearch compare`")
         return
-    table = Table(title="experiments")
-    for col in ("experiment", "arm", "complete", "budget", "running", "waiting", "failed", "best", "config"):
-        table.add_column(col, justify="right" if col not in ("experiment", "arm", "config") else "left")
+    console.print(experiments_table(rows))
+
+
+def experiments_table(rows: list[dict]) -> Table:
+    """One line per arm, narrow enough for an 80-column terminal (the config hash is in --json)."""
+    table = Table(title="experiments", title_justify="left")
+    for col in ("experiment", "arm", "done", "queued", "running", "failed", "best"):
+        table.add_column(col, justify="left" if col in ("experiment", "arm") else "right",
+                         overflow="fold" if col == "experiment" else "ellipsis")
     for r in rows:
-        table.add_row(r["experiment"], r["arm"], str(r["complete"]), str(r["budget"]), str(r["running"]),
-                      str(r["waiting"]), str(r["failed"]), "-" if r["best"] is None else f"{r['best']:.4f}",
-                      r["config_hash"])
-    console.print(table)
+        table.add_row(r["experiment"], r["arm"], f"{r['complete']}/{r['budget']}", str(r["waiting"]),
+                      str(r["running"]), str(r["failed"]), "-" if r["best"] is None else f"{r['best']:.4f}")
+    return table
 
 
 @app.command()

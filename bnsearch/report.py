@@ -427,3 +427,31 @@ def study_table(arms, title: str = "study", seconds: float | None = None):
 
 def _short(v) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+# ----------------------------------------------------------------------------- lossless trials export
+
+def _json_safe(x):
+    # JSON has no NaN/inf; null keeps every line parseable by any JSON reader.
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {str(k): _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    if isinstance(x, np.generic):
+        return _json_safe(x.item())
+    return x
+
+
+def write_trials_jsonl(records: Sequence[Mapping], out_dir, meta: Mapping) -> Path:
+    """trials.jsonl: one JSON object per stored trial with everything storage holds for it (the
+    per-epoch curves included) plus the experiment's provenance under "meta"."""
+    import json
+
+    path = Path(out_dir) / "trials.jsonl"
+    provenance = _json_safe(dict(meta))
+    with path.open("w", encoding="utf-8") as f:
+        for rec in records:
+            f.write(json.dumps({**_json_safe(dict(rec)), "meta": provenance}, allow_nan=False) + "\n")
+    return path

@@ -277,7 +277,7 @@ def _relabel(table: pd.DataFrame, arm: str, reference: str) -> pd.DataFrame:
 
 def publish_arms(report, out_dir, *, csv: bool = True, plots: bool = True) -> list[Path]:
     """Every file of an N-arm experiment; returns the files written."""
-    from .report import trials_table
+    from .report import trials_table, write_trials_jsonl
 
     a: ArmsAnalysis = report.arms
     out = Path(out_dir)
@@ -299,6 +299,7 @@ def publish_arms(report, out_dir, *, csv: bool = True, plots: bool = True) -> li
         for name, frame in frames.items():
             _meta_cols(frame, meta).to_csv(out / name, index=False)
             files.append(out / name)
+        files.append(write_trials_jsonl(getattr(report, "records", []), out, meta))
     files += write_budget(a, out, meta, csv=csv, plots=plots)
     if plots:
         p = _plot_tuning(a, out)

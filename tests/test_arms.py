@@ -112,7 +112,7 @@ def test_n_arm_pairing_and_a_worker_serving_every_arm(tmp_path):
     assert a.interaction is None and sorted(set(a.budget["epochs"])) == [1, 2, 3]
     files = api.export(experiment="three", storage=url, out=tmp_path / "out")
     names = {f.name for f in files}
-    assert {"trials.csv", "arms.csv", "budget.csv", "compute.csv", "budget.png", "report.md"} <= names
+    assert {"trials.csv", "trials.jsonl", "arms.csv", "budget.csv", "compute.csv", "budget.png", "report.md"} <= names
     md = (tmp_path / "out" / "report.md").read_text()
     assert "ln-after vs bn-off" in md and "advantage" in md
     r = run_cli("summary", "--experiment", "three", "--storage", url, "--json", cwd=tmp_path)

@@ -52,3 +52,34 @@ def test_bad_csv(tmp_path, body, message):
     (tmp_path / "d.csv").write_text(body)
     with pytest.raises(DataError, match=message.replace("[", r"\[").replace("]", r"\]")):
         load_dataset(DataSpec(dataset="csv", path=str(tmp_path / "d.csv"), target="label"))
+
+
+def test_parquet_is_read_like_csv(tmp_path):
+    import pandas as pd
+
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame(rng.normal(size=(50, 3)), columns=["a", "b", "c"])
+    frame["label"] = np.where(frame["a"] > 0, "yes", "no")
+    frame.to_parquet(tmp_path / "d.parquet")
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    pq = load_dataset(DataSpec(dataset="csv", path=str(tmp_path / "d.parquet"), target="label"), seed=0)
+    csv = load_dataset(DataSpec(dataset="csv", path=str(tmp_path / "d.csv"), target="label"), seed=0)
+    assert pq.n_features == 3 and pq.n_outputs == 2
+    assert torch.allclose(pq.X_train, csv.X_train) and torch.equal(pq.y_val, csv.y_val)
+
+
+def test_mnist1d_is_the_canonical_set_and_leaves_global_rng_alone():
+    import random
+
+    np.random.seed(123)
+    random.seed(123)
+    expect_np, expect_py = np.random.random(), random.random()
+    np.random.seed(123)
+    random.seed(123)
+    d = load_dataset(DataSpec(dataset="mnist1d"), seed=0)
+    assert (np.random.random(), random.random()) == (expect_np, expect_py)
+    n = len(d.y_train) + len(d.y_val) + len(d.y_test)
+    assert n == 5000 and d.n_features == 40 and d.n_outputs == 10
+    # 500 examples of each digit, as the MNIST-1D paper's generator makes them
+    counts = np.bincount(np.concatenate([d.y_train, d.y_val, d.y_test]), minlength=10)
+    assert (counts == 500).all()

@@ -16,7 +16,7 @@ Everything a worker needs (config TOML, seed, budget) lives in study user attrs.
 
 from ._optuna_private import claim_waiting
 from .plan import Arm, load_arm, make_sampler, prepare_experiment, sample_configs, trial_seed
-from .readback import TRIAL_COLUMNS, ArmState, arm_state, list_experiments, load_trials
+from .readback import TRIAL_COLUMNS, ArmState, arm_state, list_experiments, load_trials, trial_records
 from .stale import fail_stale, requeue
 from .storage import (ACTIVE, ARMS, DEFAULT_STORAGE, MAX_RETRY, SearchError, arm_of, heartbeat_interval,
                       open_storage, storage_url, study_name)
@@ -28,4 +28,4 @@ __all__ = ["ACTIVE", "ARMS", "Arm", "ArmState", "DEFAULT_STORAGE", "MAX_RETRY", 
            "arm_of", "arm_state", "claim_waiting", "default_jobs", "fail_stale", "heartbeat_interval",
            "list_experiments", "load_arm", "load_trials", "make_sampler", "open_storage", "prepare_experiment",
            "requeue", "resolve_device", "run_arms", "run_trial", "run_worker", "sample_configs", "start_workers",
-           "storage_url", "study_name", "trial_seed"]
+           "storage_url", "study_name", "trial_records", "trial_seed"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -96,3 +97,28 @@ def list_experiments(url: str | None) -> list[dict[str, Any]]:
             "config_hash": s.user_attrs.get("config_hash"), "best": max(values, default=None),
         })
     return sorted(out, key=lambda r: (r["experiment"], r["arm"]))
+
+
+@quiet
+def trial_records(url: str | None, experiment: str, arms: Iterable[str] = ARMS) -> list[dict[str, Any]]:
+    """Everything stored for every trial, one plain dict each: the lossless export (trials.jsonl).
+
+    Unlike load_trials' flat table this keeps the per-epoch curves, every user attr, the parameter
+    distributions and the timestamps, so a write-up can be redone from the file alone.
+    """
+    from optuna.distributions import distribution_to_json
+
+    out = []
+    for arm_name in arms:
+        arm = load_arm(url, experiment, arm_name)
+        for t in arm.study.get_trials(deepcopy=False):
+            out.append({
+                "experiment": experiment, "arm": arm_name, "study": arm.study.study_name, "number": t.number,
+                "state": t.state.name, "value": t.value, "params": dict(t.params),
+                "distributions": {k: json.loads(distribution_to_json(d)) for k, d in t.distributions.items()},
+                "user_attrs": dict(t.user_attrs),
+                "intermediate_values": {str(k): v for k, v in t.intermediate_values.items()},
+                "datetime_start": t.datetime_start.isoformat() if t.datetime_start else None,
+                "datetime_complete": t.datetime_complete.isoformat() if t.datetime_complete else None,
+            })
+    return out
