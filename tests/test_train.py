@@ -208,12 +208,13 @@ def test_bad_params_raise(digits):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu(digits):
     params = dict(BASE, width=64)
-    for bn in (False, True):
-        cpu = train(params, digits, bn=bn, epochs=3, seed=0)
-        gpu = train(params, digits, bn=bn, epochs=3, seed=0, device="cuda")
+    for arm in (dict(bn=False), dict(bn=True), dict(norm="batchnorm", placement="after"), dict(norm="layernorm")):
+        cpu = train(params, digits, epochs=3, seed=0, **arm)
+        gpu = train(params, digits, epochs=3, seed=0, device="cuda", **arm)
         assert _all_plain_finite(gpu) and not gpu.diverged
         assert gpu.train_loss == pytest.approx(cpu.train_loss, rel=1e-2)
-        assert gpu.train_loss == pytest.approx(train_reference(params, digits, bn=bn, epochs=3, seed=0, device="cuda").train_loss, rel=1e-3)
+        ref = train_reference(params, digits, epochs=3, seed=0, device="cuda", **arm)
+        assert gpu.train_loss == pytest.approx(ref.train_loss, rel=1e-3)
 
 
 @pytest.mark.parametrize("norm,placement", [("none", "before"), ("batchnorm", "before"), ("batchnorm", "after"),
