@@ -53,7 +53,8 @@ class ArmsAnalysis:
 
     def arm_table(self) -> pd.DataFrame:
         """Per arm at the full budget (good = within tolerance of the best of *all* arms): n, good
-        fraction, divergence, expected best-of-5, and against the reference Δ good and median Δ."""
+        fraction, divergence, expected best-of-5; against the reference Δ good and median Δ as the
+        two-arm comparison states them (so the report shows one interval per quantity)."""
         b = self.budget[self.budget["epochs"] == self.epochs]
         rows = []
         for arm in self.arms:
@@ -62,11 +63,27 @@ class ArmsAnalysis:
                            "good_delta", "median_d"):
                 versus = self.reference if metric in ("good_delta", "median_d") else ""
                 m = b[(b["arm"] == arm) & (b["metric"] == metric) & (b["versus"].fillna("") == versus)]
-                row[metric] = float(m["value"].iloc[0]) if len(m) else math.nan
-                row[f"{metric}_lo"] = float(m["lo"].iloc[0]) if len(m) else math.nan
-                row[f"{metric}_hi"] = float(m["hi"].iloc[0]) if len(m) else math.nan
+                got = _from_comparison(self.comparisons.get(arm), metric) if versus else None
+                if got is None:
+                    got = tuple(float(m[c].iloc[0]) if len(m) else math.nan for c in ("value", "lo", "hi"))
+                row[metric], row[f"{metric}_lo"], row[f"{metric}_hi"] = got
             rows.append(row)
         return pd.DataFrame(rows)
+
+
+# Where the two-arm Summary keeps the paired differences (paired design first, then unpaired).
+_COMPARISON_KEYS = {"good_delta": [("good_fraction", "diff")],
+                    "median_d": [("wilcoxon", "median_d"), ("mann_whitney", "median_diff")]}
+
+
+def _from_comparison(summary: Summary | None, metric: str) -> tuple[float, float, float] | None:
+    if summary is None:
+        return None
+    for test, quantity in _COMPARISON_KEYS[metric]:
+        got = summary.test(test, quantity)
+        if math.isfinite(got[0]):
+            return got
+    return None
 
 
 def analyse_arms(df: pd.DataFrame, *, arms: Sequence[str], reference: str, epochs: int, tolerance: float,
