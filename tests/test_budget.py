@@ -69,7 +69,7 @@ def test_budget_table_hand_computed():
     assert val(1, "t", "diverged_rate") == 0.25 and val(1, "r", "diverged_rate") == 0.0
     # Paired d = .4 .5 -.1 0 -> sorted -.1 0 .4 .5, median (0 + .4)/2 = .2; Δ good = 2/4 - 0.
     assert val(1, "t", "median_d", "r") == pytest.approx(0.2)
-    assert val(1, "t", "good_delta", "r") == 0.5
+    assert val(1, "t", "good_delta", "r") == 0.5 and val(1, "t", "n_pairs", "r") == 4
     # Epoch 2: t = .9 .8 .6 .1 (final score of the diverged run), r = .9 .7 .7 .2; s* = .9.
     assert val(2, "t", "good_fraction") == 0.25 and val(2, "r", "good_fraction") == 0.25
     # d = 0 .1 -.1 -.1 -> median (-.1 + 0)/2 = -.05.
@@ -101,6 +101,12 @@ def test_budget_verdict_separates_speed_from_robustness(t_curve, r_curve, phrase
     tab = budget_table(df, arms=["t", "r"], reference="r", epochs=3, tolerance=0.01, n_boot=200)
     v = budget_verdict(df, tab, arm="t", reference="r", epochs=3, tolerance=0.01, n_boot=200)
     assert phrase in v and v.startswith("t's advantage over r")
+
+
+def test_budget_verdict_needs_enough_pairs():
+    df = _frame(_pairs(4, [0.9, 0.9], [0.5, 0.5]))
+    tab = budget_table(df, arms=["t", "r"], reference="r", epochs=2, tolerance=0.01, n_boot=100)
+    assert "too few" in budget_verdict(df, tab, arm="t", reference="r", epochs=2, tolerance=0.01, n_boot=100)
 
 
 def test_budget_verdict_refuses_when_intervals_overlap():
@@ -147,12 +153,14 @@ def test_interaction_hand_computed():
     # Every bootstrap resample keeps C - A in [.4, .6]: the interval stays inside it.
     assert 0.4 - 1e-12 <= tab.loc["standardize_gain", "lo"] and tab.loc["standardize_gain", "hi"] <= 0.6 + 1e-12
     assert tab.loc["standardize_gain", "n_configs"] == 3
-    v = interaction_verdict(interaction_table(cells, n_boot=500))
+    assert "Too few" in interaction_verdict(tab.reset_index())  # 3 configurations: no verdict
+    # The same three configurations twice: the same means, and enough configurations to state them.
+    v = interaction_verdict(interaction_table(pd.concat([cells, cells], ignore_index=True), n_boot=500))
     assert "recovers 60%" in v and "+50.0 pts" in v
 
 
 def test_interaction_with_no_gain_to_recover_and_empty():
-    same = pd.DataFrame({"A": [0.5, 0.6], "B": [0.7, 0.8], "C": [0.5, 0.6], "D": [0.7, 0.8]})
+    same = pd.DataFrame({"A": [0.5, 0.6] * 3, "B": [0.7, 0.8] * 3, "C": [0.5, 0.6] * 3, "D": [0.7, 0.8] * 3})
     tab = interaction_table(same, n_boot=100).set_index("quantity")
     assert math.isnan(tab.loc["recovered_share", "value"]) and tab.loc["norm_gain_std", "value"] == pytest.approx(0.2)
     assert "does not show a gain" in interaction_verdict(tab.reset_index())

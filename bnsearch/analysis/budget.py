@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .common import N_BOOT, _floats, complete_trials
+from .common import MIN_TRIALS_TO_TELL, N_BOOT, _floats, complete_trials
 from .curves import tuning_curve
 from .inference import _diff_of_means, _median, bootstrap_ci
 from .robustness import is_good, proportion, shared_best
@@ -152,6 +152,7 @@ def budget_table(df: pd.DataFrame, *, arms: Sequence[str], reference: str, epoch
             if p.empty:
                 continue
             gt, gr = p["gt"].to_numpy(), p["gr"].to_numpy()
+            add(e, a, "n_pairs", len(p), versus=r)
             add(e, a, "good_delta", gt.mean() - gr.mean(),
                 *bootstrap_ci(_diff_of_means, gt, gr, paired=True, n_boot=n_boot, seed=seed, tag=f"bg{e}{a}{r}"),
                 versus=r)
@@ -272,6 +273,11 @@ def budget_verdict(df: pd.DataFrame, table: pd.DataFrame, *, arm: str, reference
     if len(grid) < 2:
         return f"{arm} vs {reference}: one epoch budget only; faster training and robustness cannot be told apart."
     short = next((e for e in grid if 2 <= e < epochs), grid[0])
+    n = int(_row(table, epochs, arm, "n_pairs", reference)[0]) if math.isfinite(_row(table, epochs, arm, "n_pairs",
+                                                                                       reference)[0]) else 0
+    if n < MIN_TRIALS_TO_TELL:
+        return (f"{arm} vs {reference}: {n} configurations completed in both arms, too few (< {MIN_TRIALS_TO_TELL}) "
+                "to tell faster training from robustness.")
     readings = {m: _reading(table, df, arm=arm, reference=reference, epochs=epochs, tolerance=tolerance,
                             short=short, metric=m, n_boot=n_boot, seed=seed) for m in ("good_delta", "median_d")}
     for m, (numbers, conclusion) in readings.items():

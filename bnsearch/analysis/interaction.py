@@ -23,7 +23,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from .common import N_BOOT, _Q, _rng, complete_trials
+from .common import MIN_TRIALS_TO_TELL, N_BOOT, _Q, _rng, complete_trials
 from .inference import wilcoxon_test
 
 CELLS = ("A", "B", "C", "D")  # raw/none, raw/norm, std/none, std/norm
@@ -94,8 +94,10 @@ def _pts(x: float, lo: float, hi: float) -> str:
 def interaction_verdict(table: pd.DataFrame, norm_label: str = "BN") -> str:
     """Two plain sentences: how much of the scaling benefit the norm recovers on raw inputs, and
     whether it still helps on standardized inputs -- claims only where the interval excludes 0."""
-    if table.empty or int(table["n_configs"].iloc[0]) < 2:
-        return "Too few configurations completed in all four arms to estimate the interaction."
+    n = int(table["n_configs"].iloc[0]) if not table.empty else 0
+    if n < MIN_TRIALS_TO_TELL:
+        return (f"Too few configurations completed in all four arms ({n} < {MIN_TRIALS_TO_TELL}) to estimate the "
+                "interaction.")
     sg, sg_lo, sg_hi = _get(table, "standardize_gain")
     br, br_lo, br_hi = _get(table, "norm_gain_raw")
     bs, bs_lo, bs_hi = _get(table, "norm_gain_std")
