@@ -95,6 +95,9 @@ def test_n_arm_pairing_and_a_worker_serving_every_arm(tmp_path):
     assert [a.arm for a in prepared] == ["bn-off", "bn-on+raw", "ln-after"]
     assert [a.spec.norm for a in prepared] == ["none", "batchnorm", "layernorm"]
     assert run_worker(url, "three", settings.arm_names()) == 12  # one worker, every arm
+    assert [a.arm for a in api.worker_arms("three", storage=url)] == settings.arm_names()
+    with pytest.raises(SearchError, match="has no arm 'bn-on'; arms: bn-off, bn-on\\+raw, ln-after"):
+        api.worker_arms("three", arm="bn-on", storage=url)
     df = load_trials(url, "three", settings.arm_names())
     assert (df["state"] == "COMPLETE").all() and len(df) == 12
     params = list(settings.distributions())

@@ -11,6 +11,9 @@ seed, so the same trials always give the same report. One module per concept:
     summary     summarize(): every table for one experiment
     repeats     aggregate_repeats(): mean and interval across repeats
     verdict     plain-language sentences from a Summary
+    budget      every robustness metric at each epoch budget, tuning curves against compute
+    interaction the inputs x norm 2x2: what the norm recovers, whether it still helps
+    multiarm    N arms against a reference (summarize per pair), budgets, interaction
 """
 
 from .common import *  # noqa: F401,F403

@@ -147,6 +147,10 @@ def load_arm(url: str | None, experiment: str, arm: str) -> Arm:
         study = optuna.load_study(study_name=name, storage=storage)
     except KeyError:
         known = sorted({s.study_name.rsplit("/", 1)[0] for s in storage.get_all_studies()})
+        if experiment in known:
+            arms = sorted(s.study_name.rsplit("/", 1)[1] for s in storage.get_all_studies()
+                          if s.study_name.rsplit("/", 1)[0] == experiment)
+            raise SearchError(f"experiment {experiment!r} has no arm {arm!r}; arms: {', '.join(arms)}") from None
         raise SearchError(f"no study {name!r} in this storage; experiments here: {', '.join(known) or 'none'}") from None
     text = study.user_attrs.get("config_toml")
     if text is None:
