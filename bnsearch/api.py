@@ -164,6 +164,42 @@ def _task(settings: Settings) -> str:
     return settings.data.task or load_arrays(settings.data, settings.seed)[2]
 
 
+def reference_context(settings: Settings) -> dict:
+    """What the analysis needs from the data split but cannot read from the trials: the validation-set
+    size (for the noise-derived tolerance), the constant predictor's validation score (for the
+    failed-to-train rate) and a simple model fitted on the same split (logistic / ridge regression),
+    so a reader sees how good "good" is. Loads the split (seconds); nothing is trained with torch."""
+    import numpy as np
+
+    from .data import load_dataset
+
+    data = load_dataset(settings.data, settings.seed)
+    Xtr, Xva, Xte = (t.numpy().astype(np.float64) for t in (data.X_train, data.X_val, data.X_test))
+    ytr, yva, yte = (t.numpy() for t in (data.y_train, data.y_val, data.y_test))
+    import warnings
+
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if data.task == "classification":
+        from sklearn.linear_model import LogisticRegression
+
+        model, name = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)), "logistic regression"
+        baseline = float(np.mean(yva == np.bincount(ytr).argmax()))  # majority class of the training split
+    else:
+        from sklearn.linear_model import Ridge
+
+        model, name = make_pipeline(StandardScaler(), Ridge(alpha=1.0)), "ridge regression"
+        baseline = float(max(1 - np.sum((yva - ytr.mean()) ** 2) / np.sum((yva - yva.mean()) ** 2), -1.0))
+    with warnings.catch_warnings():  # a convergence warning must not reach the CLI's output
+        warnings.simplefilter("ignore")
+        model.fit(Xtr, ytr)
+    clip = (lambda x: float(x)) if data.task == "classification" else (lambda x: float(max(x, -1.0)))
+    return {"n_val": int(len(yva)), "baseline": baseline,
+            "reference": {"model": name, "val_score": clip(model.score(Xva, yva)),
+                          "test_score": clip(model.score(Xte, yte))}}
+
+
 def build_report(storage, experiment: str) -> Report:
     """Everything `summary`/`export`/`plot` need, from storage alone (no config file, no training)."""
     import pandas as pd
@@ -192,12 +228,16 @@ def build_report(storage, experiment: str) -> Report:
         settings = first.settings
         df = load_trials(url, name, arm_names)
         frames.append(df)
+        records += search.trial_records(url, name, arm_names)
+        try:
+            context = reference_context(settings)
+        except (OSError, ValueError):  # data no longer readable (a moved CSV): report without the context
+            context = {}
         if name == experiment:  # the experiment's own metadata labels every export
             attrs = first.study.user_attrs
-            first_settings, first_df = settings, df
-        records += search.trial_records(url, name, arm_names)
+            first_settings, first_df, first_context = settings, df, context
         kw = dict(distributions=settings.distributions(), tolerance=settings.tolerance, paired=settings.paired,
-                  sampler=settings.sampler, task=_task(settings), seed=settings.seed)
+                  sampler=settings.sampler, task=_task(settings), seed=settings.seed, **context)
         for a in arm_names:
             if a != settings.reference:
                 by_arm.setdefault(a, []).append(summarize(df, **kw, arms=(a, settings.reference)))
@@ -210,19 +250,28 @@ def build_report(storage, experiment: str) -> Report:
     # Never write a database password into exported files.
     meta["storage"] = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
     return Report(pd.concat(frames, ignore_index=True), summary, meta, records=records,
-                  arms=_analyse_arms(first_df, first_settings, comparisons))
+                  arms=_analyse_arms(first_df, first_settings, comparisons, first_context))
 
 
-def _analyse_arms(df, settings: Settings, comparisons):
+def _analyse_arms(df, settings: Settings, comparisons, context: dict):
     """The N-arm layer (budgets, interaction) of the experiment's first run; repeats enter through the
     aggregated comparisons only."""
-    from . import arms as arm_specs
-    from .analysis.multiarm import analyse_arms
+    import math
 
+    from . import arms as arm_specs
+    from .analysis import complete_trials, shared_best
+    from .analysis.multiarm import analyse_arms
+    from .analysis.summary import DEFAULT_TOLERANCE
+    from .analysis.tolerance import noise_tolerance
+
+    tolerance = settings.tolerance
+    if tolerance is None:  # derived as the comparisons derive it, from the best score of all arms
+        tolerance = noise_tolerance(shared_best(complete_trials(df)["score"]), context.get("n_val"), _task(settings))
+        tolerance = tolerance if math.isfinite(tolerance) else DEFAULT_TOLERANCE
     cells = arm_specs.two_by_two(settings.arms, settings.data.inputs)
     norm = next((s.norm for s in settings.arms if s.norm != "none"), "batchnorm")
     return analyse_arms(df, arms=settings.arm_names(), reference=settings.reference, epochs=settings.epochs,
-                        tolerance=settings.tolerance, distributions=settings.distributions(),
+                        tolerance=tolerance, distributions=settings.distributions(),
                         paired=settings.paired, sampler=settings.sampler, task=_task(settings), seed=settings.seed,
                         descriptions={s.name: s.describe(settings.data.inputs) for s in settings.arms},
                         cells=cells, norm_label={"batchnorm": "BN", "layernorm": "LayerNorm"}[norm],

@@ -124,6 +124,9 @@ def study(
          header=_header(config, storage, seed=seed))
 
 
+FullOpt = typer.Option(False, "--full", help="Print every table, not only the verdict and key numbers.")
+
+
 @app.command()
 def compare(
     config: Optional[Path] = ConfigArg,
@@ -135,6 +138,7 @@ def compare(
                                        show_default=False),
     device: Optional[DeviceName] = typer.Option(None, "--device", help="auto | cpu | cuda."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Experiment seed (overrides experiment.seed)."),
+    full: bool = FullOpt,
 ):
     """Run what is missing of every arm (paired), then print the side-by-side report and export it.
 
@@ -151,7 +155,7 @@ def compare(
         config, trials=trials, repeats=repeats, jobs=jobs, storage=storage, out=out, seed=seed,
         device=device.value if device else None, progress=progress, on_repeat=on_repeat),
         header=_header(config, storage, seed=seed), table=False)
-    _print_report(report)
+    _print_report(report, full)
     _print_files(report.files)
 
 
@@ -161,6 +165,7 @@ def summary(
     experiment: Optional[str] = ExperimentOpt,
     storage: Optional[str] = StorageOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the summary tables and verdict as JSON (for scripts)."),
+    full: bool = FullOpt,
 ):
     """Side-by-side report from stored studies (trains nothing).
 
@@ -178,7 +183,7 @@ def summary(
             obj["arms"] = arms_json(report.arms)
         _print_json(obj)
     else:
-        _print_report(report)
+        _print_report(report, full)
 
 
 @app.command()
@@ -360,12 +365,15 @@ def _run(call, header: str, table: bool = True):
     return result
 
 
-def _print_report(report) -> None:
+def _print_report(report, full: bool = False) -> None:
     from .report import print_report
     from .report_arms import print_arms
 
     if report.arms is None or report.arms.is_default_pair:
-        print_report(report.summary, console, report.meta)
+        print_report(report.summary, console, report.meta, full=full)
+    elif full:  # every comparison's own two-arm report
+        for s in report.arms.comparisons.values():
+            print_report(s, console, report.meta, full=True)
     if report.arms is not None:
         print_arms(report.arms, console)
 

@@ -84,7 +84,7 @@ class Param:
 class Settings:
     name: str = "digits-mlp"
     seed: int = 0
-    tolerance: float = 0.01
+    tolerance: float | None = None  # None: derived from validation noise at analysis time
     data: DataSpec = field(default_factory=DataSpec)
     sampler: str = "random"
     trials: int = 60
@@ -118,7 +118,8 @@ class Settings:
         # The default pair adds nothing, so experiments stored before arms existed keep their hash.
         exp_arms, arm_tables = _arms.to_config(self.arms, self.reference)
         d = {
-            "experiment": {"name": self.name, "seed": self.seed, "tolerance": self.tolerance, **exp_arms},
+            "experiment": {"name": self.name, "seed": self.seed,
+                           **({"tolerance": self.tolerance} if self.tolerance is not None else {}), **exp_arms},
             "data": data,
             "search": {"sampler": self.sampler, "trials": self.trials, "paired": self.paired, "space": space},
             "train": {"epochs": self.epochs, "device": self.device},
@@ -135,6 +136,7 @@ class Settings:
         are left out so `--trials` can extend a study and a GPU machine can join a CPU one."""
         d = self.to_dict()
         d["search"].pop("trials")
+        d["experiment"].pop("tolerance", None)  # analysis only: re-judging the same trials is no new experiment
         d["train"].pop("device")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -259,7 +261,7 @@ def parse_config(doc: dict[str, Any], src: str) -> Settings:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,80}", name):
         raise ConfigError(f"{src}: experiment.name: {name!r} must be letters, digits, '.', '_' or '-' (no '/')")
     tolerance = exp.get("tolerance", s.tolerance)
-    if tolerance < 0:
+    if tolerance is not None and tolerance < 0:
         raise ConfigError(f"{src}: experiment.tolerance: must be >= 0 (got {tolerance})")
 
     dataset = dat.get("dataset", "digits")

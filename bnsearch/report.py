@@ -16,31 +16,51 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .analysis import ARM_LABELS, ARMS, DELTA, Summary, curve_grid
+from .analysis import ARMS, DELTA, Summary, arm_label, curve_grid
+from .analysis.heterogeneity import wide as heterogeneity_wide
 
 ARM_COLUMNS = (*ARMS, DELTA)
 TRIAL_COLUMNS = ["experiment", "arm", "number", "state", "config_index"]
-RESULT_COLUMNS = ["score", "test_score", "diverged", "epochs_run", "seconds", "seed"]
+RESULT_COLUMNS = ["score", "test_score", "diverged", "epochs_run", "seconds", "seed", "val_curve"]
 
-_PCT = {"good_fraction", "divergence_rate", "win_rate", "tie_rate", "loss_rate", "prob_on_better", "diff"}
-_INT = {"n_trials", "n_complete", "good_count", "n_pairs", "n_on", "n_off"}
+_PCT = {"good_fraction", "divergence_rate", "failed_rate", "win_rate", "tie_rate", "loss_rate", "prob_on_better",
+        "diff", "equivalence"}
+_INT = {"n_trials", "n_complete", "good_count", "n_pairs", "n_on", "n_off", "trials_needed"}
 _ONE_DECIMAL = {"trials_to_target", "lr_window"}
+ESTIMATOR_NAMES = {
+    "V": "expected best of n (V-estimate, with replacement; 95% simultaneous band, opda DKW)",
+    "U": "expected best of n (U-estimate, without replacement; no band)",
+    "best-so-far": "best score so far, in trial order (adaptive sampler)",
+}
+ESTIMATOR_SHORT = {"V": "expected best of n (V-est.)", "U": "expected best of n (U-est.)",
+                   "best-so-far": "best so far"}
 _LABELS = {
     "n_trials": "trials (all states)", "n_complete": "completed trials", "best": "best score",
     "median": "median score", "p25": "25th percentile", "p75": "75th percentile", "mean": "mean score",
     "std": "std of scores", "test_at_best": "test score of best config", "good_count": "good trials",
     "good_fraction": "good fraction g", "trials_to_target": "trials to target 1/g",
-    "divergence_rate": "divergence rate", "lr_window": "LR window (decades)",
+    "divergence_rate": "diverged rate", "failed_rate": "failed-to-train rate", "lr_window": "LR window (decades)",
 }
+
+
+def _label(metric: str) -> str:
+    if metric.startswith("lr_window ("):
+        return "LR window, " + metric[len("lr_window ("):-1] + " (decades)"
+    return _LABELS.get(metric, metric)
+
+
+def _arm_columns(summary: Summary) -> tuple:
+    return (*summary.arms, DELTA)
 SECTION_TITLES = {"scores": "Scores", "robustness": "Robustness", "curves": "Tuning curve",
-                  "importance": "Importance", "sensitivity": "Sensitivity", "tests": "Tests"}
+                  "importance": "Importance", "sensitivity": "Sensitivity", "tests": "Tests",
+                  "profile": "Tolerance profile", "heterogeneity": "Where it differs (paired d by hyperparameter level)"}
 
 
 # ----------------------------------------------------------------------------- formatting
 
 def _fmt(value: float, kind: str, signed: bool = False) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
+        return "n/a"  # undefined, never shown as 0
     value = float(value)
     if math.isinf(value):
         return ("+" if signed and value > 0 else "-" if value < 0 else "") + "∞"
@@ -63,7 +83,7 @@ def _kind(name: str) -> str:
         return "pct"
     if name in _INT:
         return "int"
-    if name in _ONE_DECIMAL:
+    if name in _ONE_DECIMAL or name.startswith("lr_window"):
         return "one"
     if name == "p_value":
         return "p"
@@ -74,7 +94,7 @@ def _kind(name: str) -> str:
 
 def _cell(row: pd.Series | None, kind: str, signed: bool = False) -> str:
     if row is None:
-        return "–"
+        return "n/a"
     text = _fmt(row["value"], kind, signed)
     lo, hi = row.get("lo", math.nan), row.get("hi", math.nan)
     if pd.notna(lo) and pd.notna(hi):
@@ -92,7 +112,9 @@ def _by_arm(table: pd.DataFrame, keys: list[str]) -> list[tuple[tuple, dict[str,
 
 def report_tables(summary: Summary) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, headers, rows of strings) per section; shared by the terminal and markdown reports."""
-    arm_headers = [ARM_LABELS[a] for a in ARM_COLUMNS]
+    ARM_COLUMNS = _arm_columns(summary)
+    ARMS = summary.arms
+    arm_headers = [arm_label(a) for a in ARM_COLUMNS]
     sections = []
 
     for section in ("scores", "robustness"):
@@ -100,7 +122,7 @@ def report_tables(summary: Summary) -> list[tuple[str, list[str], list[list[str]
         rows = []
         for (metric,), arms in _by_arm(part, ["metric"]):
             kind = _kind(metric)
-            rows.append([_LABELS.get(metric, metric)] +
+            rows.append([_label(metric)] +
                         [_cell(arms.get(a), kind, signed=a == DELTA) for a in ARM_COLUMNS])
         sections.append((SECTION_TITLES[section], ["Metric", *arm_headers], rows))
 
@@ -111,7 +133,8 @@ def report_tables(summary: Summary) -> list[tuple[str, list[str], list[list[str]
         n_max = int(curves["n"].max())
         shown = set(curve_grid(n_max))
         for (est, n), arms in _by_arm(curves[curves["n"].isin(shown)], ["estimator", "n"]):
-            rows.append([str(est), str(int(n))] + [_cell(arms.get(a), "score", signed=a == DELTA) for a in ARM_COLUMNS])
+            rows.append([ESTIMATOR_SHORT.get(est, str(est)), str(int(n))] +
+                        [_cell(arms.get(a), "score", signed=a == DELTA) for a in ARM_COLUMNS])
     sections.append((SECTION_TITLES["curves"], ["Estimator", "n", *arm_headers], rows))
 
     rows = []
@@ -138,6 +161,21 @@ def report_tables(summary: Summary) -> list[tuple[str, list[str], list[list[str]
         rows.append([str(row["test"]), str(row["quantity"]), _fmt(row["value"], kind, signed), interval,
                      str(row.get("note") or "")])
     sections.append((SECTION_TITLES["tests"], ["Test", "Quantity", "Value", "Interval", "Note"], rows))
+
+    rows = []
+    for (delta,), arms in _by_arm(summary.profile, ["delta"]) if not summary.profile.empty else []:
+        rows.append([_fmt(delta, "score")] + [_cell(arms.get(a), "pct", signed=a == DELTA) for a in ARM_COLUMNS])
+    sections.append((SECTION_TITLES["profile"], ["tolerance δ", *[f"good fraction, {h}" for h in arm_headers]], rows))
+
+    rows = []
+    for _, r in heterogeneity_wide(summary.heterogeneity).iterrows():
+        win = _fmt(r["win_rate"], "pct")
+        if pd.notna(r["win_lo"]):
+            win += f" [{_fmt(r['win_lo'], 'pct')}, {_fmt(r['win_hi'], 'pct')}]"
+        rows.append([str(r["factor"]), str(r["level"]), _fmt(r["n_pairs"], "int"), _fmt(r["median_d"], "score", True),
+                     win, _fmt(r["p_value"], "p"), _fmt(r["p_holm"], "p")])
+    sections.append((SECTION_TITLES["heterogeneity"], ["Factor", "Level", "Pairs", "Median d", "Win rate [95% CI]",
+                                                       "Sign test p", "Holm p"], rows))
     return sections
 
 
@@ -145,9 +183,21 @@ def _setup_lines(summary: Summary, meta: Mapping) -> list[str]:
     lines = [
         f"experiment {summary.experiment or meta.get('experiment', '')} · task {summary.task} · "
         f"sampler {summary.sampler} · {'paired' if summary.paired else 'unpaired'} · "
-        f"tolerance δ = {summary.tolerance:g} · best score of both arms s* = {_fmt(summary.s_star, 'score')}",
+        f"{arm_label(summary.arms[0])} vs {arm_label(summary.arms[1])}",
+        f"good = within δ = {summary.tolerance:.4g} of s* = {_fmt(summary.s_star, 'score')} (best of both arms; "
+        f"{summary.tolerance_source or 'set'}); the configuration that sets s* is left out of the counts",
+        "primary endpoint: difference in good fraction ("
+        + ("exact McNemar test, exact conditional 95% interval" if summary.primary.get("paired", summary.paired)
+           else "Newcombe 95% interval and the test it inverts")
+        + f"; no practical difference = 90% interval within ±{100 * summary.primary.get('margin', math.nan):.0f} pts)",
+        "every other difference is secondary: Holm-adjusted p values in tests.csv (p_holm)",
         f"intervals: {summary.interval}",
     ]
+    ctx = summary.context
+    if ctx.get("reference_model"):
+        lines.append(f"context: {ctx['reference_model']} on the same split scores {ctx.get('reference_val_score', math.nan):.4f}"
+                     f" (validation), {ctx.get('reference_test_score', math.nan):.4f} (test); a constant predictor "
+                     f"{ctx.get('baseline', math.nan):.4f}")
     versions = " · ".join(f"{k} {meta[k]}" for k in ("config_hash", "bnsearch_version", "torch_version",
                                                      "optuna_version", "seed") if k in meta)
     if versions:
@@ -158,8 +208,46 @@ def _setup_lines(summary: Summary, meta: Mapping) -> list[str]:
 
 # ----------------------------------------------------------------------------- terminal
 
-def print_report(summary: Summary, console, meta: Mapping | None = None) -> None:
-    """One rich table per section (arms as columns plus Δ), then the verdict."""
+def compact_rows(summary: Summary) -> list[list[str]]:
+    """The default terminal view: a few key numbers per arm, Δ with its interval, fits 80 columns."""
+    t, r = summary.arms
+    m = summary.metric
+
+    def pct(metric):
+        row = [_fmt(m(metric, a)[0], "pct") for a in (t, r)]
+        d, lo, hi = m(metric, DELTA)
+        delta = _fmt(d, "pct", True)
+        if np.isfinite(lo) and np.isfinite(hi):
+            delta = f"{100 * d:+.1f} [{100 * lo:+.1f},{100 * hi:+.1f}]"
+        return row + [delta]
+
+    def ttt(a):
+        v, lo, hi = m("trials_to_target", a)
+        if math.isnan(v):
+            return "n/a"
+        if math.isinf(v):
+            return f"> {lo:.0f}" if np.isfinite(lo) else "n/a"
+        band = f" [{lo:.0f}–{hi:.0f}]" if np.isfinite(lo) and np.isfinite(hi) else ""
+        return f"{v:.1f}{band}"
+
+    rows = [["good fraction", *pct("good_fraction")]]
+    rows.append(["trials to a good one", ttt(t), ttt(r), ""])
+    rows.append(["diverged", *pct("divergence_rate")])
+    if np.isfinite(m("failed_rate", t)[0]):
+        rows.append(["failed to train", *pct("failed_rate")])
+    rows.append(["best score"] + [_fmt(m("best", a)[0], "score") for a in (t, r)] +
+                [_fmt(m("best", DELTA)[0], "score", True)])
+    rows.append(["median score"] + [_fmt(m("median", a)[0], "score") for a in (t, r)] +
+                [_fmt(m("median", DELTA)[0], "score", True)])
+    windows = summary.metrics[summary.metrics["metric"].str.startswith("lr_window")]
+    for name in dict.fromkeys(windows["metric"]):
+        label = "LR window" + (" " + name[len("lr_window ("):-1] if "(" in name else "") + " (dec.)"
+        rows.append([label] + [_fmt(m(name, a)[0], "one") for a in (t, r)] + [_fmt(m(name, DELTA)[0], "one", True)])
+    return rows
+
+
+def print_report(summary: Summary, console, meta: Mapping | None = None, full: bool = False) -> None:
+    """Verdict first, then a compact table that fits 80 columns; `full` adds every table."""
     from rich.panel import Panel
     from rich.table import Table
 
@@ -168,19 +256,33 @@ def print_report(summary: Summary, console, meta: Mapping | None = None) -> None
     if summary.n_repeats > 1:
         title += f" ({summary.n_repeats} repeats)"
     console.print(f"[bold]{title}[/bold]")
+    console.print(Panel(summary.verdict, title="Verdict", title_align="left"))
+    t, r = summary.arms
+    table = Table(title="Key numbers (primary endpoint: good fraction; pp = percentage points)",
+                  title_justify="left")
+    for i, h in enumerate(["", arm_label(t), arm_label(r), "Δ [95% CI]"]):
+        table.add_column(h, justify="left" if i == 0 else "right", no_wrap=True)
+    for row in compact_rows(summary):
+        table.add_row(*row)
+    console.print(table)
     for line in _setup_lines(summary, meta):
         console.print(line, style="dim", highlight=False)
+    if not full:
+        console.print("every table: --full; every number: the CSVs with --out", style="dim", highlight=False)
+        return
     for name, headers, rows in report_tables(summary):
         table = Table(title=name, title_justify="left", show_lines=False)
         for i, h in enumerate(headers):
-            table.add_column(h, justify="left" if i == 0 or h in ("Note", "Test", "Quantity", "Measure", "Estimator")
+            table.add_column(h, justify="left" if i == 0 or h in ("Note", "Test", "Quantity", "Measure", "Estimator",
+                                                                   "Factor", "Level")
                              else "right", overflow="fold")
         for row in rows:
             table.add_row(*row)
         if not rows:
             table.add_row(*(["(no data)"] + [""] * (len(headers) - 1)))
         console.print(table)
-    console.print(Panel(summary.verdict, title="Verdict", title_align="left"))
+    console.print("Tuning-curve estimators: " + "; ".join(f"{k}: {v}" for k, v in ESTIMATOR_NAMES.items()),
+                  style="dim", highlight=False)
 
 
 # ----------------------------------------------------------------------------- CSV
@@ -192,8 +294,8 @@ def _with_meta(frame: pd.DataFrame, meta: Mapping) -> pd.DataFrame:
     for key, value in meta.items():
         col = "experiment_seed" if key == "seed" else key
         if col in out.columns:
-            if key == "experiment":
-                continue  # the trials' own experiment column already says it
+            if key in ("experiment", "repeats"):
+                continue  # the table's own column already says it
             col = f"meta_{key}"
         out[col] = value
     return out
@@ -213,14 +315,19 @@ def write_csvs(df: pd.DataFrame, summary: Summary, out_dir, meta: Mapping) -> li
     meta = dict(meta)
     meta.setdefault("experiment", summary.experiment)
     setup = {"task": summary.task, "sampler": summary.sampler, "paired": summary.paired,
-             "tolerance": summary.tolerance, "s_star": summary.s_star, "n_repeats": summary.n_repeats}
+             "tolerance": summary.tolerance, "s_star": summary.s_star, "outcome": summary.outcome}
+    metrics = summary.metrics
+    if "repeats" not in metrics.columns:  # one repeat column: per-row count of repeats (1 for a single run)
+        metrics = metrics.assign(repeats=summary.n_repeats)
     frames = {
         "trials.csv": trials_table(df),
-        "summary.csv": summary.metrics.assign(**setup),
+        "summary.csv": metrics.assign(**setup),
         "curves.csv": summary.curves,
         "importance.csv": summary.importance,
         "sensitivity.csv": summary.sensitivity,
         "tests.csv": summary.tests,
+        "tolerance_profile.csv": summary.profile,
+        "heterogeneity.csv": summary.heterogeneity,
     }
     paths = []
     for name, frame in frames.items():
@@ -246,11 +353,15 @@ def write_plots(df: pd.DataFrame, summary: Summary, out_dir) -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
+    ARMS = summary.arms
+    colors = dict(zip(ARMS, ("tab:blue", "tab:orange")))
+    exp = summary.experiment or "experiment"
     threshold = summary.s_star - summary.tolerance
     complete = df[(df["state"].astype(str) == "COMPLETE") & pd.to_numeric(df["score"], errors="coerce").notna()] \
         if len(df) else df
 
-    def save(fig, name):
+    def save(fig, name, title):
+        fig.suptitle(f"{exp}: {title}", fontsize=10)
         path = out / name
         fig.tight_layout()
         fig.savefig(path, dpi=110)
@@ -258,40 +369,58 @@ def write_plots(df: pd.DataFrame, summary: Summary, out_dir) -> list[Path]:
         written.append(path)
 
     curves = summary.curves[summary.curves["arm"].isin(ARMS)] if not summary.curves.empty else summary.curves
+    delta_v = (summary.curves[(summary.curves["arm"] == DELTA) & (summary.curves["estimator"] == "V")]
+               .sort_values("n") if not summary.curves.empty else summary.curves)
     if not curves.empty:
         estimators = list(dict.fromkeys(curves["estimator"]))
-        fig, axes = plt.subplots(1, len(estimators), figsize=(5 * len(estimators), 3.8), squeeze=False, sharey=True)
+        panels = len(estimators) + (not delta_v.empty)
+        fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.8), squeeze=False)
         for ax, est in zip(axes[0], estimators):
             for arm in ARMS:
                 c = curves[(curves["estimator"] == est) & (curves["arm"] == arm)].sort_values("n")
                 if c.empty:
                     continue
-                ax.plot(c["n"], c["value"], marker="o", ms=3, color=_COLORS[arm], label=ARM_LABELS[arm])
+                ax.plot(c["n"], c["value"], marker="o", ms=3, color=colors[arm], label=arm_label(arm))
                 if c["lo"].notna().any():
-                    ax.fill_between(c["n"], c["lo"].astype(float), c["hi"].astype(float), color=_COLORS[arm], alpha=0.2)
+                    ax.fill_between(c["n"], c["lo"].astype(float), c["hi"].astype(float), color=colors[arm], alpha=0.2)
             if est in ("V", "U"):
                 ax.set_xscale("log", base=2)
-            ax.set_title(f"{est}-estimate" if est in ("V", "U") else est)
+            ax.set_title({"V": "expected best of n (V-estimate, with replacement)\nshaded: 95% simultaneous band (opda, DKW)",
+                          "U": "expected best of n (U-estimate, without replacement)\nno band",
+                          }.get(est, "best score so far (adaptive sampler)"), fontsize=9)
             ax.set_xlabel("trials n")
             ax.grid(alpha=0.3)
         axes[0][0].set_ylabel("expected best validation score")
         axes[0][0].legend()
-        save(fig, "tuning_curves.png")
+        for ax in axes[0][1:len(estimators)]:
+            ax.sharey(axes[0][0])
+        if not delta_v.empty:
+            ax = axes[0][-1]
+            ax.plot(delta_v["n"], delta_v["value"], marker="o", ms=3, color="tab:green")
+            if delta_v["lo"].notna().any():
+                ax.fill_between(delta_v["n"], delta_v["lo"].astype(float), delta_v["hi"].astype(float),
+                                color="tab:green", alpha=0.2)
+            ax.axhline(0, color="grey", lw=1)
+            ax.set_xscale("log", base=2)
+            ax.set_title(f"Δ expected best of n ({arm_label(ARMS[0])} − {arm_label(ARMS[1])})\n"
+                         "shaded: 95% simultaneous band (the arms' 97.5% bands)", fontsize=9)
+            ax.set_xlabel("trials n")
+            ax.grid(alpha=0.3)
+        save(fig, "tuning_curves.png", "how good a search of n random trials gets")
 
     if "lr" in complete.columns and len(complete):
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True, squeeze=False)
         for ax, arm in zip(axes[0], ARMS):
             t = complete[complete["arm"] == arm]
-            ax.set_title(ARM_LABELS[arm])
+            ax.set_title(arm_label(arm))
             if t.empty:  # a log axis with no data cannot be drawn
                 ax.text(0.5, 0.5, "no completed trials", transform=ax.transAxes, ha="center", color="grey")
                 continue
             div = t["diverged"].fillna(False).astype(bool) if "diverged" in t else pd.Series(False, index=t.index)
             ax.scatter(t.loc[~div, "lr"].astype(float), t.loc[~div, "score"].astype(float), s=14,
-                       color=_COLORS[arm], label="trained")
-            if div.any():
-                ax.scatter(t.loc[div, "lr"].astype(float), t.loc[div, "score"].astype(float), s=18, marker="x",
-                           color="tab:red", label="diverged")
+                       color=colors[arm], label="trained")
+            ax.scatter(t.loc[div, "lr"].astype(float), t.loc[div, "score"].astype(float), s=18, marker="x",
+                       color="tab:red", label=f"diverged ({int(div.sum())})")
             if np.isfinite(threshold):
                 ax.axhline(threshold, color="grey", ls="--", lw=1, label="good threshold s* − δ")
             ax.set_xscale("log")
@@ -299,22 +428,22 @@ def write_plots(df: pd.DataFrame, summary: Summary, out_dir) -> list[Path]:
             ax.grid(alpha=0.3)
         axes[0][0].set_ylabel("validation score")
         axes[0][0].legend(fontsize=8)
-        save(fig, "score_vs_lr.png")
+        save(fig, "score_vs_lr.png", "validation score of every trial against its learning rate")
 
     if len(complete):
         fig, ax = plt.subplots(figsize=(6, 3.8))
         for arm in ARMS:
             s = np.sort(complete.loc[complete["arm"] == arm, "score"].astype(float).to_numpy())
             if s.size:
-                ax.step(s, np.arange(1, s.size + 1) / s.size, where="post", color=_COLORS[arm], label=ARM_LABELS[arm])
+                ax.step(s, np.arange(1, s.size + 1) / s.size, where="post", color=colors[arm], label=arm_label(arm))
         if np.isfinite(threshold):
             ax.axvline(threshold, color="grey", ls="--", lw=1, label="s* − δ")
         ax.set_xlabel("validation score")
         ax.set_ylabel("share of trials ≤ score")
-        ax.set_title("EDF of scores")
+        ax.set_title("empirical distribution function of the validation scores", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend()
-        save(fig, "score_edf.png")
+        save(fig, "score_edf.png", "distribution of scores")
 
     imp = summary.importance
     if not imp.empty and imp.loc[imp["arm"].isin(ARMS), "value"].notna().any():
@@ -323,13 +452,51 @@ def write_plots(df: pd.DataFrame, summary: Summary, out_dir) -> list[Path]:
         fig, ax = plt.subplots(figsize=(6, 0.5 * len(params) + 1.5))
         for k, arm in enumerate(ARMS):
             vals = imp[imp["arm"] == arm].set_index("param")["value"].reindex(params).astype(float).fillna(0)
-            ax.barh(y + (k - 0.5) * 0.4, vals, height=0.4, color=_COLORS[arm], label=ARM_LABELS[arm])
+            ax.barh(y + (k - 0.5) * 0.4, vals, height=0.4, color=colors[arm], label=arm_label(arm))
         ax.set_yticks(y, params)
         ax.invert_yaxis()
         ax.set_xlabel("importance (normalised)")
-        ax.set_title("Hyperparameter importance")
+        ax.set_title("PED-ANOVA importance (share of score variation), per arm", fontsize=9)
         ax.legend()
-        save(fig, "importance.png")
+        save(fig, "importance.png", "which hyperparameters matter")
+
+    prof = summary.profile
+    if not prof.empty and prof["arm"].isin(ARMS).any():
+        fig, ax = plt.subplots(figsize=(6, 3.8))
+        for arm in ARMS:
+            c = prof[prof["arm"] == arm].sort_values("delta")
+            ax.plot(c["delta"], c["value"], marker="o", ms=3, color=colors[arm], label=arm_label(arm))
+            ax.fill_between(c["delta"], c["lo"].astype(float), c["hi"].astype(float), color=colors[arm], alpha=0.15)
+        ax.axvline(summary.tolerance, color="grey", ls="--", lw=1, label=f"δ used = {summary.tolerance:.3g}")
+        ax.set_xlabel("tolerance δ (good = within δ of s*)")
+        ax.set_ylabel("good fraction")
+        ax.set_title("good fraction over a grid of tolerances, 95% Wilson intervals", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        save(fig, "tolerance_profile.png", "tolerance profile")
+
+    het = heterogeneity_wide(summary.heterogeneity)
+    het = het[het["win_rate"].notna()] if not het.empty else het
+    if not het.empty:
+        factors = list(dict.fromkeys(het["factor"]))
+        levels = max(int((het["factor"] == f).sum()) for f in factors)
+        grid = np.full((len(factors), levels), np.nan)
+        labels = [[""] * levels for _ in factors]
+        for i, f in enumerate(factors):
+            for j, (_, r) in enumerate(het[het["factor"] == f].iterrows()):
+                grid[i, j] = r["win_rate"]
+                labels[i][j] = f"{r['level']}\n{100 * r['win_rate']:.0f}%" + ("*" if r["p_holm"] < 0.05 else "")
+        fig, ax = plt.subplots(figsize=(1.3 * levels + 2.5, 0.6 * len(factors) + 1.6))
+        im = ax.imshow(grid, cmap="RdBu", vmin=0, vmax=1, aspect="auto")
+        for i in range(len(factors)):
+            for j in range(levels):
+                if labels[i][j]:
+                    ax.text(j, i, labels[i][j], ha="center", va="center", fontsize=7)
+        ax.set_yticks(range(len(factors)), factors)
+        ax.set_xticks([])
+        fig.colorbar(im, ax=ax, label=f"share of pairs where {arm_label(ARMS[0])} scores higher")
+        ax.set_title("paired win rate by hyperparameter level (* Holm-adjusted sign test p < 0.05)", fontsize=9)
+        save(fig, "heterogeneity.png", "where the arms differ")
     return written
 
 
@@ -347,7 +514,8 @@ def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 _PLOT_AFTER = {"Scores": ["score_edf.png", "score_vs_lr.png"], "Tuning curve": ["tuning_curves.png"],
-               "Importance": ["importance.png"]}
+               "Importance": ["importance.png"], "Tolerance profile": ["tolerance_profile.png"],
+               SECTION_TITLES["heterogeneity"]: ["heterogeneity.png"]}
 
 
 def markdown_text(summary: Summary, meta: Mapping | None = None, files: Sequence = (), out_dir=None) -> str:
@@ -370,6 +538,9 @@ def markdown_text(summary: Summary, meta: Mapping | None = None, files: Sequence
     used = set()
     for name, headers, rows in report_tables(summary):
         parts += [f"## {name}", "", _md_table(headers, rows), ""]
+        if name == SECTION_TITLES["curves"]:
+            parts += ["; ".join(f"{ESTIMATOR_SHORT[k]}: {v}" for k, v in ESTIMATOR_NAMES.items()) +
+                      ". The Δ band is the difference of the two arms' 97.5% bands (simultaneous at 95%).", ""]
         for png in _PLOT_AFTER.get(name, []):
             if png in pngs:
                 parts += [f"![{png[:-4].replace('_', ' ')}]({rel(pngs[png])})", ""]

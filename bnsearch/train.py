@@ -12,10 +12,13 @@ Semantics (docs/design.md, Training), defined by :func:`train_reference`:
 - SGD with momentum 0.9 or Adam (torch defaults otherwise); cross-entropy or MSE loss.
 - After each epoch: the epoch's mean training loss, and the validation score with ``model.eval()``
   (BN running statistics). The run **diverges** when that mean loss is non-finite or above
-  1e3 x the first epoch's: it stops and is scored as it is. A non-finite loss mid-epoch therefore
-  only wastes the rest of that epoch; checking once per epoch avoids a host sync every step.
-- Scores are "higher is better": accuracy (rows with non-finite logits count as wrong), or R^2
-  clipped to >= -1 (non-finite predictions score -1). Every number returned is a finite Python float;
+  1e3 x the loss at initialisation (the first mini-batch's loss, computed by the first step's
+  forward pass before any update): it stops and is scored as it is. Anchoring on the first
+  epoch's mean instead missed runs that had already exploded within epoch 1. A non-finite loss
+  mid-epoch only wastes the rest of that epoch; checking once per epoch avoids a host sync every step.
+- Scores are "higher is better": accuracy, or R^2 clipped to >= -1. A model whose outputs are not
+  all finite scores at chance level -- the accuracy of always predicting the most frequent class of
+  the split -- or R^2 = -1, so a diverged run is never scored below a constant predictor. Every number returned is a finite Python float;
   a non-finite epoch loss is recorded as ``DIVERGED_LOSS`` so curves stay JSON-safe.
 
 Worker processes should call :func:`set_threads` (1 thread per process is fastest for these small nets).
@@ -97,8 +100,9 @@ def score(out: torch.Tensor, y: torch.Tensor, task: str) -> float:
     if y.numel() == 0:
         return 0.0
     if task == "classification":
-        ok = torch.isfinite(out).all(dim=1) & (out.argmax(dim=1) == y)
-        return float(ok.double().mean())
+        if not bool(torch.isfinite(out).all()):
+            return float(torch.bincount(y).max()) / y.numel()  # chance level: a constant predictor
+        return float((out.argmax(dim=1) == y).double().mean())
     pred = out.reshape(-1).double()
     yd = y.double()
     sse = torch.sum((pred - yd) ** 2)
@@ -109,13 +113,12 @@ def score(out: torch.Tensor, y: torch.Tensor, task: str) -> float:
     return max(r2, REGRESSION_FLOOR)
 
 
-def diverged_at(losses: list[float]) -> bool:
-    """True when the latest epoch mean loss is non-finite or 1e3 x above the first epoch's."""
+def diverged_at(losses: list[float], init_loss: float) -> bool:
+    """True when the latest epoch mean loss is non-finite or 1e3 x above the loss at initialisation."""
     last = losses[-1]
     if not math.isfinite(last):
         return True
-    first = losses[0]
-    return math.isfinite(first) and last > DIVERGE_FACTOR * first
+    return math.isfinite(init_loss) and last > DIVERGE_FACTOR * init_loss
 
 
 def finite_loss(x: float) -> float:
@@ -157,6 +160,7 @@ def _train_reference(params: dict, data: Dataset, *, bn: bool | None = None, epo
     losses: list[float] = []
     curve: list[float] = []
     diverged = False
+    init_loss = math.nan
     for epoch in range(epochs):
         model.train()
         total = torch.zeros((), device=device)
@@ -167,13 +171,15 @@ def _train_reference(params: dict, data: Dataset, *, bn: bool | None = None, epo
                 loss = F.mse_loss(out.squeeze(1), data.y_train[idx])
             else:
                 loss = F.cross_entropy(out, data.y_train[idx])
+            if epoch == 0 and s == 0:
+                init_loss = float(loss.detach())  # before the first update: the divergence anchor
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             total += loss.detach()
         losses.append(float(total) / len(bounds))
         curve.append(score(predict(data.X_val), data.y_val, data.task))
-        if diverged_at(losses):
+        if diverged_at(losses, init_loss):
             diverged = True
             break
     val = curve[-1] if curve else score(predict(data.X_val), data.y_val, data.task)
@@ -413,6 +419,7 @@ def _train_fast(params: dict, data: Dataset, *, bn: bool | None = None, epochs: 
         losses: list[float] = []
         curve: list[float] = []
         diverged = False
+        init_loss = math.nan
         for epoch in range(epochs):
             perm = perms[epoch, :used]
             xs = data.X_train.index_select(0, perm).split(sizes)
@@ -426,10 +433,13 @@ def _train_fast(params: dict, data: Dataset, *, bn: bool | None = None, epochs: 
                     sel[used - sizes[-1]:].mul_(1.0 / sizes[-1])
                 ts = sel.split(sizes)
             step_losses = [net.step(x, t) for x, t in zip(xs, ts)]
+            scale = 0.5 if regression else 1.0
+            if epoch == 0:
+                init_loss = float(step_losses[0]) * scale  # the first step's forward ran before its update
             total = float(torch.stack(step_losses).sum())
-            losses.append(total * (0.5 if regression else 1.0) / len(sizes))
+            losses.append(total * scale / len(sizes))
             curve.append(score(net.predict(data.X_val), data.y_val, data.task))
-            if diverged_at(losses):
+            if diverged_at(losses, init_loss):
                 diverged = True
                 break
         val = curve[-1] if curve else score(net.predict(data.X_val), data.y_val, data.task)

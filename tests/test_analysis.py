@@ -90,10 +90,21 @@ def test_trials_to_target_and_divergence_rate():
     assert A.divergence_rate([True, False, False, False]) == 0.25
 
 
-def test_lr_window_in_decades():
-    assert A.lr_window([1e-3, 1e-1, 1e-2]) == pytest.approx(2.0)  # log10(0.1) - log10(0.001)
-    assert A.lr_window([3e-3]) == 0.0
-    assert A.lr_window([]) == 0.0
+def test_lr_window_from_smoothed_probability():
+    # Three good trials at lr 1e-4 and three bad ones at 1e0. With one Gaussian kernel width for all,
+    # P(good | x) = K(x + 4) / (K(x + 4) + K(x)) >= 1/2 exactly where |x + 4| <= |x|, i.e. x <= -2.
+    # The grid has 200 points from -4 to 0 (step 4/199); x_i <= -2 for i = 0..99: 100 points -> 400/199.
+    lrs = [1e-4] * 3 + [1.0] * 3
+    good = [True] * 3 + [False] * 3
+    grid = A.lr_window_grid(lrs)
+    width, lo, hi = A.lr_window_stat(lrs, good, grid, 0.5)
+    assert width == pytest.approx(400 / 199)
+    assert lo <= width <= hi
+    # every trial good: P = 1 on the whole grid (4 decades, 200 points -> 200 * 4/199); none good: 0
+    assert A.lr_window_stat(lrs, [True] * 6, grid, 0.5)[0] == pytest.approx(800 / 199)
+    assert A.lr_window_stat(lrs, [False] * 6, grid, 0.5)[0] == 0.0
+    # fewer than 5 trials: undefined, never 0
+    assert all(math.isnan(x) for x in A.lr_window_stat(lrs[:4], good[:4], grid, 0.5))
 
 
 # ----------------------------------------------------------------------------- tuning curves
@@ -219,11 +230,15 @@ def test_summarize_small_paired_example_by_hand():
     s = summarize(trials(on, off, diverged_on={2}))
     assert s.s_star == 0.99 and s.paired
     assert s.metric("best", "bn-on")[0] == 0.96
+    # Config 0 sets s* (0.99, BN off) and is the reference, left out of the good counts: configs 1..3
+    # remain. Good (>= 0.98): BN on none; BN off config 2 only (0.985) -> 0/3 and 1/3.
     assert s.metric("good_fraction", "bn-on")[0] == 0.0
-    assert s.metric("good_fraction", "bn-off")[:3] == pytest.approx((0.5, 0.150039, 0.849961), abs=1e-5)
-    assert s.metric("good_fraction", A.DELTA)[0] == -0.5
+    # Wilson 95% for 1/3, z² = 3.841459: centre (1/3 + z²/6) / (1 + z²/3) = 0.973576 / 2.280486 = 0.426916,
+    # half-width z sqrt(2/27 + z²/36) / 2.280486 = 1.959964 * 0.425183 / 2.280486 = 0.365424
+    assert s.metric("good_fraction", "bn-off")[:3] == pytest.approx((1 / 3, 0.061492, 0.792340), abs=1e-5)
+    assert s.metric("good_fraction", A.DELTA)[0] == pytest.approx(-1 / 3)
     assert s.metric("trials_to_target", "bn-on")[0] == math.inf
-    assert s.metric("trials_to_target", "bn-off")[0] == 2.0
+    assert s.metric("trials_to_target", "bn-off")[0] == pytest.approx(3.0)
     assert s.metric("divergence_rate", "bn-on")[0] == 0.25
     assert s.metric("test_at_best", "bn-off")[0] == pytest.approx(0.98)
     # d = -0.09, 0.45, -0.285, 0.36: |d| ranks 1, 4, 2, 3 -> W+ = 7, W- = 3 = W;
@@ -233,8 +248,8 @@ def test_summarize_small_paired_example_by_hand():
     assert s.test("wilcoxon", "win_rate")[0] == 0.5
     assert s.test("wilcoxon", "tie_rate")[0] == 0.0
     assert s.test("wilcoxon", "median_d")[0] == pytest.approx((-0.09 + 0.36) / 2)
-    # McNemar: 2 discordant pairs, both good only without BN -> p = 2 · 0.5^2 = 0.5
-    assert s.test("good_fraction", "p_value")[0] == pytest.approx(0.5)
+    # McNemar without the reference config: 1 discordant pair (config 2, good only without BN) -> p = 1
+    assert s.test("good_fraction", "p_value")[0] == pytest.approx(1.0)
     # V at n=1 is the arm mean
     v1 = s.curves.query("estimator == 'V' and n == 1 and arm == 'bn-on'")["value"].iloc[0]
     assert v1 == pytest.approx(np.mean(on))
@@ -252,12 +267,17 @@ def test_summarize_uses_only_complete_trials_and_pairs_by_config_index():
     assert s.test("wilcoxon", "median_d")[0] == pytest.approx(0.3)  # d = 0.3 for every config
 
 
-def test_summarize_unpaired_uses_mann_whitney_and_z_test():
+def test_summarize_unpaired_uses_mann_whitney_and_newcombe():
     on = [0.95] * 5 + [0.5] * 5
     off = [0.95] * 1 + [0.5] * 9
     s = summarize(trials(on, off, paired=False), paired=False)
     assert not s.paired
-    assert s.test("good_fraction", "p_value")[0] == pytest.approx(0.050962, abs=1e-5)  # 5/10 vs 1/10
+    # The first 0.95 (BN on, trial 0) is the reference: 4/9 good with BN, 1/10 without.
+    assert s.metric("good_fraction", "bn-on")[0] == pytest.approx(4 / 9)
+    assert s.test("good_fraction", "diff")[0] == pytest.approx(4 / 9 - 1 / 10)
+    lo, hi = s.test("good_fraction", "diff")[1:]
+    p = s.test("good_fraction", "p_value")[0]
+    assert (lo > 0) == (p < 0.05)  # the interval and its test agree
     # U = pairs (on > off) + ties/2: 5 high on vs 9 low off = 45; ties 5·1 + 5·9 = 50 -> U = 45 + 25 = 70
     assert s.test("mann_whitney", "statistic")[0] == 70
     assert s.test("mann_whitney", "prob_on_better")[0] == pytest.approx(0.70)
@@ -288,23 +308,54 @@ def _clear_case(task="classification", scale=1.0):
 def test_verdict_clear_case():
     s = _clear_case()
     v = s.verdict
-    # g_on = 27/30 = 90%, g_off = 3/30 = 10%, difference +80 pts; 1/g = 1.1 and 10.0
-    assert "With BN 90% of configurations reach within 1 pt of the best accuracy (without: 10%; difference +80 pts" in v
-    assert "needs 1.1 trials on average to get there (without: 10.0)" in v
-    assert "clearly made the search easier" in v and "cannot tell" not in v
-    lo, hi = s.metric("good_fraction", A.DELTA)[1:]
-    assert 0 < lo < 0.8 < hi <= 1
-    assert 2 <= v.count(". ") + 1 <= 4
+    # Config 0 sets s* and is left out: 29 configs, BN on good in 26, BN off in 2 (configs 1, 2).
+    # g = 26/29 = 89.7% and 2/29 = 6.9%, difference 24/29 = +82.8 pts; b = 24, c = 0 discordant pairs.
+    # Exact McNemar p = 2 * 0.5^24 < 0.001. Clopper-Pearson lower bound of 24/24: 0.025^(1/24) = 0.857531,
+    # so the interval's lower end is 24/29 * (2 * 0.857531 - 1) = 0.591768; its upper end 24/29.
+    assert v.startswith("The search was easier with BN than without BN: 90% of configurations reach within "
+                        "1 pt of the best accuracy with BN, 7% without BN (difference +83 pts, 95% CI +59 to +83, "
+                        "exact McNemar p < 0.001).")
+    assert s.outcome == "easier"
+    assert s.metric("good_fraction", A.DELTA) == pytest.approx((24 / 29, 0.591768, 24 / 29), abs=1e-6)
+    # 1/g = 29/26 = 1.1 and 29/2 = 14.5
+    assert "needs 1.1 trials (95% CI" in v and "14.5 trials (95% CI" in v
+    assert "cannot tell" not in v and v.endswith("These conclusions hold for this search space.")
 
 
-def test_verdict_cannot_tell_when_the_ci_includes_zero():
-    # good configs differ between arms but are equally many: g 25% vs 25%, McNemar p = 1
+def test_verdict_cannot_tell_names_the_trials_that_would_settle_it():
+    # BN on good in configs 0..4, BN off in 5..9, 20 configs. Config 0 (first 0.95) is the reference:
+    # left out, b = 4, c = 5 over 19 configs -> difference -1/19 = -5 pts; exact McNemar p = 1.
     on = [0.95] * 5 + [0.5] * 15
     off = [0.5] * 5 + [0.95] * 5 + [0.5] * 10
     s = summarize(trials(on, off))
     assert s.test("good_fraction", "p_value")[0] == 1.0
-    assert "difference +0 pts" in s.verdict
-    assert "cannot tell" in s.verdict and "includes 0" in s.verdict and "clearly" not in s.verdict
+    assert s.outcome == "cannot tell"
+    assert "difference -5 pts" in s.verdict and "cannot tell" in s.verdict
+    # Connor: psi = 9/19 = 0.473684, d = -1/19; (1.959964 * sqrt(psi) + 0.841621 * sqrt(psi - d^2))^2 / d^2
+    # = (1.348940 + 0.577550)^2 * 361 = 1339.8 -> 1340 configurations per arm
+    assert s.primary["trials_needed"] == 1340
+    assert "About 1340 configurations per arm would likely settle it" in s.verdict
+    assert "--trials 1340" in s.verdict
+
+
+def test_verdict_no_practical_difference():
+    # 100 paired configs, identical scores in both arms: no discordant pair. Tango's 90% interval with
+    # b = c = 0 is +-z^2 / (n + z^2) = 2.705543 / 101.705543 = 0.0266 (n = 99 after the reference)
+    # -> within the 10-point margin: equivalent, not "cannot tell".
+    sc = [0.95] * 10 + [0.5] * 90
+    s = summarize(trials(sc, sc))
+    assert s.outcome == "equivalent"
+    assert s.primary["eq_hi"] == pytest.approx(1.644854 ** 2 / (99 + 1.644854 ** 2), abs=1e-5)
+    assert s.verdict.startswith("No practical difference with BN or without BN")
+
+
+def test_verdict_uses_the_arm_labels_it_is_given():
+    df = trials([0.95] * 27 + [0.5] * 3, [0.95] * 3 + [0.5] * 27)
+    df["arm"] = df["arm"].map({"bn-on": "layernorm", "bn-off": "plain"})
+    s = summarize(df, arms=("layernorm", "plain"))
+    assert s.verdict.startswith("The search was easier with layernorm than with plain")
+    assert set(s.metrics["arm"]) == {"layernorm", "plain", A.DELTA}
+    assert "BN" not in s.verdict
 
 
 def test_verdict_regression_wording():
@@ -344,18 +395,22 @@ def test_ties_between_arms():
 
 def test_arm_with_zero_good_trials():
     s = summarize(trials([0.99, 0.97, 0.98, 0.95, 0.96], [0.5] * 5))
+    # config 0 is the reference; BN off: 0 good of 4
     assert s.metric("good_fraction", "bn-off")[0] == 0.0
     assert s.metric("trials_to_target", "bn-off")[0] == math.inf
     assert s.metric("trials_to_target", "bn-off")[2] == math.inf  # Wilson lower bound 0 -> inf
-    assert s.metric("lr_window", "bn-off")[0] == 0.0
-    assert "(without: never)" in s.verdict
+    # Wilson upper bound of 0/4: z^2 / (4 + z^2) = 3.841459 / 7.841459 = 0.489891 -> at least 2.04 trials
+    assert s.metric("trials_to_target", "bn-off")[1] == pytest.approx(1 / 0.489891, abs=1e-5)
+    assert "more than 2 trials (95%) without BN" in s.verdict and "never" not in s.verdict
+    assert math.isnan(s.metric("lr_window", "bn-off")[0])  # 4 trials after the reference: n/a, not 0
 
 
 def test_regression_data_set():
     s = summarize(trials([0.41, 0.45, -0.3, 0.44, 0.2], [0.1, 0.45, -2.0, 0.3, 0.0]), task="regression",
                   tolerance=0.05)
     assert s.s_star == 0.45
-    assert s.metric("good_fraction", "bn-on")[0] == pytest.approx(0.6)  # 0.41, 0.45, 0.44 >= 0.40
+    # config 1 (0.45 in both arms) is the reference; of configs 0, 2, 3, 4 BN on has 0.41, 0.44 >= 0.40
+    assert s.metric("good_fraction", "bn-on")[0] == pytest.approx(0.5)
     assert "accuracy" not in s.verdict
 
 
@@ -366,7 +421,9 @@ def test_empty_arm(which):
     s = summarize(df)
     assert s.metric("n_complete", "bn-off")[0] == 0
     assert "cannot be compared" in s.verdict and "cannot tell" in s.verdict
-    summarize(df, sampler="tpe", paired=False)  # the other code paths do not crash either
+    other = summarize(df, sampler="tpe", paired=False)  # the other code paths give the same answer
+    assert other.metric("n_complete", "bn-off")[0] == 0 and "cannot be compared" in other.verdict
+    assert not other.paired and other.outcome == "cannot tell"
 
 
 def test_summarize_is_deterministic_given_seed():
@@ -375,41 +432,49 @@ def test_summarize_is_deterministic_given_seed():
     for name in A.TABLE_KEYS:
         pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name))
     assert a.verdict == b.verdict
+    # the seed is really used: another seed moves the bootstrap interval of the median difference
+    c = summarize(df, seed=4)
+    assert a.test("wilcoxon", "median_d")[1:] != c.test("wilcoxon", "median_d")[1:]
 
 
 # ----------------------------------------------------------------------------- repeats
 
 def test_aggregate_repeats_mean_and_t_interval():
-    r1 = summarize(trials([0.95, 0.5, 0.5, 0.5, 0.5], [0.95, 0.5, 0.5, 0.5, 0.5]))  # g = 0.2, 0.2
-    r2 = summarize(trials([0.95, 0.95, 0.5, 0.5, 0.5], [0.95, 0.5, 0.5, 0.5, 0.5]))  # g = 0.4, 0.2
+    # config 0 is the reference in both repeats: 4 configs left
+    r1 = summarize(trials([0.95, 0.5, 0.5, 0.5, 0.5], [0.95, 0.5, 0.5, 0.5, 0.5]))  # g = 0, 0
+    r2 = summarize(trials([0.95, 0.95, 0.5, 0.5, 0.5], [0.95, 0.5, 0.5, 0.5, 0.5]))  # g = 0.25, 0
     agg = A.aggregate_repeats([r1, r2])
     assert agg.n_repeats == 2
-    # g_on values 0.2, 0.4: mean 0.3, sd 0.141421, se 0.1, t(0.975, 1) = 12.706205 -> ±1.270620
-    assert agg.metric("good_fraction", "bn-on") == pytest.approx((0.3, -0.970620, 1.570620), abs=1e-5)
-    # trials to target from the mean good fraction: 1 / 0.3
-    assert agg.metric("trials_to_target", "bn-on")[0] == pytest.approx(1 / 0.3)
+    # g_on values 0, 0.25: mean 0.125, sd 0.176777, se 0.125, t(0.975, 1) = 12.706205 -> ±1.588276
+    assert agg.metric("good_fraction", "bn-on") == pytest.approx((0.125, -1.463276, 1.713276), abs=1e-5)
+    # trials to target from the mean good fraction: 1 / 0.125
+    assert agg.metric("trials_to_target", "bn-on")[0] == pytest.approx(8.0)
+    assert agg.outcome == "cannot tell" and set(agg.heterogeneity.columns) >= {"factor", "level", "repeats"}
     assert set(agg.metrics.columns) >= {"value", "lo", "hi", "repeats"}
     assert "Averaged over 2 repeats" in agg.verdict and "interval across repeats" in agg.verdict
     assert "95% CI" not in agg.verdict
 
 
 def test_aggregate_trials_to_target_stays_finite_when_one_repeat_has_no_good_trial():
-    r1 = summarize(trials([0.95, 0.5, 0.5, 0.5, 0.5], [0.95] * 5))   # g_on = 0.2
-    r2 = summarize(trials([0.5] * 5, [0.99] * 5))                    # g_on = 0
+    r1 = summarize(trials([0.95, 0.95, 0.5, 0.5, 0.5], [0.95] * 5))  # g_on = 1/4 (config 0 left out)
+    r2 = summarize(trials([0.5] * 5, [0.99] * 5))                     # g_on = 0
     agg = A.aggregate_repeats([r1, r2])
-    assert agg.metric("good_fraction", "bn-on")[0] == pytest.approx(0.1)
-    assert agg.metric("trials_to_target", "bn-on")[0] == pytest.approx(10.0)
+    assert agg.metric("good_fraction", "bn-on")[0] == pytest.approx(0.125)
+    assert agg.metric("trials_to_target", "bn-on")[0] == pytest.approx(8.0)
 
 
-def test_verdict_separates_typical_configs_from_the_top():
+def test_verdict_names_a_holm_significant_secondary_finding():
     # 12 paired configs: BN is 0.10 better on configs 0..10, both arms share the single best (0.99).
-    # Good (>= 0.99 - 0.01): config 11 in both arms -> g = 1/12 each, difference exactly 0, CI [0, 0].
-    # d = 0.10 on 11 pairs and 0 on one -> median d = 0.10; Wilcoxon on the 11 non-zero d (all > 0):
-    # W- = 0, two-sided exact p = 2 / 2^11 = 0.00098 < 0.05.
+    # Config 11 sets s* and is left out; no other config is within 0.01 of it: g = 0 and 0, no
+    # discordant pair. d = 0.10 on 11 pairs and 0 on one -> Wilcoxon on the 11 non-zero d (all > 0):
+    # two-sided exact p = 2 / 2^11 = 0.000977; Holm over 2 secondary tests (the other, divergence,
+    # has p = 1): 2 * 0.000977 = 0.001953.
     on = [0.5 + 0.01 * i for i in range(11)] + [0.99]
     off = [x - 0.10 for x in on[:11]] + [0.99]
     s = summarize(trials(on, off))
     assert s.metric("good_fraction", "delta")[0] == 0.0
     assert s.test("wilcoxon", "p_value")[0] == pytest.approx(2 / 2 ** 11)
-    assert "Near the very best the data cannot separate the arms" in s.verdict
-    assert "But a typical configuration does clearly better with BN" in s.verdict
+    assert s.test("wilcoxon", "p_holm")[0] == pytest.approx(4 / 2 ** 11)
+    assert s.outcome == "cannot tell"
+    assert "Configuration by configuration, BN scores higher in 92% of the pairs" in s.verdict
+    assert "Holm-adjusted p = 0.002, a secondary test" in s.verdict

@@ -22,7 +22,8 @@ DIST = {
 META = {"config_hash": "c0ffee12", "bnsearch_version": "0.1.0", "torch_version": "2.13.0",
         "optuna_version": "5.0.0", "experiment": "toy", "seed": 7}
 META_COLUMNS = ["config_hash", "bnsearch_version", "torch_version", "optuna_version", "experiment_seed"]
-CSVS = ["trials.csv", "summary.csv", "curves.csv", "importance.csv", "sensitivity.csv", "tests.csv"]
+CSVS = ["trials.csv", "summary.csv", "curves.csv", "importance.csv", "sensitivity.csv", "tests.csv",
+        "tolerance_profile.csv", "heterogeneity.csv"]
 
 # 12 paired configs: BN off diverges at large learning rates, BN on only at the largest one.
 LRS = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0]
@@ -92,11 +93,14 @@ def test_summary_and_tests_csv_content(written):
     out, *_ = written
     summary = pd.read_csv(out / "summary.csv")
     g = summary.query("metric == 'good_fraction'").set_index("arm")["value"]
-    # s* = 0.97 (both arms), threshold 0.96: on 0.96 0.97 0.965 0.96 -> 4/12; off 0.97 0.96 -> 2/12
-    assert g["bn-on"] == pytest.approx(4 / 12) and g["bn-off"] == pytest.approx(2 / 12)
+    # s* = 0.97 (BN on config 4, BN off config 3), threshold 0.96. The lower config, 3, is the reference
+    # and is left out of both arms: on 0.97 0.965 0.96 (configs 4, 5, 6) -> 3/11; off 0.96 (config 4) -> 1/11
+    assert g["bn-on"] == pytest.approx(3 / 11) and g["bn-off"] == pytest.approx(1 / 11)
     assert {"task", "sampler", "paired", "tolerance", "s_star"} <= set(summary.columns)
     tests = pd.read_csv(out / "tests.csv")
     assert "wilcoxon" in set(tests["test"])
+    assert "p_holm" in set(tests["quantity"]) and tests["note"].str.contains("PRIMARY").any()
+    assert summary["repeats"].eq(1).all() and "n_repeats" not in summary.columns
     curves = pd.read_csv(out / "curves.csv")
     assert set(curves["estimator"]) == {"V", "U"} and set(curves["arm"]) == {"bn-on", "bn-off", "delta"}
 
@@ -104,7 +108,8 @@ def test_summary_and_tests_csv_content(written):
 def test_pngs_written_and_non_empty(written):
     out, _, _, _, pngs, _ = written
     names = {p.name for p in pngs}
-    assert names == {"tuning_curves.png", "score_vs_lr.png", "score_edf.png", "importance.png"}
+    assert names == {"tuning_curves.png", "score_vs_lr.png", "score_edf.png", "importance.png",
+                     "tolerance_profile.png", "heterogeneity.png"}
     for p in pngs:
         assert p.stat().st_size > 1000
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -119,8 +124,9 @@ def test_markdown_links_pngs_and_starts_with_verdict(written):
     assert "[trials.csv](trials.csv)" in text
     head = text.split("## ")[0]
     assert summary.verdict in head
-    for title in ("Scores", "Robustness", "Tuning curve", "Importance", "Sensitivity", "Tests"):
+    for title in ("Scores", "Robustness", "Tuning curve", "Importance", "Sensitivity", "Tests", "Tolerance profile"):
         assert f"## {title}" in text
+    assert "expected best of n (V-est.)" in text and "| V |" not in text  # estimators named in words
 
 
 def _plain(console: Console) -> str:
@@ -128,18 +134,32 @@ def _plain(console: Console) -> str:
     return " ".join(console.export_text(clear=False).replace("│", " ").split())
 
 
-def test_print_report_has_sections_arms_and_verdict(written):
+def test_default_report_is_verdict_first_and_fits_80_columns(written):
     _, _, summary, *_ = written
-    console = Console(record=True, width=160)
+    console = Console(record=True, width=80)
     R.print_report(summary, console, META)
     text = console.export_text(clear=False)
-    assert "BN on" in text and "BN off" in text and "Δ" in text
-    for title in ("Scores", "Robustness", "Tuning curve", "Importance", "Sensitivity", "Tests", "Verdict"):
-        assert title in text
-    assert "c0ffee12" in text
+    assert all(len(line) <= 80 for line in text.splitlines())
+    assert "BN on" in text and "BN off" in text and "Δ" in text and "c0ffee12" in text
     plain = _plain(console)
     assert " ".join(summary.verdict.split()) in plain
-    assert plain.rindex("Verdict") > plain.rindex("Tests")  # verdict last
+    assert plain.index("Verdict") < plain.index("Key numbers")  # verdict first
+    # no cell is wrapped: the good-fraction row, Δ with its interval, is on one line
+    row = next(line for line in text.splitlines() if line.startswith("│ good fraction"))
+    d, lo, hi = summary.metric("good_fraction", "delta")
+    assert f"{100 * d:+.1f} [{100 * lo:+.1f},{100 * hi:+.1f}]" in row
+    assert "Tests" not in text and "--full" in text
+
+
+def test_full_report_has_every_section(written):
+    _, _, summary, *_ = written
+    console = Console(record=True, width=160)
+    R.print_report(summary, console, META, full=True)
+    text = console.export_text(clear=False)
+    for title in ("Scores", "Robustness", "Tuning curve", "Importance", "Sensitivity", "Tests", "Verdict",
+                  "Tolerance profile", "Where it differs"):
+        assert title in text
+    assert "V-estimate, with replacement" in text
 
 
 def test_renderers_accept_aggregated_repeats(tmp_path):
@@ -153,9 +173,10 @@ def test_renderers_accept_aggregated_repeats(tmp_path):
     assert "3 repeats" in console.export_text(clear=False)
     assert " ".join(agg.verdict.split()) in _plain(console)
     both = pd.concat([df, shifted], ignore_index=True)
-    files = R.write_csvs(both, agg, tmp_path, META) + R.write_plots(both, agg, tmp_path)
+    files = R.write_csvs(both, agg, tmp_path, {**META, "repeats": 3}) + R.write_plots(both, agg, tmp_path)
     md = R.write_markdown(agg, tmp_path, META, files)
-    assert "repeats" in pd.read_csv(tmp_path / "summary.csv").columns
+    columns = pd.read_csv(tmp_path / "summary.csv").columns
+    assert "repeats" in columns and "n_repeats" not in columns and "meta_repeats" not in columns
     assert len(pd.read_csv(tmp_path / "trials.csv")) == len(both)
     assert "(tuning_curves.png)" in md.read_text()
 

@@ -161,20 +161,25 @@ def test_fast_path_matches_autograd_reference(task, activation, optimizer, lr, n
 def test_divergence_is_a_poor_finite_result(digits, diabetes):
     wild = dict(BASE, layers=3, width=64, init="xavier", optimizer="sgd", lr=1.0)
     for f in (train, train_reference):
-        # NaN loss in the first epoch: stop at once; rows with NaN logits count as wrong.
+        # NaN loss in the first epoch: stop at once; non-finite logits score at chance level
+        # (digits is balanced: the most frequent class is about 1/10 of each split).
         r = f(wild, digits, bn=False, epochs=10, seed=0)
         assert r.diverged and r.epochs_run == 1 and r.train_loss == [DIVERGED_LOSS]
-        assert _all_plain_finite(r) and r.val_score < 0.2 and r.test_score < 0.2
-        # Finite but 1e3 x the first epoch's loss: the other criterion.
+        assert _all_plain_finite(r) and 0.09 < r.val_score < 0.12 and 0.09 < r.test_score < 0.12
+        # Finite but 1e3 x the loss at initialisation, already in epoch 1: the MSE of standardised
+        # targets starts near 1, so a first-epoch mean of ~1e9 is flagged at once (an anchor on the
+        # first epoch's mean, as before, would have compared the explosion with itself).
         r = f(dict(wild, activation="tanh"), diabetes, bn=False, epochs=10, seed=0)
-        assert r.diverged and r.epochs_run == 2 and r.train_loss[1] > 1e3 * r.train_loss[0]
+        assert r.diverged and r.epochs_run == 1 and r.train_loss[0] > 1e6
         assert _all_plain_finite(r) and r.val_score == r.test_score == -1.0
 
 
 def test_score_handles_non_finite_outputs():
     y = torch.tensor([0, 1, 1])
     logits = torch.tensor([[2.0, 0.0], [float("nan"), 1.0], [0.0, float("inf")]])
-    assert score(logits, y, "classification") == pytest.approx(1 / 3)
+    # Any non-finite output: chance level, the share of the most frequent class (2 of 3 are class 1).
+    assert score(logits, y, "classification") == pytest.approx(2 / 3)
+    assert score(torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, 0.0]]), y, "classification") == pytest.approx(2 / 3)
     t = torch.tensor([1.0, 2.0, 3.0])
     assert score(t.clone().view(-1, 1), t, "regression") == 1.0
     assert score(torch.full((3, 1), 2.0), t, "regression") == pytest.approx(0.0)

@@ -10,7 +10,11 @@ seed, so the same trials always give the same report. One module per concept:
     inference   paired/unpaired tests and bootstrap intervals
     summary     summarize(): every table for one experiment
     repeats     aggregate_repeats(): mean and interval across repeats
-    verdict     plain-language sentences from a Summary
+    verdict     plain-language sentences from a Summary, conclusion first
+    primary     the primary endpoint: good-fraction difference, interval, test, four outcomes, Holm
+    tolerance   the noise-derived tolerance and the reference configuration left out
+    lr_window   decades of lr where the smoothed P(good) exceeds a level, per optimizer
+    heterogeneity  paired difference by hyperparameter level, crossovers
     budget      every robustness metric at each epoch budget, tuning curves against compute
     interaction the inputs x norm 2x2: what the norm recovers, whether it still helps
     multiarm    N arms against a reference (summarize per pair), budgets, interaction
@@ -27,3 +31,7 @@ from .repeats import *  # noqa: F401,F403
 from .robustness import *  # noqa: F401,F403
 from .summary import *  # noqa: F401,F403
 from .verdict import *  # noqa: F401,F403
+from .primary import *  # noqa: F401,F403
+from .tolerance import *  # noqa: F401,F403
+from .lr_window import *  # noqa: F401,F403
+from .heterogeneity import *  # noqa: F401,F403

@@ -3,7 +3,8 @@
 Every table of a `Summary` has one long layout -- key columns, then `value`, `lo`, `hi` -- so that
 `aggregate_repeats` can reduce any of them the same way (mean and 95% t-interval across repeats)
 and the report layer renders a single-run summary and an aggregated one with the same code.
-Per-arm tables carry the arms "bn-on", "bn-off" and a "delta" row (bn-on minus bn-off).
+Per-arm tables carry the two compared arms (by default "bn-on", the treatment, and "bn-off", the
+reference) and a "delta" row (treatment minus reference).
 """
 
 from __future__ import annotations
@@ -19,6 +20,18 @@ import pandas as pd
 ARMS = ("bn-on", "bn-off")
 DELTA = "delta"
 ARM_LABELS = {"bn-on": "BN on", "bn-off": "BN off", DELTA: "Δ"}
+
+
+def arm_label(arm: str) -> str:
+    return ARM_LABELS.get(arm, arm)
+
+
+def arm_phrases(arms: tuple[str, str]) -> dict[str, str]:
+    """Words for the verdict: 'with BN' / 'without BN' for the default pair, '<arm>' otherwise."""
+    if tuple(arms) == ARMS:
+        return {"what": "BN", "with_t": "with BN", "with_r": "without BN", "t": "BN", "r": "no-BN"}
+    t, r = arms
+    return {"what": t, "with_t": f"with {t}", "with_r": f"with {r}", "t": t, "r": r}
 ADAPTIVE_SAMPLERS = ("tpe", "gp")
 MIN_TRIALS_TO_TELL = 5  # per arm; below this the verdict refuses to conclude anything
 MIN_IMPORTANCE_TRIALS = 5  # PED-ANOVA on fewer trials returns numbers that mean nothing
@@ -32,6 +45,8 @@ TABLE_KEYS = {
     "importance": ["param", "arm"],
     "sensitivity": ["param", "kind", "measure", "arm"],
     "tests": ["test", "quantity"],
+    "profile": ["delta", "arm"],
+    "heterogeneity": ["factor", "level", "quantity"],
 }
 _VALUE_COLS = ["value", "lo", "hi"]
 
@@ -46,6 +61,8 @@ class Summary:
       importance   param, arm, value, lo, hi
       sensitivity  param, kind ("categorical" | "numeric"), measure, arm, value, lo, hi
       tests        test, quantity, value, lo, hi, note
+      profile      delta, arm, value, lo, hi: good fraction over a grid of tolerances
+      heterogeneity factor, level, quantity, value, lo, hi: paired difference by hyperparameter level
     For a single run, intervals are the per-statistic 95% CIs (Wilson, bootstrap); for an aggregate
     they are 95% t-intervals of the mean across repeats (see `interval`).
     """
@@ -62,6 +79,13 @@ class Summary:
     importance: pd.DataFrame
     sensitivity: pd.DataFrame
     tests: pd.DataFrame
+    profile: pd.DataFrame = field(default_factory=pd.DataFrame)
+    heterogeneity: pd.DataFrame = field(default_factory=pd.DataFrame)
+    arms: tuple = ARMS  # (treatment, reference)
+    primary: dict = field(default_factory=dict)  # the primary endpoint (analysis.primary) as plain numbers
+    context: dict = field(default_factory=dict)  # n_val, baseline, reference model scores
+    tolerance_source: str = ""
+    outcome: str = ""  # easier | harder | equivalent | cannot tell
     verdict: str = ""
     n_repeats: int = 1
     interval: str = "95% CI per statistic (Wilson for proportions, percentile bootstrap otherwise)"
@@ -87,6 +111,9 @@ class Summary:
         return {
             "experiment": self.experiment, "task": self.task, "sampler": self.sampler, "paired": self.paired,
             "tolerance": clean(self.tolerance), "s_star": clean(self.s_star), "n_repeats": self.n_repeats,
+            "arms": list(self.arms), "tolerance_source": self.tolerance_source, "outcome": self.outcome,
+            "primary": {k: clean(v) for k, v in self.primary.items()},
+            "context": {k: clean(v) for k, v in self.context.items()},
             "interval": self.interval, "verdict": self.verdict, "notes": list(self.notes),
             "meta": {k: clean(v) for k, v in (meta or {}).items()},
             "tables": {name: json.loads(t.replace([np.inf, -np.inf], np.nan).to_json(orient="records"))

@@ -76,3 +76,32 @@ def best_so_far(scores_in_trial_order: Sequence[float]) -> np.ndarray:
     s = _floats(scores_in_trial_order)
     return np.maximum.accumulate(s) if s.size else s
 
+
+
+SCORE_BOUNDS = {"classification": (0.0, 1.0), "regression": (-1.0, 1.0)}
+
+
+def simultaneous_curve(values: Sequence[float], ns: Sequence[int], task: str,
+                       confidence: float = 0.95) -> pd.DataFrame:
+    """Columns n, value, lo, hi: expected best of n draws with replacement (the V-estimate) with a
+    band that covers the whole curve at once with probability >= `confidence`.
+
+    The band is opda's: a simultaneous DKW band for the CDF of the scores, pushed through the
+    average tuning curve (upper CDF band -> lower curve). DKW rather than opda's tighter
+    Learned-Miller-DeStefano bands because accuracy scores have ties, which those bands exclude,
+    and DKW costs nothing to compute. Scores are bounded (accuracy in [0, 1], R^2 in [-1, 1]), which
+    the band needs to be finite.
+    """
+    from opda.nonparametric import EmpiricalDistribution
+
+    v = _floats(values)
+    v = v[np.isfinite(v)]
+    ns = [n for n in ns if 1 <= n]
+    if v.size == 0 or not ns:
+        return pd.DataFrame(columns=["n", *_VALUE_COLS])
+    a, b = SCORE_BOUNDS.get(task, (-np.inf, np.inf))
+    a, b = min(a, v.min()), max(b, v.max())
+    lower_cdf, point_cdf, upper_cdf = EmpiricalDistribution.confidence_bands(v, confidence, a=a, b=b, method="dkw")
+    n_arr = np.asarray(ns, float)
+    return pd.DataFrame({"n": ns, "value": point_cdf.average_tuning_curve(n_arr),
+                         "lo": upper_cdf.average_tuning_curve(n_arr), "hi": lower_cdf.average_tuning_curve(n_arr)})

@@ -10,6 +10,7 @@ import pandas as pd
 from scipy import stats
 
 from .common import ARMS, CONFIDENCE, DELTA, TABLE_KEYS, _VALUE_COLS, Summary, _floats
+from .primary import decide
 from .robustness import trials_to_target
 from .verdict import verdict
 
@@ -45,18 +46,18 @@ def _aggregate_table(tables: list[pd.DataFrame], keys: list[str]) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
-def _trials_to_target_from_mean_g(metrics: pd.DataFrame) -> pd.DataFrame:
+def _trials_to_target_from_mean_g(metrics: pd.DataFrame, arms=ARMS) -> pd.DataFrame:
     # One repeat with g = 0 would make the mean of 1/g infinite; 1/mean(g) is what a reader expects
     # ("how many draws on average"), with the interval mapped from g's interval.
     m = metrics.copy()
-    for arm in ARMS:
+    for arm in arms:
         g = m[(m["metric"] == "good_fraction") & (m["arm"] == arm)]
         row = (m["metric"] == "trials_to_target") & (m["arm"] == arm)
         if len(g) and row.any():
             value, lo, hi = g[["value", "lo", "hi"]].iloc[0]
             m.loc[row, ["value", "lo", "hi"]] = [trials_to_target(value), trials_to_target(hi), trials_to_target(lo)]
     delta = (m["metric"] == "trials_to_target") & (m["arm"] == DELTA)
-    on, off = (m.loc[(m["metric"] == "trials_to_target") & (m["arm"] == a), "value"] for a in ARMS)
+    on, off = (m.loc[(m["metric"] == "trials_to_target") & (m["arm"] == a), "value"] for a in arms)
     if delta.any() and len(on) and len(off):
         with np.errstate(invalid="ignore"):
             m.loc[delta, ["value", "lo", "hi"]] = [float(on.iloc[0]) - float(off.iloc[0]), math.nan, math.nan]
@@ -69,6 +70,8 @@ def aggregate_repeats(summaries: Sequence[Summary]) -> Summary:
     Exception: trials-to-target is 1 / (mean good fraction), its interval mapped from g's interval,
     because a single repeat with g = 0 would make the mean of 1/g infinite.
     Each table gains a `repeats` column (how many repeats had a value for that row).
+    The primary outcome comes from the repeats' good-fraction differences: a direction when the 95%
+    t-interval excludes 0, no practical difference when the 90% t-interval lies within the margin.
     The verdict is rebuilt from the aggregated numbers.
     """
     if not summaries:
@@ -77,14 +80,28 @@ def aggregate_repeats(summaries: Sequence[Summary]) -> Summary:
     tables = {name: _aggregate_table([getattr(s, name) for s in summaries], keys)
               for name, keys in TABLE_KEYS.items()}
     notes = list(dict.fromkeys(n for s in summaries for n in s.notes))
-    tables["metrics"] = _trials_to_target_from_mean_g(tables["metrics"])
+    tables["metrics"] = _trials_to_target_from_mean_g(tables["metrics"], first.arms)
+    diffs = [s.primary.get("diff", math.nan) for s in summaries]
+    mean, lo, hi = t_interval(diffs)
+    _, eq_lo, eq_hi = t_interval(diffs, confidence=1 - 2 * (1 - CONFIDENCE))
+    margin = first.primary.get("margin", math.nan)
+    # p < alpha exactly when the 95% t-interval excludes 0; 1.0 stands for "does not".
+    p = 0.0 if np.isfinite(lo) and (lo > 0 or hi < 0) else 1.0
+    primary = {"paired": all(s.primary.get("paired") for s in summaries), "diff": mean, "lo": lo, "hi": hi,
+               "p_value": math.nan, "eq_lo": eq_lo, "eq_hi": eq_hi, "margin": margin,
+               "trials_needed": math.nan, "settles": ""}
+    outcome = decide(p, mean, eq_lo, eq_hi, margin)
     out = Summary(
         experiment=first.experiment, task=first.task, sampler=first.sampler,
         paired=all(s.paired for s in summaries), tolerance=first.tolerance,
         s_star=t_interval([s.s_star for s in summaries])[0], params=list(first.params),
         n_repeats=len(summaries),
         interval=f"mean and 95% Student-t interval of the mean across {len(summaries)} repeats",
-        notes=notes, **tables)
+        notes=notes, arms=first.arms, primary=primary, outcome=outcome, tolerance_source=first.tolerance_source,
+        context={k: (t_interval([s.context.get(k) for s in summaries])[0]
+                     if isinstance(first.context.get(k), (int, float)) else first.context.get(k))
+                 for k in first.context},
+        **tables)
     out.verdict = verdict(out)
     return out
 

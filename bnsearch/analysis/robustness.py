@@ -1,5 +1,5 @@
 """Per-arm robustness statistics: score summaries, the good fraction and its interval, trials to
-target, divergence rate, learning-rate window (definitions: docs/design.md, Analysis)."""
+target, divergence rate (definitions: docs/design.md, Analysis)."""
 
 from __future__ import annotations
 
@@ -74,13 +74,3 @@ def trials_to_target(g: float) -> float:
 def divergence_rate(diverged: Sequence[bool]) -> float:
     d = np.asarray(pd.Series(diverged, dtype=object).fillna(False), dtype=bool)
     return float(d.mean()) if d.size else math.nan
-
-
-def lr_window(lrs: Sequence[float]) -> float:
-    """Decades spanned by the learning rates of the good trials; 0 with fewer than two."""
-    lr = _floats(lrs)
-    lr = lr[np.isfinite(lr) & (lr > 0)]
-    if lr.size < 2:
-        return 0.0
-    return float(np.log10(lr.max()) - np.log10(lr.min()))
-

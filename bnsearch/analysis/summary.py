@@ -10,11 +10,14 @@ import pandas as pd
 
 from .common import (ADAPTIVE_SAMPLERS, ARMS, DELTA, MIN_IMPORTANCE_TRIALS, N_BOOT, TABLE_KEYS, _VALUE_COLS,
                      Summary, _floats, complete_trials)
-from .curves import best_so_far, tuning_curve
+from .curves import best_so_far, curve_grid, simultaneous_curve, u_weights
+from .heterogeneity import heterogeneity_table
+from .lr_window import lr_window_grid, lr_window_stat, smoothed_p_good
+from .primary import ALPHA, EQUIVALENCE_MARGIN, holm, primary_endpoint
+from .tolerance import noise_tolerance, profile_grid, reference_mask
 from .importance import _is_categorical, categorical_sensitivity, numeric_sensitivity, param_importances
-from .inference import (_diff_of_means, _diff_of_medians, _median, bootstrap_ci, mann_whitney, mcnemar_exact,
-                        paired_scores, two_proportion_ztest, wilcoxon_test)
-from .robustness import is_good, lr_window, proportion, score_stats, shared_best, trials_to_target
+from .inference import (_diff_of_medians, _median, bootstrap_ci, mann_whitney, paired_scores, wilcoxon_test)
+from .robustness import is_good, proportion, score_stats, shared_best, trials_to_target
 from .verdict import verdict
 
 def _rows(section: str, arm: str, values: Mapping[str, float], cis: Mapping[str, tuple] | None = None) -> list[dict]:
@@ -24,13 +27,14 @@ def _rows(section: str, arm: str, values: Mapping[str, float], cis: Mapping[str,
             for m, v in values.items()]
 
 
-def _with_delta(table: pd.DataFrame, keys: list[str], cis: Mapping[tuple, tuple] | None = None) -> pd.DataFrame:
-    """Append arm = "delta" rows (bn-on minus bn-off) for every key present in both arms."""
+def _with_delta(table: pd.DataFrame, keys: list[str], cis: Mapping[tuple, tuple] | None = None,
+                arms: tuple[str, str] = ARMS) -> pd.DataFrame:
+    """Append arm = "delta" rows (treatment minus reference) for every key present in both arms."""
     if table.empty:
         return table
     other = [k for k in keys if k != "arm"]
-    on = table[table["arm"] == "bn-on"].set_index(other)
-    off = table[table["arm"] == "bn-off"].set_index(other)
+    on = table[table["arm"] == arms[0]].set_index(other)
+    off = table[table["arm"] == arms[1]].set_index(other)
     common = [k for k in on.index if k in off.index]
     rows = []
     for k in common:
@@ -42,110 +46,197 @@ def _with_delta(table: pd.DataFrame, keys: list[str], cis: Mapping[tuple, tuple]
     return pd.concat([table, pd.DataFrame(rows, columns=table.columns)], ignore_index=True) if rows else table
 
 
-def summarize(df: pd.DataFrame, *, distributions: Mapping, tolerance: float, paired: bool, sampler: str,
-              task: str, seed: int = 0, n_boot: int = N_BOOT, evaluator=None,
-              arms: tuple[str, str] | None = None) -> Summary:
-    """All metrics of docs/design.md (Analysis) for one experiment (both arms) from its trials DataFrame.
+DEFAULT_TOLERANCE = 0.01  # only when neither the config nor the validation-set size gives one
 
-    ``arms=(treatment, reference)`` compares any two arms of an N-arm experiment: the frame is cut to
-    those two, which take the roles (and table labels) of bn-on and bn-off.
+
+def _paired_flags(pairs: pd.DataFrame | None, arms: dict, flags: dict, treat: str, ref: str):
+    """Per-trial flags re-indexed to the pairs' configurations (treatment, reference)."""
+    cfg = pairs["config_index"].to_numpy()
+    out = []
+    for arm in (treat, ref):
+        t = arms[arm]
+        ser = pd.Series(flags[arm], index=t["config_index"].astype("int64").to_numpy())
+        ser = ser[~ser.index.duplicated()]
+        out.append(np.asarray(ser.reindex(cfg).fillna(False), bool))
+    return out
+
+
+def summarize(df: pd.DataFrame, *, distributions: Mapping, tolerance: float | None, paired: bool, sampler: str,
+              task: str, seed: int = 0, n_boot: int = N_BOOT, evaluator=None, arms: tuple[str, str] = ARMS,
+              n_val: int | None = None, baseline: float | None = None, reference: Mapping | None = None,
+              margin: float = EQUIVALENCE_MARGIN) -> Summary:
+    """All metrics of docs/design.md (Analysis) for one comparison (treatment arm vs reference arm).
+
+    arms: (treatment, reference) labels in df["arm"]. tolerance: delta, or None to derive it from the
+    validation noise of the best score (needs n_val). baseline: validation score of the majority-class /
+    constant predictor (for the failed-to-train rate). reference: {"model", "val_score", "test_score"}
+    of a simple model on the same split, shown for context.
     """
-    if arms is not None and tuple(arms) != ARMS:
-        treatment, reference = arms
-        df = df[df["arm"].astype(str).isin(arms)].assign(
-            arm=lambda d: d["arm"].astype(str).map({treatment: ARMS[0], reference: ARMS[1]}))
+    treat, ref = arms = tuple(arms)
     notes: list[str] = []
     experiment = str(df["experiment"].iloc[0]) if len(df) and "experiment" in df else ""
-    arms = {arm: complete_trials(df, arm) for arm in ARMS}
-    scores = {arm: _floats(t["score"]) for arm, t in arms.items()}
+    trials = {arm: complete_trials(df, arm) for arm in arms}
+    scores = {arm: _floats(t["score"]) for arm, t in trials.items()}
     s_star = shared_best(*scores.values())
     params = [p for p in distributions if p in df.columns]
 
-    # Pairing is only real when both arms carry config indices.
+    # ---- tolerance
+    if tolerance is not None:
+        source = "set in the config"
+    else:
+        tolerance = noise_tolerance(s_star, n_val, task)
+        if np.isfinite(tolerance):
+            se_word = "binomial SE of the best accuracy" if task == "classification" else "SE of the best R²"
+            source = f"derived: 2 × {se_word} on {n_val} validation rows"
+        else:
+            tolerance = DEFAULT_TOLERANCE
+            source = "default (validation-set size unknown)"
+    tolerance = float(tolerance)
+
+    # ---- pairing: only real when both arms carry config indices
     pairs = None
     if paired:
         if "config_index" in df.columns:
-            pairs = paired_scores(arms["bn-on"], arms["bn-off"])
+            pairs = paired_scores(trials[treat], trials[ref])
             pairs = pairs if len(pairs) else None
-        if pairs is None and all(len(t) for t in arms.values()):
+        if pairs is None and all(len(t) for t in trials.values()):
             notes.append("paired design requested but no configuration is complete in both arms "
                          "with a config_index; unpaired tests used")
+    if pairs is not None:
+        cols = [p for p in params if p in trials[treat]]
+        first = trials[treat].assign(config_index=trials[treat]["config_index"].astype("int64"))
+        pairs = pairs.merge(first.drop_duplicates("config_index")[["config_index", *cols]], on="config_index",
+                            how="left")
+
+    # ---- the reference configuration (sets s*) is left out of every good count
+    order = {arm: (_floats(t["config_index"]) if "config_index" in t and t["config_index"].notna().all()
+                   else _floats(t["number"])) for arm, t in trials.items()}
+    ref_mask = reference_mask(scores, order)
+    keep = {arm: ~ref_mask[arm] for arm in arms}
+    ref_cfg = None
+    if pairs is not None:
+        for arm in arms:
+            if ref_mask[arm].any():
+                ref_cfg = int(trials[arm]["config_index"].to_numpy()[np.argmax(ref_mask[arm])])
+        for arm in arms:
+            keep[arm] = _floats(trials[arm]["config_index"]) != ref_cfg
+    if np.isfinite(s_star):
+        notes.append("the configuration that sets s* is the reference and is left out of the good counts")
+
+    # ---- per-arm flags
+    good = {arm: is_good(scores[arm], s_star, tolerance) for arm in arms}
+    diverged = {arm: np.asarray(t["diverged"].fillna(False), bool) if len(t) else np.array([], bool)
+                for arm, t in trials.items()}
+    has_baseline = baseline is not None and np.isfinite(baseline)
+    failed = {arm: scores[arm] < (baseline + tolerance if has_baseline else np.inf) for arm in arms}
+
+    def endpoint(flags: dict, *, drop_reference: bool):
+        if pairs is not None:
+            a, b = _paired_flags(pairs, trials, flags, treat, ref)
+            if drop_reference:
+                m = pairs["config_index"].to_numpy() != ref_cfg
+                a, b = a[m], b[m]
+            return primary_endpoint(a, b, paired=True, margin=margin)
+        a, b = flags[treat], flags[ref]
+        if drop_reference:
+            a, b = a[keep[treat]], b[keep[ref]]
+        return primary_endpoint(a, b, paired=False, margin=margin)
+
+    primary = endpoint(good, drop_reference=True)
 
     # ---- scores and robustness
     rows: list[dict] = []
-    good = {arm: is_good(scores[arm], s_star, tolerance) for arm in ARMS}
-    for arm, trials in arms.items():
+    window_rows: list[dict] = []
+    for arm in arms:
+        t = trials[arm]
         n_all = int((df["arm"].astype(str) == arm).sum()) if len(df) else 0
         st = score_stats(scores[arm])
         test_at_best = math.nan
-        if len(trials) and "test_score" in trials:
-            test_at_best = float(pd.to_numeric(trials["test_score"], errors="coerce").iloc[int(np.argmax(scores[arm]))])
-        rows += _rows("scores", arm, {"n_trials": n_all, "n_complete": len(trials), **st, "test_at_best": test_at_best})
+        if len(t) and "test_score" in t:
+            test_at_best = float(pd.to_numeric(t["test_score"], errors="coerce").iloc[int(np.argmax(scores[arm]))])
+        rows += _rows("scores", arm, {"n_trials": n_all, "n_complete": len(t), **st, "test_at_best": test_at_best})
 
-        g = proportion(good[arm])
-        ttt = trials_to_target(g["value"])
-        div = proportion(np.asarray(trials["diverged"].fillna(False), bool) if len(trials) else [])
-        robust = {"good_count": g["k"], "good_fraction": g["value"], "trials_to_target": ttt,
-                  "divergence_rate": div["value"]}
+        g = proportion(good[arm][keep[arm]])
+        div = proportion(diverged[arm])
+        fail = proportion(failed[arm]) if has_baseline else {"value": math.nan, "lo": math.nan, "hi": math.nan}
+        robust = {"good_count": g["k"], "good_fraction": g["value"], "trials_to_target": trials_to_target(g["value"]),
+                  "divergence_rate": div["value"], "failed_rate": fail["value"]}
         cis = {"good_fraction": (g["lo"], g["hi"]), "divergence_rate": (div["lo"], div["hi"]),
+               "failed_rate": (fail["lo"], fail["hi"]),
                # 1/g is monotone, so the Wilson bounds map across (swapped)
                "trials_to_target": (trials_to_target(g["hi"]), trials_to_target(g["lo"]))}
-        if "lr" in params:
-            robust["lr_window"] = lr_window(trials.loc[good[arm], "lr"]) if len(trials) else 0.0
         rows += _rows("robustness", arm, robust, cis)
     metrics = pd.DataFrame(rows, columns=["section", "metric", "arm", *_VALUE_COLS])
 
-    # Δ CIs by bootstrap: pairs resampled together in the paired design (s* held fixed).
-    def flag_diff_ci(on_flags, off_flags, tag: str):
-        if pairs is not None:
-            return bootstrap_ci(_diff_of_means, on_flags, off_flags, paired=True, n_boot=n_boot, seed=seed, tag=tag)
-        return bootstrap_ci(_diff_of_means, on_flags, off_flags, n_boot=n_boot, seed=seed, tag=tag)
+    # ---- learning-rate window per optimizer, at a level shared by both arms
+    if "lr" in params:
+        opt_col = "optimizer" if "optimizer" in params else None
+        groups = sorted(set().union(*(set(trials[a][opt_col].astype(str)) for a in arms))) if opt_col else [""]
+        for opt in groups:
+            sel = {a: (trials[a][opt_col].astype(str) == opt).to_numpy() if opt_col else np.ones(len(trials[a]), bool)
+                   for a in arms}
+            sel = {a: sel[a] & keep[a] for a in arms}
+            grid = lr_window_grid(np.concatenate([_floats(trials[a]["lr"])[sel[a]] for a in arms]))
+            peaks = [np.nanmax(smoothed_p_good(np.log10(_floats(trials[a]["lr"])[sel[a]]), good[a][sel[a]].astype(float), grid))
+                     for a in arms if sel[a].sum() and grid.size]
+            level = 0.5 * max(peaks) if peaks and max(peaks) > 0 else math.nan
+            name = f"lr_window ({opt})" if opt else "lr_window"
+            for a in arms:
+                w = lr_window_stat(_floats(trials[a]["lr"])[sel[a]], good[a][sel[a]], grid, level, seed=seed,
+                                   tag=f"{a}-{opt}")
+                window_rows.append({"section": "robustness", "metric": name, "arm": a, "value": w[0],
+                                    "lo": w[1], "hi": w[2]})
+            if np.isfinite(level):
+                notes.append(f"{name}: decades of lr where the smoothed P(good) is at least {level:.2f} "
+                             "(half the higher peak of the two arms)")
+        metrics = pd.concat([metrics, pd.DataFrame(window_rows, columns=metrics.columns)], ignore_index=True)
 
-    if pairs is not None:
-        on_good_p = is_good(pairs["on"], s_star, tolerance)
-        off_good_p = is_good(pairs["off"], s_star, tolerance)
-        div_by_cfg = {arm: arms[arm].drop_duplicates("config_index").set_index("config_index")["diverged"]
-                      for arm in ARMS}
-        cfg = pairs["config_index"].to_numpy()
-        div_on_p = np.asarray(div_by_cfg["bn-on"].reindex(cfg).fillna(False), bool)
-        div_off_p = np.asarray(div_by_cfg["bn-off"].reindex(cfg).fillna(False), bool)
-        good_ci = flag_diff_ci(on_good_p.astype(float), off_good_p.astype(float), "good")
-        div_ci = flag_diff_ci(div_on_p.astype(float), div_off_p.astype(float), "div")
-    else:
-        good_ci = flag_diff_ci(good["bn-on"].astype(float), good["bn-off"].astype(float), "good")
-        div_flags = {arm: np.asarray(arms[arm]["diverged"].fillna(False), float) if len(arms[arm]) else np.array([])
-                     for arm in ARMS}
-        div_ci = flag_diff_ci(div_flags["bn-on"], div_flags["bn-off"], "div")
-    metrics = _with_delta(metrics, TABLE_KEYS["metrics"], {("robustness", "good_fraction"): good_ci,
-                                                           ("robustness", "divergence_rate"): div_ci})
+    div_end = endpoint(diverged, drop_reference=False)
+    fail_end = endpoint(failed, drop_reference=False) if has_baseline else None
+    delta_cis = {("robustness", "good_fraction"): (primary.lo, primary.hi),
+                 ("robustness", "divergence_rate"): (div_end.lo, div_end.hi)}
+    if fail_end is not None:
+        delta_cis[("robustness", "failed_rate")] = (fail_end.lo, fail_end.hi)
+    metrics = _with_delta(metrics, TABLE_KEYS["metrics"], delta_cis, arms)
+    # The good-fraction Δ is the primary endpoint's (paired: over the configurations of both arms).
+    metrics.loc[(metrics["metric"] == "good_fraction") & (metrics["arm"] == DELTA), "value"] = primary.diff
 
-    # ---- tuning curves
+    # ---- tuning curves: expected best of n with opda's simultaneous bands; Δ band by Bonferroni
     curve_frames = []
-    for arm in ARMS:
+    for arm in arms:
         if sampler in ADAPTIVE_SAMPLERS:
             bsf = best_so_far(scores[arm])
             if bsf.size:
                 curve_frames.append(pd.DataFrame({"estimator": "best-so-far", "n": np.arange(1, bsf.size + 1),
                                                   "arm": arm, "value": bsf, "lo": math.nan, "hi": math.nan}))
-        else:
-            for est in ("V", "U"):
-                c = tuning_curve(scores[arm], est, n_boot=n_boot, seed=seed + (0 if arm == "bn-on" else 1))
-                if not c.empty:
-                    curve_frames.append(c.assign(estimator=est, arm=arm))
+        elif scores[arm].size:
+            ns = curve_grid(scores[arm].size)
+            curve_frames.append(simultaneous_curve(scores[arm], ns, task).assign(estimator="V", arm=arm))
+            v = np.sort(scores[arm])
+            curve_frames.append(pd.DataFrame({"n": ns, "value": [float(v @ u_weights(v.size, n)) for n in ns],
+                                              "lo": math.nan, "hi": math.nan}).assign(estimator="U", arm=arm))
     curves = pd.concat(curve_frames, ignore_index=True) if curve_frames else pd.DataFrame()
     curves = curves.reindex(columns=["estimator", "n", "arm", *_VALUE_COLS])
     curves["n"] = curves["n"].astype("int64")
-    curves = _with_delta(curves, TABLE_KEYS["curves"])
+    delta_band = {}
+    if sampler not in ADAPTIVE_SAMPLERS and all(scores[a].size for a in arms):
+        ns = curve_grid(min(scores[a].size for a in arms))
+        c97 = {a: simultaneous_curve(scores[a], ns, task, confidence=1 - ALPHA / 2).set_index("n") for a in arms}
+        for n in ns:
+            delta_band[("V", n)] = (c97[treat].loc[n, "lo"] - c97[ref].loc[n, "hi"],
+                                    c97[treat].loc[n, "hi"] - c97[ref].loc[n, "lo"])
+    curves = _with_delta(curves, TABLE_KEYS["curves"], delta_band, arms)
     if sampler in ADAPTIVE_SAMPLERS:
         notes.append(f"{sampler} is adaptive: tuning curves are best-so-far by trial number, "
                      "not the i.i.d. V/U estimates")
 
     # ---- importance
     imp_rows = []
-    for arm in ARMS:
-        for p, v in param_importances(arms[arm], distributions, evaluator=evaluator).items():
+    for arm in arms:
+        for p, v in param_importances(trials[arm], distributions, evaluator=evaluator).items():
             imp_rows.append({"param": p, "arm": arm, "value": v, "lo": math.nan, "hi": math.nan})
-    importance = _with_delta(pd.DataFrame(imp_rows, columns=["param", "arm", *_VALUE_COLS]), TABLE_KEYS["importance"])
+    importance = _with_delta(pd.DataFrame(imp_rows, columns=["param", "arm", *_VALUE_COLS]),
+                             TABLE_KEYS["importance"], arms=arms)
     if importance["value"].isna().all() and len(importance):
         notes.append(f"importances need at least {MIN_IMPORTANCE_TRIALS} completed trials with varying scores per arm")
 
@@ -153,57 +244,103 @@ def summarize(df: pd.DataFrame, *, distributions: Mapping, tolerance: float, pai
     sens_rows = []
     for p in params:
         cat = _is_categorical(distributions[p])
-        for arm in ARMS:
-            t = arms[arm]
+        for arm in arms:
+            t = trials[arm]
             v = (categorical_sensitivity(t[p], scores[arm]) if cat else numeric_sensitivity(t[p], scores[arm])) \
                 if len(t) else math.nan
             sens_rows.append({"param": p, "kind": "categorical" if cat else "numeric",
                               "measure": "median range" if cat else "spearman rho",
                               "arm": arm, "value": v, "lo": math.nan, "hi": math.nan})
     sensitivity = _with_delta(pd.DataFrame(sens_rows, columns=TABLE_KEYS["sensitivity"] + _VALUE_COLS),
-                              TABLE_KEYS["sensitivity"])
+                              TABLE_KEYS["sensitivity"], arms=arms)
 
-    # ---- tests
+    # ---- tests: the primary endpoint, then the secondary family (Holm-adjusted)
     test_rows: list[dict] = []
 
     def add(test, quantity, value, lo=math.nan, hi=math.nan, note=""):
         test_rows.append({"test": test, "quantity": quantity, "value": float(value), "lo": lo, "hi": hi, "note": note})
 
-    g_on, g_off = (proportion(good[arm])["value"] for arm in ARMS)
-    g_delta = g_on - g_off
+    how = ("exact conditional interval / exact McNemar test" if primary.paired
+           else "Newcombe hybrid score interval / the test it inverts")
+    add("good_fraction", "diff", primary.diff, primary.lo, primary.hi, note=f"PRIMARY: g({treat}) - g({ref}), {how}")
+    add("good_fraction", "p_value", primary.p_value, note="PRIMARY, two-sided, not adjusted")
+    add("good_fraction", "equivalence", margin, primary.eq_lo, primary.eq_hi,
+        note="TOST margin; interval: 90% " + ("Tango score" if primary.paired else "Newcombe") + " interval")
+    add("good_fraction", "trials_needed", primary.trials_needed,
+        note=f"per arm, 80% power at the observed effect, to show {primary.settles or 'n/a'}")
+    secondary: list[int] = []
     if pairs is not None:
         d = pairs["d"].to_numpy(float)
         W, p = wilcoxon_test(d)
         lo, hi = bootstrap_ci(_median, d, n_boot=n_boot, seed=seed, tag="median_d")
         add("wilcoxon", "n_pairs", d.size, note="configs COMPLETE in both arms")
         add("wilcoxon", "statistic", W, note="Wilcoxon signed-rank W (zero differences dropped)")
-        add("wilcoxon", "p_value", p, note="two-sided")
-        add("wilcoxon", "win_rate", np.mean(d > 0), note="share of configs where BN on scores higher")
+        secondary.append(len(test_rows))
+        add("wilcoxon", "p_value", p, note="two-sided, secondary")
+        add("wilcoxon", "win_rate", np.mean(d > 0), note=f"share of configs where {treat} scores higher")
         add("wilcoxon", "tie_rate", np.mean(d == 0), note="share of configs with equal scores")
-        add("wilcoxon", "loss_rate", np.mean(d < 0), note="share of configs where BN off scores higher")
-        add("wilcoxon", "median_d", np.median(d), lo, hi, note="median of d = s(on) - s(off), bootstrap CI")
-        add("good_fraction", "diff", g_delta, *good_ci, note="g(on) - g(off), paired bootstrap CI")
-        add("good_fraction", "p_value", mcnemar_exact(on_good_p, off_good_p), note="exact McNemar (paired)")
+        add("wilcoxon", "loss_rate", np.mean(d < 0), note=f"share of configs where {ref} scores higher")
+        add("wilcoxon", "median_d", np.median(d), lo, hi, note=f"median of s({treat}) - s({ref}), bootstrap CI")
     else:
-        a, b = scores["bn-on"], scores["bn-off"]
+        a, b = scores[treat], scores[ref]
         U, p = mann_whitney(a, b)
         lo, hi = bootstrap_ci(_diff_of_medians, a, b, n_boot=n_boot, seed=seed, tag="median_diff")
         add("mann_whitney", "n_on", a.size)
         add("mann_whitney", "n_off", b.size)
-        add("mann_whitney", "statistic", U, note="Mann-Whitney U of BN on")
-        add("mann_whitney", "p_value", p, note="two-sided")
+        add("mann_whitney", "statistic", U, note=f"Mann-Whitney U of {treat}")
+        secondary.append(len(test_rows))
+        add("mann_whitney", "p_value", p, note="two-sided, secondary")
         add("mann_whitney", "prob_on_better", U / (a.size * b.size) if a.size and b.size else math.nan,
-            note="P(on > off) + P(tie)/2 = U / (n_on n_off)")
+            note=f"P({treat} > {ref}) + P(tie)/2 = U / (n_{treat} n_{ref})")
         add("mann_whitney", "median_diff", np.median(a) - np.median(b) if a.size and b.size else math.nan, lo, hi,
-            note="median(on) - median(off), bootstrap CI")
-        add("good_fraction", "diff", g_delta, *good_ci, note="g(on) - g(off), bootstrap CI")
-        add("good_fraction", "p_value", two_proportion_ztest(int(good["bn-on"].sum()), good["bn-on"].size,
-                                                             int(good["bn-off"].sum()), good["bn-off"].size),
-            note="pooled two-proportion z-test")
+            note=f"median({treat}) - median({ref}), bootstrap CI")
+    add("divergence_rate", "diff", div_end.diff, div_end.lo, div_end.hi, note="same interval as the primary")
+    secondary.append(len(test_rows))
+    add("divergence_rate", "p_value", div_end.p_value, note="two-sided, secondary")
+    if fail_end is not None:
+        add("failed_rate", "diff", fail_end.diff, fail_end.lo, fail_end.hi,
+            note=f"score below the constant predictor + δ ({baseline:.4g} + {tolerance:.4g})")
+        secondary.append(len(test_rows))
+        add("failed_rate", "p_value", fail_end.p_value, note="two-sided, secondary")
+    adjusted = holm([test_rows[i]["value"] for i in secondary])
+    for i, adj in sorted(zip(secondary, adjusted), reverse=True):
+        test_rows.insert(i + 1, {"test": test_rows[i]["test"], "quantity": "p_holm", "value": float(adj),
+                                 "lo": math.nan, "hi": math.nan,
+                                 "note": f"Holm-adjusted over the {len(secondary)} secondary tests"})
     tests = pd.DataFrame(test_rows, columns=[*TABLE_KEYS["tests"], *_VALUE_COLS, "note"])
 
+    # ---- tolerance profile (reference left out at every delta)
+    prof_rows = []
+    all_scores = np.concatenate([scores[a] for a in arms]) if arms else np.array([])
+    for delta in profile_grid(tolerance, all_scores, s_star):
+        flags = {a: is_good(scores[a], s_star, delta) for a in arms}
+        for a in arms:
+            g = proportion(flags[a][keep[a]])
+            prof_rows.append({"delta": delta, "arm": a, "value": g["value"], "lo": g["lo"], "hi": g["hi"]})
+        res = endpoint(flags, drop_reference=True)
+        prof_rows.append({"delta": delta, "arm": DELTA, "value": res.diff, "lo": res.lo, "hi": res.hi})
+    profile = pd.DataFrame(prof_rows, columns=["delta", "arm", *_VALUE_COLS])
+
+    # ---- heterogeneity (paired only: it needs the per-configuration difference)
+    kinds = {p: _is_categorical(distributions[p]) for p in params}
+    het = heterogeneity_table(pairs, kinds) if pairs is not None else \
+        pd.DataFrame(columns=[*TABLE_KEYS["heterogeneity"], *_VALUE_COLS])
+    if pairs is None and all(len(t) for t in trials.values()):
+        notes.append("where-it-differs tables need the paired design (per-configuration differences)")
+
+    context = {"n_val": n_val, "baseline": baseline}
+    if reference:
+        context.update({f"reference_{k}": v for k, v in reference.items()})
     summary = Summary(experiment=experiment, task=task, sampler=sampler, paired=pairs is not None,
-                      tolerance=float(tolerance), s_star=s_star, params=params, metrics=metrics, curves=curves,
-                      importance=importance, sensitivity=sensitivity, tests=tests, notes=notes)
+                      tolerance=tolerance, s_star=s_star, params=params, metrics=metrics, curves=curves,
+                      importance=importance, sensitivity=sensitivity, tests=tests, profile=profile,
+                      heterogeneity=het, arms=arms, context=context, tolerance_source=source, notes=notes,
+                      outcome=primary.outcome,
+                      primary={"paired": primary.paired, "n_on": primary.n_on, "n_off": primary.n_off,
+                               "k_on": primary.k_on, "k_off": primary.k_off, "diff": primary.diff,
+                               "lo": primary.lo, "hi": primary.hi, "p_value": primary.p_value,
+                               "eq_lo": primary.eq_lo, "eq_hi": primary.eq_hi, "margin": margin,
+                               "trials_needed": primary.trials_needed, "settles": primary.settles,
+                               "only_on": primary.discordant[0], "only_off": primary.discordant[1]})
     summary.verdict = verdict(summary)
     return summary

@@ -1,23 +1,34 @@
-"""The verdict: two to four plain sentences built from the numbers of a `Summary`."""
+"""The verdict: plain sentences built from the numbers of a `Summary`, conclusion first.
+
+The first sentence states the outcome of the primary endpoint (docs/design.md, Primary endpoint):
+easier, harder, no practical difference, or cannot tell (with the trials per arm that would likely
+settle it). Nothing later in the verdict claims a direction its own test does not support:
+secondary findings are named only when their Holm-adjusted p is below 0.05.
+"""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
+from .common import ADAPTIVE_SAMPLERS, CONFIDENCE, MIN_TRIALS_TO_TELL, Summary, arm_label, arm_phrases
+from .heterogeneity import crossovers
 
-from .common import ADAPTIVE_SAMPLERS, ARM_LABELS, ARMS, DELTA, MIN_TRIALS_TO_TELL, Summary
+ALPHA = 1 - CONFIDENCE
+
 
 def _pct(x: float) -> str:
-    return f"{100 * x:.0f}%"
+    return "n/a" if not np.isfinite(x) else f"{100 * x:.0f}%"
 
 
 def _pts(x: float) -> str:
-    return f"{100 * x:+.0f}"
+    return "n/a" if not np.isfinite(x) else f"{100 * x:+.0f}"
 
 
 def _score_diff(x: float, task: str, unit: bool = True) -> str:
-    # Accuracy differences read naturally in points; R² / -RMSE only in their own units.
+    # Accuracy differences read naturally in points; R² only in its own units.
+    if not np.isfinite(x):
+        return "n/a"
     if task == "classification":
         return f"{100 * x:+.1f}" + (" pts" if unit else "")
     return f"{x:+.3f}"
@@ -25,101 +36,128 @@ def _score_diff(x: float, task: str, unit: bool = True) -> str:
 
 def _tol_text(tol: float, task: str) -> str:
     if task == "classification":
-        pts = f"{100 * tol:g}"
+        pts = f"{100 * tol:.3g}"
         return f"within {pts} pt{'' if pts == '1' else 's'} of the best accuracy"
-    return f"within {tol:g} of the best validation score"
+    return f"within {tol:.3g} of the best validation score"
 
 
-def _ttt(x: float) -> str:
-    return "never" if math.isinf(x) else ("n/a" if math.isnan(x) else f"{x:.1f}")
+def ttt_text(value: float, lo: float, hi: float, ci: str = "95% CI") -> str:
+    """Trials to target with its interval; 'more than X' when no good trial was seen."""
+    if value is None or math.isnan(value):
+        return "n/a"
+    if math.isinf(value):
+        return f"more than {lo:.0f} trials (95%)" if np.isfinite(lo) else "n/a"
+    if not np.isfinite(lo):
+        return f"{value:.1f} trials"
+    return f"{value:.1f} trials ({ci} {lo:.1f} to {hi:.1f})" if np.isfinite(hi) else \
+        f"{value:.1f} trials ({ci} {lo:.1f} or more)"
 
 
 def _p(p: float) -> str:
     return "p n/a" if not np.isfinite(p) else ("p < 0.001" if p < 0.001 else f"p = {p:.3f}")
 
 
+def _holm(s: Summary, test: str) -> float:
+    return s.test(test, "p_holm")[0]
+
+
 def verdict(s: Summary) -> str:
-    """Two to four plain sentences from the numbers; says so when the data cannot tell."""
-    n_on, n_off = s.metric("n_complete", "bn-on")[0], s.metric("n_complete", "bn-off")[0]
+    """Plain sentences from the numbers, conclusion first; says so when the data cannot tell."""
+    treat, ref = s.arms
+    w = arm_phrases(s.arms)
+    n_on, n_off = s.metric("n_complete", treat)[0], s.metric("n_complete", ref)[0]
     n_on, n_off = (0 if np.isnan(x) else x for x in (n_on, n_off))
     repeats = s.n_repeats > 1
-    prefix = f"Averaged over {s.n_repeats} repeats, w" if repeats else "W"
     count = (lambda x: f"{x:.0f}") if not repeats else (lambda x: f"{x:.1f}")
     if n_on == 0 or n_off == 0:
-        missing = [ARM_LABELS[a] for a, n in zip(ARMS, (n_on, n_off)) if n == 0]
+        missing = [arm_label(a) for a, n in zip(s.arms, (n_on, n_off)) if n == 0]
         who = f"{missing[0]} has no" if len(missing) == 1 else "Neither arm has any"
         return (f"{who} completed trials, so the arms cannot be compared: "
-                f"the data cannot tell whether BN makes the search easier.")
+                f"the data cannot tell whether the search is easier {w['with_t']} than {w['with_r']}.")
 
-    g_on, g_off = s.metric("good_fraction", "bn-on")[0], s.metric("good_fraction", "bn-off")[0]
-    d, d_lo, d_hi = s.metric("good_fraction", DELTA)
+    g_on, g_off = s.metric("good_fraction", treat)[0], s.metric("good_fraction", ref)[0]
+    pr = s.primary
+    d, lo, hi = pr.get("diff", math.nan), pr.get("lo", math.nan), pr.get("hi", math.nan)
+    margin = pr.get("margin", math.nan)
     cls = s.task == "classification"
     unit = " pts" if cls else " percentage points"
     ci_name = "95% interval across repeats" if repeats else "95% CI"
-    ci = f", {ci_name} {_pts(d_lo)}..{_pts(d_hi)}" if np.isfinite(d_lo) else ""
-    sentences = [
-        f"{prefix}ith BN {_pct(g_on)} of configurations reach {_tol_text(s.tolerance, s.task)} "
-        f"(without: {_pct(g_off)}; difference {_pts(d)}{unit}{ci})."
-    ]
-
-    t_on, t_off = s.metric("trials_to_target", "bn-on")[0], s.metric("trials_to_target", "bn-off")[0]
-    search = "A random search" if s.sampler not in ADAPTIVE_SAMPLERS else f"Drawing at random from the {s.sampler.upper()} trials, one"
-    sentence = f"{search} needs {_ttt(t_on)} trials on average to get there (without: {_ttt(t_off)})"
-    div_on, div_off = s.metric("divergence_rate", "bn-on")[0], s.metric("divergence_rate", "bn-off")[0]
-    if (div_on or 0) > 0 or (div_off or 0) > 0:
-        sentence += f"; {_pct(div_on)} of runs diverged with BN, {_pct(div_off)} without"
-    sentences.append(sentence + ".")
-
-    # Score-level test: per configuration when paired, otherwise the two score distributions.
-    if s.paired:
-        win = s.test("wilcoxon", "win_rate")[0]
-        ties = s.test("wilcoxon", "tie_rate")[0]
-        md, md_lo, md_hi = s.test("wilcoxon", "median_d")
-        p_scores = s.test("wilcoxon", "p_value")[0]
-        band = (f", {ci_name} {_score_diff(md_lo, s.task, unit=False)}..{_score_diff(md_hi, s.task)}"
-                if np.isfinite(md_lo) else "")
-        ptext = "" if repeats else f"; Wilcoxon {_p(p_scores)}"
-        sentences.append(
-            f"Configuration by configuration, BN scores higher in {_pct(win)} of the pairs "
-            f"(ties {_pct(ties)}; median difference {_score_diff(md, s.task)}{band}{ptext}).")
-    else:
-        prob = s.test("mann_whitney", "prob_on_better")[0]
-        p_scores = s.test("mann_whitney", "p_value")[0]
-        ptext = "" if repeats else f" (Mann-Whitney {_p(p_scores)})"
-        sentences.append(f"A random BN trial beats a random no-BN trial {_pct(prob)} of the time{ptext}.")
-    # Whether typical scores differ clearly, apart from the share near the very best.
-    if s.paired:
-        scores_clear = np.isfinite(md_lo) and (md_lo > 0 or md_hi < 0) and (repeats or p_scores < 0.05)
-        scores_better = md > 0
-    else:
-        scores_clear = not repeats and np.isfinite(p_scores) and p_scores < 0.05
-        scores_better = prob > 0.5
-
-    p_good = s.test("good_fraction", "p_value")[0]
-    excludes_zero = np.isfinite(d_lo) and (d_lo > 0 or d_hi < 0)
-    significant = repeats or (np.isfinite(p_good) and p_good < 0.05)
+    test_name = ("" if repeats else
+                 f", exact McNemar {_p(pr.get('p_value', math.nan))}" if pr.get("paired")
+                 else f", Newcombe {_p(pr.get('p_value', math.nan))}")
+    rates = (f"{_pct(g_on)} of configurations reach {_tol_text(s.tolerance, s.task)} {w['with_t']}, "
+             f"{_pct(g_off)} {w['with_r']}")
+    diff = f"difference {_pts(d)}{unit}" + (f", {ci_name} {_pts(lo)} to {_pts(hi)}" if np.isfinite(lo) else "")
     few = min(n_on, n_off) < MIN_TRIALS_TO_TELL
-    if few:
-        sentences.append(
-            f"With only {count(n_on)} and {count(n_off)} completed trials the data cannot tell whether BN makes "
-            f"the search easier; run at least {MIN_TRIALS_TO_TELL} per arm.")
-    elif excludes_zero and significant:
-        easier = "easier" if d > 0 else "harder"
-        why = "the interval across repeats excludes 0" if repeats else f"CI excludes 0, {_p(p_good)}"
-        sentences.append(f"So BN clearly made the search {easier} here ({why}).")
-    else:
-        if repeats:
-            why = "the interval across repeats includes 0" if np.isfinite(d_lo) else "the interval is undefined"
-        else:
-            why = ("the CI of the difference includes 0" if not excludes_zero else "the CI excludes 0 but the test does not agree") + f" ({_p(p_good)})"
-        if scores_clear:
-            # Typical configurations can differ clearly while the share within δ of the single best
-            # score is too small to separate: say both, rather than a bare "cannot tell".
-            sentences.append(
-                f"Near the very best the data cannot separate the arms: {why}. But a typical configuration "
-                f"does clearly {'better' if scores_better else 'worse'} with BN, so BN made the search "
-                f"{'more' if scores_better else 'less'} forgiving here.")
-        else:
-            sentences.append(f"The data cannot tell whether BN makes the search easier: {why}.")
-    return " ".join(sentences)
+    outcome = "cannot tell" if few else (s.outcome or "cannot tell")
+    prefix = f"Averaged over {s.n_repeats} repeats: " if repeats else ""
 
+    if outcome in ("easier", "harder"):
+        first = (f"{prefix}The search was {outcome} {w['with_t']} than {w['with_r']}: {rates} "
+                 f"({diff}{test_name}).")
+    elif outcome == "equivalent":
+        eq = (f"90% interval {_pts(pr.get('eq_lo'))} to {_pts(pr.get('eq_hi'))} lies within "
+              f"±{100 * margin:.0f}{unit}")
+        first = f"{prefix}No practical difference {w['with_t']} or {w['with_r']}: {rates} ({diff}; {eq})."
+        if not repeats and pr.get("k_on") == 0 and pr.get("k_off") == 0:
+            # Equal at zero says only that neither arm comes near its lone best; say so.
+            first += (" No configuration besides the best one came that close in either arm, so this only says "
+                      "both rarely do; the tolerance profile shows the comparison at larger δ.")
+    else:
+        first = (f"{prefix}The data cannot tell whether the search is easier {w['with_t']} than {w['with_r']}: "
+                 f"{rates} ({diff}{test_name}).")
+    sentences = [first]
+    if outcome == "cannot tell":
+        if few:
+            sentences.append(f"With only {count(n_on)} and {count(n_off)} completed trials nothing can be "
+                             f"concluded; run at least {MIN_TRIALS_TO_TELL} per arm.")
+        elif repeats:
+            sentences.append("More repeats or more trials per repeat would narrow the interval.")
+        else:
+            need = pr.get("trials_needed", math.nan)
+            if np.isfinite(need):
+                sentences.append(f"About {need:.0f} {'configurations' if pr.get('paired') else 'trials'} per arm "
+                                 f"would likely settle it (80% power to show {pr.get('settles')}, if the "
+                                 f"observed difference is the true one): rerun with --trials {need:.0f}.")
+
+    t_on, t_off = s.metric("trials_to_target", treat), s.metric("trials_to_target", ref)
+    search = ("A random search" if s.sampler not in ADAPTIVE_SAMPLERS
+              else f"Drawing at random from the {s.sampler.upper()} trials, one")
+    sentences.append(f"{search} needs {ttt_text(*t_on, ci=ci_name)} to get there {w['with_t']}, "
+                     f"{ttt_text(*t_off, ci=ci_name)} {w['with_r']}.")
+
+    div_on, div_off = s.metric("divergence_rate", treat)[0], s.metric("divergence_rate", ref)[0]
+    fail_on, fail_off = s.metric("failed_rate", treat)[0], s.metric("failed_rate", ref)[0]
+    parts = []
+    if (div_on or 0) > 0 or (div_off or 0) > 0:
+        parts.append(f"{_pct(div_on)} of runs diverged {w['with_t']}, {_pct(div_off)} {w['with_r']}")
+    if np.isfinite(fail_on) and np.isfinite(fail_off) and (fail_on > 0 or fail_off > 0):
+        parts.append(f"{_pct(fail_on)} and {_pct(fail_off)} failed to train (no better than a constant predictor)")
+    if parts:
+        sentences.append("; ".join(parts)[0].upper() + "; ".join(parts)[1:] + ".")
+
+    # Secondary: typical configurations, only when Holm-significant.
+    if s.paired:
+        md, md_lo, md_hi = s.test("wilcoxon", "median_d")
+        p_adj = _holm(s, "wilcoxon")
+        clear = (repeats and np.isfinite(md_lo) and (md_lo > 0 or md_hi < 0)) or (np.isfinite(p_adj) and p_adj < ALPHA)
+        if clear and md != 0:
+            win = s.test("wilcoxon", "win_rate")[0]
+            band = f", {ci_name} {_score_diff(md_lo, s.task, False)} to {_score_diff(md_hi, s.task)}" \
+                if np.isfinite(md_lo) else ""
+            ptext = "" if repeats else f"; Wilcoxon Holm-adjusted {_p(p_adj)}, a secondary test"
+            sentences.append(f"Configuration by configuration, {w['t']} scores higher in {_pct(win)} of the pairs "
+                             f"(median difference {_score_diff(md, s.task)}{band}{ptext}).")
+    else:
+        p_adj = _holm(s, "mann_whitney")
+        prob = s.test("mann_whitney", "prob_on_better")[0]
+        if np.isfinite(p_adj) and p_adj < ALPHA and not repeats:
+            sentences.append(f"A random {treat} trial beats a random {ref} trial {_pct(prob)} of the time "
+                             f"(Mann-Whitney Holm-adjusted {_p(p_adj)}, a secondary test).")
+
+    if not repeats and not s.heterogeneity.empty:
+        for c in crossovers(s.heterogeneity):
+            sentences.append(f"It depends on {c['factor']}: {w['t']} helps at {', '.join(c['helps'])} and hurts at "
+                             f"{', '.join(c['hurts'])} (sign tests, Holm-adjusted p < 0.05).")
+    sentences.append("These conclusions hold for this search space.")
+    return " ".join(sentences)

@@ -68,8 +68,7 @@ def load_trials(url: str | None, experiment: str, arms: Iterable[str] = ARMS) ->
                 "score": t.value if t.state == TrialState.COMPLETE else float("nan"),
                 "test_score": ua.get("test_score", float("nan")) if t.state == TrialState.COMPLETE else float("nan"),
                 "diverged": bool(ua.get("diverged", False)), "epochs_run": ua.get("epochs_run"),
-                "seconds": ua.get("seconds", float("nan")),
-                "val_curve": ua.get("val_score") if t.state == TrialState.COMPLETE else None, **t.params,
+                "seconds": ua.get("seconds", float("nan")), "val_curve": ua.get("val_score"), **t.params,
             })
     df = pd.DataFrame(rows, columns=TRIAL_COLUMNS + param_names)
     df["config_index"] = df["config_index"].astype("Int64")

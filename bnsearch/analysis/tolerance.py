@@ -1,0 +1,75 @@
+"""What "good" means: the tolerance delta, the shared best s*, and the reference left out
+(docs/design.md, Tolerance and s*).
+
+* delta defaults to NOISE_MULTIPLE standard errors of the best validation score: a binomial SE
+  for accuracy (Agresti-Coull, so a perfect score still has a non-zero SE), and for R^2 the
+  large-sample SE (1 - R^2) sqrt(2 / n_val) of an MSE ratio whose denominator -- the variance of
+  the one validation set every configuration shares -- cancels between configurations. For
+  accuracy it is rounded up to whole validation rows.
+* s* is the best score of all arms together, and the configuration that sets it is the reference:
+  it is left out of every good count. It is good by construction (leave-one-out does not change
+  that: the maximum is always within delta of the next best), so counting it would hand its arm a
+  free good trial and, paired, a guaranteed discordant pair.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+
+NOISE_MULTIPLE = 2.0
+PROFILE_MULTIPLES = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
+
+
+def score_se(score: float, n_val: int | None, task: str) -> float:
+    """Validation-noise standard error of one score measured on n_val rows; NaN when unknown."""
+    if not n_val or not np.isfinite(score):
+        return math.nan
+    if task == "classification":
+        k = round(score * n_val)
+        p = (k + 2) / (n_val + 4)  # Agresti-Coull: defined at 0 and 1
+        return math.sqrt(p * (1 - p) / (n_val + 4))
+    return (1 - min(score, 1.0)) * math.sqrt(2.0 / n_val)
+
+
+def noise_tolerance(s_star: float, n_val: int | None, task: str, multiple: float = NOISE_MULTIPLE) -> float:
+    """Default delta: `multiple` SEs of the best score (accuracy: rounded up to whole validation rows)."""
+    se = score_se(s_star, n_val, task)
+    if not np.isfinite(se):
+        return math.nan
+    delta = multiple * se
+    if task == "classification":
+        delta = math.ceil(delta * n_val - 1e-9) / n_val
+    return float(delta)
+
+
+def reference_mask(scores: dict[str, np.ndarray], order: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """True for the single trial that sets s*: on a tie the lowest `order` (config index or trial
+    number), then the first arm, so the choice does not depend on which arm happened to be read first."""
+    best, where = None, None
+    for k, (arm, s) in enumerate(scores.items()):
+        for i in range(len(s)):
+            if np.isfinite(s[i]):
+                key = (s[i], -order[arm][i], -k)
+                if best is None or key > best:
+                    best, where = key, (arm, i)
+    out = {arm: np.zeros(len(s), bool) for arm, s in scores.items()}
+    if where is not None:
+        out[where[0]][where[1]] = True
+    return out
+
+
+def profile_grid(tolerance: float, scores: np.ndarray, s_star: float) -> list[float]:
+    """delta values for the tolerance profile: multiples of the chosen delta (or of the score spread)."""
+    unit = tolerance if tolerance > 0 else (s_star - float(np.median(scores))) / 4 if scores.size else 0.0
+    if not np.isfinite(unit) or unit <= 0:
+        return [0.0]
+    grid = sorted({round(m * unit, 12) for m in PROFILE_MULTIPLES} | {round(tolerance, 12)})
+    return grid
+
+
+def profile_frame(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["delta", "arm", "value", "lo", "hi"])
