@@ -147,8 +147,9 @@ def print_arms(a: ArmsAnalysis, console) -> None:
 
     if not a.is_default_pair:
         table(f"arms (full budget, {a.epochs} epochs; good = within tolerance of the best of all arms)", *_arm_rows(a))
-        for arm, s in a.comparisons.items():
-            console.print(comparison_line(arm, a.reference, s), highlight=False)
+        for arm, s in a.comparisons.items():  # the calibrated two-arm verdict of each comparison
+            console.print(f"[bold]{arm} vs {a.reference}:[/] {s.verdict or comparison_line(arm, a.reference, s)}",
+                          highlight=False)
     table("robustness vs training budget (good = within tolerance of the best of all arms at that budget)",
           *_budget_rows(a))
     table("advantage vs training budget, pts (good judged within each pair; 95% CIs)", *_pair_rows(a))
@@ -352,7 +353,8 @@ def markdown_arms(a: ArmsAnalysis, meta: Mapping, files: Sequence = ()) -> str:
         parts += [f"> {a.interaction_verdict}", ">"]
     parts += [f"> {s}" for s in a.budget_verdicts.values()] + [""]
     parts += ["## Arms", "", _md(*_arm_rows(a)), "", "## Every arm against the reference", ""]
-    parts += [f"- {comparison_line(arm, a.reference, s)}" for arm, s in a.comparisons.items()]
+    for arm, s in a.comparisons.items():
+        parts += [f"- **{arm} vs {a.reference}**: {s.verdict or ''}", f"  ({comparison_line(arm, a.reference, s)})"]
     parts += ["", budget_markdown(a)]
     if a.interaction is not None:
         parts += ["## Inputs × normalisation interaction", "", _cells_line(a) + ".", "",
@@ -375,7 +377,8 @@ def arms_json(a: ArmsAnalysis) -> dict:
         return json.loads(t.replace([np.inf, -np.inf], np.nan).to_json(orient="records")) if t is not None else None
 
     return {"arms": a.arms, "reference": a.reference, "descriptions": a.descriptions,
-            "comparisons": {arm: comparison_line(arm, a.reference, s) for arm, s in a.comparisons.items()},
+            "comparisons": {arm: {"verdict": s.verdict, "numbers": comparison_line(arm, a.reference, s)}
+                            for arm, s in a.comparisons.items()},
             "budget_verdicts": [{"arm": arm, "versus": ref, "verdict": v} for (arm, ref), v in a.budget_verdicts.items()],
             "interaction_verdict": a.interaction_verdict,
             "arm_table": records(a.arm_table()), "budget": records(a.budget), "interaction": records(a.interaction)}

@@ -62,16 +62,19 @@ def test_budget_table_hand_computed():
         return float(m["value"].iloc[0])
 
     # Epoch 1: t = .8 .8 .5 .1 (the diverged run stopped in epoch 1 with its final score .1),
-    # r = .4 .3 .6 .1; s* = .8 -> t good 2/4, r good 0/4.
+    # r = .4 .3 .6 .1; s* = .8, set by config 0 (lowest index of the tie), which good counts leave out:
+    # t good 1/3 (config 1), r good 0/3.
     assert val(1, "*", "s_star") == 0.8
-    assert val(1, "t", "good_fraction") == 0.5 and val(1, "r", "good_fraction") == 0.0
+    assert val(1, "t", "good_fraction") == pytest.approx(1 / 3) and val(1, "r", "good_fraction") == 0.0
     # t's diverged run stopped in epoch 1: diverged by budget 1 already.
     assert val(1, "t", "diverged_rate") == 0.25 and val(1, "r", "diverged_rate") == 0.0
-    # Paired d = .4 .5 -.1 0 -> sorted -.1 0 .4 .5, median (0 + .4)/2 = .2; Δ good = 2/4 - 0.
+    # Paired d = .4 .5 -.1 0 -> sorted -.1 0 .4 .5, median (0 + .4)/2 = .2 (every pair counts);
+    # Δ good over configs 1-3 = 1/3 - 0.
     assert val(1, "t", "median_d", "r") == pytest.approx(0.2)
-    assert val(1, "t", "good_delta", "r") == 0.5 and val(1, "t", "n_pairs", "r") == 4
-    # Epoch 2: t = .9 .8 .6 .1 (final score of the diverged run), r = .9 .7 .7 .2; s* = .9.
-    assert val(2, "t", "good_fraction") == 0.25 and val(2, "r", "good_fraction") == 0.25
+    assert val(1, "t", "good_delta", "r") == pytest.approx(1 / 3) and val(1, "t", "n_pairs", "r") == 4
+    # Epoch 2: t = .9 .8 .6 .1 (final score of the diverged run), r = .9 .7 .7 .2; s* = .9 set by
+    # config 0, left out: nothing else reaches .9.
+    assert val(2, "t", "good_fraction") == 0.0 and val(2, "r", "good_fraction") == 0.0
     # d = 0 .1 -.1 -.1 -> median (-.1 + 0)/2 = -.05.
     assert val(2, "t", "median_d", "r") == pytest.approx(-0.05)
     assert val(2, "t", "good_delta", "r") == 0.0
@@ -81,8 +84,9 @@ def test_budget_table_hand_computed():
     # weights (i/4)^4 - ((i-1)/4)^4 = 1/256, 15/256, 65/256, 175/256.
     want = (0.1 * 1 + 0.6 * 15 + 0.8 * 65 + 0.9 * 175) / 256
     assert val(2, "t", "expected_best") == pytest.approx(want)
-    # Change of Δ good from 1 to 2 epochs: 0.5 - 0 = 0.5.
-    assert shrink_ci(_frame(rows), arm="t", reference="r", epochs=2, tolerance=0.0, short=1, n_boot=200)[0] == 0.5
+    # Change of Δ good from 1 to 2 epochs: 1/3 - 0.
+    assert shrink_ci(_frame(rows), arm="t", reference="r", epochs=2, tolerance=0.0, short=1,
+                     n_boot=200)[0] == pytest.approx(1 / 3)
 
 
 def _pairs(n, t_curve, r_curve):

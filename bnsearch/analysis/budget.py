@@ -89,8 +89,19 @@ def _by_config(trials: pd.DataFrame, values: np.ndarray) -> pd.Series:
     return s[~s.index.duplicated()]
 
 
+def reference_config(scores: pd.DataFrame) -> int | None:
+    """The configuration that sets s* (columns: arms, index: config): the highest score, on a tie the
+    lowest config index. Like the two-arm analysis, good counts leave it out: it is good by
+    construction (docs/design.md, Tolerance and s*)."""
+    best = scores.max(axis=1)
+    if best.isna().all():
+        return None
+    return int(best[best == best.max()].index.min())
+
+
 def pair_frame(df: pd.DataFrame, arm: str, reference: str, epoch: int, epochs: int, tolerance: float) -> pd.DataFrame:
-    """Configurations scored in both arms at budget ``epoch``: columns st, sr (scores), gt, gr (good flags).
+    """Configurations scored in both arms at budget ``epoch``: columns st, sr (scores), gt, gr (good flags;
+    NaN for the reference configuration, which no good count includes).
 
     "Good" is judged against the best score of these two arms at that budget, as the two-arm
     analysis judges it at the full budget."""
@@ -98,8 +109,12 @@ def pair_frame(df: pd.DataFrame, arm: str, reference: str, epoch: int, epochs: i
     vt, vr = scores_at(t, epoch, epochs), scores_at(r, epoch, epochs)
     both = pd.concat({"st": _by_config(t, vt), "sr": _by_config(r, vr)}, axis=1, join="inner").dropna()
     s_star = shared_best(both["st"], both["sr"])
-    return both.assign(gt=is_good(both["st"], s_star, tolerance).astype(float),
-                       gr=is_good(both["sr"], s_star, tolerance).astype(float))
+    out = both.assign(gt=is_good(both["st"], s_star, tolerance).astype(float),
+                      gr=is_good(both["sr"], s_star, tolerance).astype(float))
+    ref = reference_config(both)
+    if ref is not None:
+        out.loc[ref, ["gt", "gr"]] = np.nan
+    return out
 
 
 def default_pairs(arms: Sequence[str], reference: str) -> list[tuple[str, str]]:
@@ -133,10 +148,13 @@ def budget_table(df: pd.DataFrame, *, arms: Sequence[str], reference: str, epoch
         at = {a: scores_at(trials[a], e, epochs) for a in arms}
         s_star = shared_best(*(v[np.isfinite(v)] for v in at.values()))
         add(e, ALL, "s_star", s_star)
+        ref_cfg = reference_config(pd.concat({a: _by_config(trials[a], at[a]) for a in arms}, axis=1)) \
+            if all(len(trials[a]) for a in arms) else None
         for a in arms:
             ok = np.isfinite(at[a])
             add(e, a, "n_complete", ok.sum())
-            g = proportion(is_good(at[a][ok], s_star, tolerance))
+            counted = ok & (_floats(trials[a]["config_index"]) != ref_cfg) if ref_cfg is not None else ok
+            g = proportion(is_good(at[a][counted], s_star, tolerance))
             add(e, a, "good_fraction", g["value"], g["lo"], g["hi"])
             d = proportion(diverged_by(trials[a], e)[ok])
             add(e, a, "diverged_rate", d["value"], d["lo"], d["hi"])
@@ -151,7 +169,8 @@ def budget_table(df: pd.DataFrame, *, arms: Sequence[str], reference: str, epoch
             p = pair_frame(df, a, r, e, epochs, tolerance)
             if p.empty:
                 continue
-            gt, gr = p["gt"].to_numpy(), p["gr"].to_numpy()
+            g = p[["gt", "gr"]].dropna()
+            gt, gr = g["gt"].to_numpy(), g["gr"].to_numpy()
             add(e, a, "n_pairs", len(p), versus=r)
             add(e, a, "good_delta", gt.mean() - gr.mean(),
                 *bootstrap_ci(_diff_of_means, gt, gr, paired=True, n_boot=n_boot, seed=seed, tag=f"bg{e}{a}{r}"),
@@ -216,7 +235,7 @@ def shrink_ci(df: pd.DataFrame, *, arm: str, reference: str, epochs: int, tolera
     both). Positive: the advantage shrinks with more training."""
     (ct, cr), stat = _PAIR_STATS[metric]
     a, b = (pair_frame(df, arm, reference, e, epochs, tolerance) for e in (short, epochs))
-    both = a[[ct, cr]].add_suffix("_s").join(b[[ct, cr]].add_suffix("_f"), how="inner")
+    both = a[[ct, cr]].add_suffix("_s").join(b[[ct, cr]].add_suffix("_f"), how="inner").dropna()
     if both.empty:
         return (math.nan, math.nan, math.nan)
     arrays = [both[c].to_numpy(float) for c in (f"{ct}_s", f"{cr}_s", f"{ct}_f", f"{cr}_f")]
