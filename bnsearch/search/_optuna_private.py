@@ -1,17 +1,54 @@
-"""Every use of Optuna's private API, in one place.
+"""Every use of Optuna's private API and of its table layout, in one place.
 
-bnsearch needs three things Optuna's public API does not offer: the storage behind a Study (to
-record heartbeats and set trial states directly), the internal ids of studies and trials, and
-which trials have ever written a heartbeat (to fail RUNNING trials of workers killed before their
-first beat). tests/test_optuna_private.py pins these to the Optuna range in pyproject.toml and fails
-loudly when an upgrade moves them.
+bnsearch needs what Optuna's public API does not offer:
+
+- the storage behind a Study and the internal ids of studies and trials;
+- which RUNNING trials never wrote a heartbeat (to fail trials of workers killed before their
+  first beat);
+- O(1) bookkeeping per trial (docs/design.md, Storage: "Per-trial bookkeeping"). The public path
+  costs ~17 transactions per trial, and `Study.ask`/`_CachedStorage.get_all_trials` re-read every
+  WAITING trial on each call, so claiming a trial got slower the longer the queue (691 ms with
+  1000 trials waiting). Here a trial is claimed, its parameters, start attributes and first
+  heartbeat written in ONE transaction (`claim`), and its results (user attrs, per-epoch
+  intermediate values, value, COMPLETE) in ONE more (`finish`). A plan of N trials is enqueued in
+  one transaction (`enqueue_many`), and progress is read with counting queries (`arm_counts`).
+
+Every row written here is the row Optuna itself writes for the same operation (same tables,
+columns, JSON encodings, internal parameter representation, naive-UTC datetimes), so `optuna
+trials`, optuna-dashboard, `Study.get_trials` and Optuna's own stale-trial sweep read these trials
+exactly like trials written through the public API. The tables are reached through Optuna's
+SQLAlchemy models (optuna.storages._rdb.models), not hand-written table names, so a renamed column
+fails at import or on first use rather than writing somewhere else. tests/test_optuna_private.py
+pins all of this to the Optuna range in pyproject.toml and fails loudly when an upgrade moves it.
 """
 
 from __future__ import annotations
 
+import json
+import math
+from datetime import datetime, timezone
+from typing import Any, Iterable, Mapping
+
 import optuna
+import sqlalchemy as sa
+from optuna.distributions import BaseDistribution, distribution_to_json, json_to_distribution
 from optuna.storages import RDBStorage
-from optuna.trial import TrialState
+from optuna.storages._rdb import models
+from optuna.trial import FrozenTrial, TrialState
+
+T_TRIALS = models.TrialModel.__table__
+T_PARAMS = models.TrialParamModel.__table__
+T_VALUES = models.TrialValueModel.__table__
+T_INTERMEDIATE = models.TrialIntermediateValueModel.__table__
+T_USER = models.TrialUserAttributeModel.__table__
+T_SYSTEM = models.TrialSystemAttributeModel.__table__
+T_HEARTBEATS = models.TrialHeartbeatModel.__table__
+T_STUDIES = models.StudyModel.__table__
+
+# The claim query filters on (study_id, state) and takes the lowest trial_id: with this index it
+# reads one index entry whatever the number of waiting and finished trials. Optuna only indexes
+# study_id. An extra index is invisible to Optuna (its migrations name the indexes they touch).
+CLAIM_INDEX = "ix_bnsearch_trials_study_state"
 
 
 def storage_of(study: optuna.Study):
@@ -35,21 +72,238 @@ def trial_id(trial) -> int:
     return trial._trial_id
 
 
+def _backend(study: optuna.Study) -> RDBStorage:
+    backend = rdb_backend(study)
+    if backend is None:
+        raise TypeError("bnsearch needs an RDB storage (SQLite, PostgreSQL, MySQL)")
+    return backend
+
+
+def _utcnow() -> datetime:
+    # TrialModel stores naive UTC and converts to local time when it builds a FrozenTrial.
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _local(utc_naive: datetime | None) -> datetime | None:
+    if utc_naive is None:
+        return None
+    return utc_naive.replace(tzinfo=timezone.utc).astimezone().replace(tzinfo=None)
+
+
+def _lock(select, conn):
+    # PostgreSQL/MySQL: row locks, and SKIP LOCKED lets concurrent claimers pass each other. SQLite
+    # has no row locks: storage.py makes every transaction BEGIN IMMEDIATE, which serialises them.
+    if conn.dialect.name in ("postgresql", "mysql"):
+        return select.with_for_update(skip_locked=True)
+    return select
+
+
+def _put_attrs(conn, table, tid: int, attrs: Mapping[str, Any]) -> None:
+    """Upsert user/system attributes of one trial: delete the keys, insert the new values (portable;
+    a re-queued trial carries its predecessor's attrs, so keys may already exist)."""
+    if not attrs:
+        return
+    conn.execute(sa.delete(table).where(table.c.trial_id == tid, table.c.key.in_(list(attrs))))
+    conn.execute(sa.insert(table), [{"trial_id": tid, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()])
+
+
+def _attrs(conn, table, tid: int) -> dict[str, Any]:
+    rows = conn.execute(sa.select(table.c.key, table.c.value_json).where(table.c.trial_id == tid))
+    return {k: json.loads(v) for k, v in rows}
+
+
+# --------------------------------------------------------------------------- schema
+
+def ensure_claim_index(backend: RDBStorage) -> None:
+    """Create the claim index once (prepare_experiment); workers never need to. Plain DDL, not an
+    sa.Index on Optuna's table object, which would add it to Optuna's own metadata."""
+    c = T_TRIALS.c
+    cols = f"{T_TRIALS.name} ({c.study_id.name}, {c.state.name}, {c.trial_id.name})"
+    with backend.engine.begin() as conn:
+        if conn.dialect.name in ("sqlite", "postgresql"):
+            conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {CLAIM_INDEX} ON {cols}")
+        elif not any(ix["name"] == CLAIM_INDEX for ix in sa.inspect(conn).get_indexes(T_TRIALS.name)):
+            conn.exec_driver_sql(f"CREATE INDEX {CLAIM_INDEX} ON {cols}")
+
+
+# --------------------------------------------------------------------------- plan
+
+def enqueue_many(study: optuna.Study, items: Iterable[tuple[dict[str, Any], dict[str, Any]]]) -> list[int]:
+    """Enqueue (params, user_attrs) pairs as WAITING trials in one transaction; returns their numbers.
+
+    Each row is what Study.enqueue_trial writes: a WAITING trial, no datetimes, system attr
+    `fixed_params` and the user attrs. Numbers continue the study's count, under the same study-row
+    lock Optuna takes when it numbers a new trial.
+    """
+    items = list(items)
+    if not items:
+        return []
+    sid = study_id(study)
+    with _backend(study).engine.begin() as conn:
+        lock = sa.select(T_STUDIES.c.study_id).where(T_STUDIES.c.study_id == sid)
+        if conn.dialect.name in ("postgresql", "mysql"):
+            lock = lock.with_for_update()
+        conn.execute(lock)
+        base = conn.execute(sa.select(sa.func.count()).select_from(T_TRIALS).where(T_TRIALS.c.study_id == sid)).scalar()
+        numbers, system, user = [], [], []
+        for i, (params, attrs) in enumerate(items):
+            tid = conn.execute(sa.insert(T_TRIALS).values(
+                study_id=sid, number=base + i, state=TrialState.WAITING)).inserted_primary_key[0]
+            numbers.append(base + i)
+            system.append({"trial_id": tid, "key": "fixed_params", "value_json": json.dumps(params)})
+            user += [{"trial_id": tid, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()]
+        conn.execute(sa.insert(T_SYSTEM), system)
+        if user:
+            conn.execute(sa.insert(T_USER), user)
+    return numbers
+
+
+def active_config_indices(study: optuna.Study, states=(TrialState.COMPLETE, TrialState.RUNNING,
+                                                      TrialState.WAITING)) -> set[int]:
+    """The `config_index` user attrs of the study's trials in `states`, in one query."""
+    q = (sa.select(T_USER.c.value_json).join(T_TRIALS, T_TRIALS.c.trial_id == T_USER.c.trial_id)
+         .where(T_TRIALS.c.study_id == study_id(study), T_TRIALS.c.state.in_(list(states)),
+                T_USER.c.key == "config_index"))
+    with _backend(study).engine.connect() as conn:
+        return {json.loads(v) for (v,) in conn.execute(q)}
+
+
+# --------------------------------------------------------------------------- one trial
+
+def claim(study: optuna.Study, *, distributions: Mapping[str, BaseDistribution] | None = None,
+          user_attrs: Mapping[str, Any] | None = None, heartbeat: bool = True) -> FrozenTrial | None:
+    """Take the oldest WAITING trial of the study and make it RUNNING, in one transaction.
+
+    In the same transaction: the trial's fixed parameters (from enqueue) are written as its params
+    for every name in `distributions` (what `suggest_*` would write, one row each), `user_attrs`
+    are set, and its first heartbeat is recorded, so a worker killed right after claiming leaves a
+    trial that goes stale like any other. Two workers never get the same trial: PostgreSQL/MySQL
+    lock the row (SKIP LOCKED), SQLite runs the transaction under BEGIN IMMEDIATE. Returns the
+    claimed trial as a FrozenTrial (no further read), or None when nothing is waiting.
+    """
+    sid = study_id(study)
+    q = (sa.select(T_TRIALS.c.trial_id, T_TRIALS.c.number)
+         .where(T_TRIALS.c.study_id == sid, T_TRIALS.c.state == TrialState.WAITING)
+         .order_by(T_TRIALS.c.trial_id).limit(1))
+    with _backend(study).engine.begin() as conn:
+        row = conn.execute(_lock(q, conn)).first()
+        if row is None:
+            return None
+        tid, number = row
+        start = _utcnow()
+        done = conn.execute(sa.update(T_TRIALS).where(T_TRIALS.c.trial_id == tid, T_TRIALS.c.state == TrialState.WAITING)
+                            .values(state=TrialState.RUNNING, datetime_start=start))
+        if done.rowcount != 1:  # cannot happen under the locks above; refuse rather than double-run
+            raise RuntimeError(f"trial {tid} was claimed concurrently")
+        system = _attrs(conn, T_SYSTEM, tid)
+        user = _attrs(conn, T_USER, tid)
+        fixed = system.get("fixed_params", {})
+        # A re-queued trial already holds its predecessor's params (Optuna's retry callback copies
+        # them): keep those rows, write only the missing ones.
+        stored = {n: json_to_distribution(d).to_external_repr(v) for n, v, d in conn.execute(
+            sa.select(T_PARAMS.c.param_name, T_PARAMS.c.param_value, T_PARAMS.c.distribution_json)
+            .where(T_PARAMS.c.trial_id == tid))}
+        params, dists, new = {}, {}, []
+        for name, dist in (distributions or {}).items():
+            if name in stored:
+                params[name], dists[name] = stored[name], dist
+            elif name in fixed:
+                params[name], dists[name] = fixed[name], dist
+                new.append({"trial_id": tid, "param_name": name, "param_value": dist.to_internal_repr(fixed[name]),
+                            "distribution_json": distribution_to_json(dist)})
+        if new:
+            conn.execute(sa.insert(T_PARAMS), new)
+        _put_attrs(conn, T_USER, tid, dict(user_attrs or {}))
+        user.update(user_attrs or {})
+        if heartbeat:
+            conn.execute(sa.insert(T_HEARTBEATS).values(trial_id=tid))
+    return FrozenTrial(number=number, state=TrialState.RUNNING, value=None, values=None,
+                       datetime_start=_local(start), datetime_complete=None, params=params, distributions=dists,
+                       user_attrs=user, system_attrs=system, intermediate_values={}, trial_id=tid)
+
+
+def finish(study: optuna.Study, tid: int, value: float, *, user_attrs: Mapping[str, Any] | None = None,
+           intermediate_values: Mapping[int, float] | None = None) -> tuple[TrialState, datetime]:
+    """Record a trial's results in one transaction: user attrs, intermediate values (what
+    `trial.report(value, step)` writes; the dashboard draws learning curves from them), the value,
+    and the final state with its completion time — what Study.tell writes, in one commit.
+
+    Like Study.tell, a NaN value makes the trial FAIL instead of COMPLETE. Raises
+    UpdateFinishedTrialError when the trial is no longer RUNNING (failed as stale meanwhile): its
+    configuration was re-queued and runs again, so these results are dropped, not written twice.
+    """
+    value = float(value)
+    state = TrialState.FAIL if math.isnan(value) else TrialState.COMPLETE
+    q = sa.select(T_TRIALS.c.state).where(T_TRIALS.c.trial_id == tid)
+    with _backend(study).engine.begin() as conn:
+        if conn.dialect.name in ("postgresql", "mysql"):
+            q = q.with_for_update()
+        current = conn.execute(q).scalar()
+        if current != TrialState.RUNNING:
+            raise optuna.exceptions.UpdateFinishedTrialError(
+                f"trial {tid} is {getattr(current, 'name', current)}, not RUNNING; its result is not recorded")
+        _put_attrs(conn, T_USER, tid, dict(user_attrs or {}))
+        if intermediate_values:
+            conn.execute(sa.delete(T_INTERMEDIATE).where(T_INTERMEDIATE.c.trial_id == tid))
+            rows = []
+            for step, v in intermediate_values.items():
+                stored, kind = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr(float(v))
+                rows.append({"trial_id": tid, "step": int(step), "intermediate_value": stored,
+                             "intermediate_value_type": kind})
+            conn.execute(sa.insert(T_INTERMEDIATE), rows)
+        if state == TrialState.COMPLETE:
+            stored, kind = models.TrialValueModel.value_to_stored_repr(value)
+            conn.execute(sa.delete(T_VALUES).where(T_VALUES.c.trial_id == tid))
+            conn.execute(sa.insert(T_VALUES).values(trial_id=tid, objective=0, value=stored, value_type=kind))
+        end = _utcnow()
+        conn.execute(sa.update(T_TRIALS).where(T_TRIALS.c.trial_id == tid)
+                     .values(state=state, datetime_complete=end))
+    return state, _local(end)
+
+
+def claim_waiting(study: optuna.Study, *, heartbeat: bool = False) -> optuna.Trial | None:
+    """Claim one WAITING trial and return it as an optuna.Trial (for callers that go on through the
+    public API: suggest, set_user_attr, tell). Without `heartbeat` the trial looks like one whose
+    worker died before its first beat."""
+    frozen = claim(study, heartbeat=heartbeat)
+    return None if frozen is None else optuna.Trial(study, trial_id(frozen))
+
+
+# --------------------------------------------------------------------------- reading
+
+def running_without_heartbeat(study: optuna.Study) -> list[tuple[int, datetime | None]]:
+    """(trial_id, datetime_start in local time) of RUNNING trials with no heartbeat row."""
+    q = (sa.select(T_TRIALS.c.trial_id, T_TRIALS.c.datetime_start)
+         .outerjoin(T_HEARTBEATS, T_HEARTBEATS.c.trial_id == T_TRIALS.c.trial_id)
+         .where(T_TRIALS.c.study_id == study_id(study), T_TRIALS.c.state == TrialState.RUNNING,
+                T_HEARTBEATS.c.trial_id.is_(None)))
+    with _backend(study).engine.connect() as conn:
+        return [(tid, _local(start)) for tid, start in conn.execute(q)]
+
+
 def heartbeating_trial_ids(backend: RDBStorage) -> set[int]:
     """Ids of the trials that have written at least one heartbeat (Optuna's trial_heartbeats table)."""
     with backend.engine.connect() as conn:
-        return {r[0] for r in conn.exec_driver_sql("SELECT trial_id FROM trial_heartbeats")}
+        return {r[0] for r in conn.execute(sa.select(T_HEARTBEATS.c.trial_id))}
 
 
-def claim_waiting(study: optuna.Study) -> optuna.Trial | None:
-    """Claim one WAITING trial; the RUNNING transition is atomic in the storage, so two workers
-    never get the same one (this is what Study.ask does, minus creating a new trial when the
-    queue is empty, which in the paired design would run an unplanned configuration)."""
-    storage = storage_of(study)
-    for t in storage.get_all_trials(study_id(study), deepcopy=False, states=(TrialState.WAITING,)):
-        try:
-            if storage.set_trial_state_values(trial_id(t), state=TrialState.RUNNING):
-                return optuna.Trial(study, trial_id(t))
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
-    return None
+def arm_counts(study: optuna.Study) -> dict[str, Any]:
+    """Trials per state, the best COMPLETE value (maximised) and how many COMPLETE trials diverged,
+    from three aggregate queries instead of loading every trial (the progress display runs this
+    about once a second)."""
+    sid = study_id(study)
+    complete = sa.and_(T_TRIALS.c.study_id == sid, T_TRIALS.c.state == TrialState.COMPLETE)
+    with _backend(study).engine.connect() as conn:
+        counts = {s.name: n for s, n in conn.execute(
+            sa.select(T_TRIALS.c.state, sa.func.count()).where(T_TRIALS.c.study_id == sid).group_by(T_TRIALS.c.state))}
+        best_by_kind = dict(conn.execute(
+            sa.select(T_VALUES.c.value_type, sa.func.max(T_VALUES.c.value))
+            .join(T_TRIALS, T_TRIALS.c.trial_id == T_VALUES.c.trial_id)
+            .where(complete, T_VALUES.c.objective == 0).group_by(T_VALUES.c.value_type)).all())
+        diverged = conn.execute(sa.select(sa.func.count()).select_from(T_USER)
+                                .join(T_TRIALS, T_TRIALS.c.trial_id == T_USER.c.trial_id)
+                                .where(complete, T_USER.c.key == "diverged", T_USER.c.value_json == "true")).scalar()
+    kind = models.TrialValueModel.TrialValueType
+    best = (math.inf if kind.INF_POS in best_by_kind else best_by_kind.get(kind.FINITE)
+            if kind.FINITE in best_by_kind else -math.inf if kind.INF_NEG in best_by_kind else None)
+    return {"counts": counts, "best": best, "diverged": int(diverged or 0)}

@@ -14,6 +14,7 @@ import optuna
 from .._quiet import quiet
 from .. import __version__
 from ..config import Settings, load_config_text, to_toml
+from ._optuna_private import active_config_indices, enqueue_many, ensure_claim_index
 from .storage import ACTIVE, ARMS, SearchError, open_storage, study_name
 from .stale import fail_stale
 
@@ -77,12 +78,15 @@ class Arm:
 
 
 def _meta(settings: Settings, arm: str) -> dict[str, Any]:
-    import torch
+    from importlib.metadata import version
+
+    # The installed version without importing torch (a second of start-up before any worker starts).
+    torch_version = version("torch")
     return {
         "bnsearch": 1, "experiment": settings.name, "arm": arm, "bn": arm == "bn-on",
         "config_toml": to_toml(settings), "config_hash": settings.config_hash(), "seed": settings.seed,
         "paired": settings.paired, "sampler": settings.sampler, "budget": settings.trials,
-        "bnsearch_version": __version__, "torch_version": torch.__version__.split("+")[0],
+        "bnsearch_version": __version__, "torch_version": torch_version.split("+")[0],
         "optuna_version": optuna.__version__,
     }
 
@@ -100,6 +104,7 @@ def prepare_experiment(settings: Settings, url: str | None, arms: Iterable[str] 
         raise SearchError(f"--arm: no arm {unknown[0]!r} in experiment {settings.name!r}; "
                           f"arms: {', '.join(settings.arm_names())}")
     storage = open_storage(url)
+    ensure_claim_index(storage)
     existing = {s.study_name: s for s in storage.get_all_studies()}
     # Check every arm before writing anything, so a rejected command leaves storage untouched.
     for arm in arms:
@@ -129,14 +134,12 @@ def prepare_experiment(settings: Settings, url: str | None, arms: Iterable[str] 
 
 
 def _enqueue_missing(study: optuna.Study, settings: Settings, configs: list[dict[str, Any]]) -> int:
-    """Enqueue every configuration index that has no COMPLETE, RUNNING or WAITING trial."""
-    covered = {t.user_attrs.get("config_index") for t in study.get_trials(deepcopy=False, states=ACTIVE)}
-    n = 0
-    for i, params in enumerate(configs):
-        if i not in covered:
-            study.enqueue_trial(params, user_attrs={"config_index": i, "seed": trial_seed(settings.seed, i)})
-            n += 1
-    return n
+    """Enqueue every configuration index that has no COMPLETE, RUNNING or WAITING trial, in one
+    transaction (Study.enqueue_trial is a transaction per trial: 1000 trials took seconds)."""
+    covered = active_config_indices(study, ACTIVE)
+    missing = [(params, {"config_index": i, "seed": trial_seed(settings.seed, i)})
+               for i, params in enumerate(configs) if i not in covered]
+    return len(enqueue_many(study, missing))
 
 
 @quiet

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 from .._quiet import quiet
-from ._optuna_private import study_id
+from ._optuna_private import arm_counts, study_id
 from .plan import Arm, load_arm
 from .storage import ARMS, open_storage
 
@@ -29,16 +29,12 @@ class ArmState:
 
 
 def arm_state(arm: Arm) -> ArmState:
-    trials = arm.study.get_trials(deepcopy=False)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    return ArmState(
-        complete=len(complete),
-        running=sum(t.state == TrialState.RUNNING for t in trials),
-        failed=sum(t.state == TrialState.FAIL for t in trials),
-        budget=arm.budget,
-        best=max((t.value for t in complete), default=None),
-        diverged=sum(bool(t.user_attrs.get("diverged")) for t in complete),
-    )
+    """Counts from aggregate queries: the progress display calls this every second during a run,
+    and loading every trial would cost more the longer the study (docs/design.md, Storage)."""
+    c = arm_counts(arm.study)
+    n = c["counts"]
+    return ArmState(complete=n.get("COMPLETE", 0), running=n.get("RUNNING", 0), failed=n.get("FAIL", 0),
+                    budget=arm.budget, best=c["best"], diverged=c["diverged"])
 
 
 

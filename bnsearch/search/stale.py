@@ -10,7 +10,7 @@ import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from ._optuna_private import heartbeating_trial_ids, rdb_backend, storage_of, trial_id
+from ._optuna_private import running_without_heartbeat, storage_of
 from .storage import MAX_RETRY, heartbeat_interval
 
 def fail_stale(study: optuna.Study) -> None:
@@ -21,21 +21,18 @@ def fail_stale(study: optuna.Study) -> None:
     at; those are failed here once older than the grace period, and re-enqueued the same way.
     """
     storage = storage_of(study)
-    backend = rdb_backend(study)
     optuna.storages.fail_stale_trials(study)
     grace = 3 * heartbeat_interval()
-    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    if running and backend is not None:
-        beating = heartbeating_trial_ids(backend)
-        now = time.time()
-        for t in running:
-            started = t.datetime_start.timestamp() if t.datetime_start else now
-            if trial_id(t) not in beating and now - started > grace:
-                with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-                    # The reason first: a finished trial's attrs can no longer be written.
-                    storage.set_trial_user_attr(trial_id(t), "error", "worker died before its first heartbeat")
-                    if storage.set_trial_state_values(trial_id(t), TrialState.FAIL):
-                        requeue(study, storage.get_trial(trial_id(t)))
+    now = time.time()
+    # One query for RUNNING trials without a heartbeat row; Study.get_trials would load (and, through
+    # Optuna's cache, re-read) every WAITING trial as well.
+    for tid, started in running_without_heartbeat(study):
+        if now - (started.timestamp() if started else now) > grace:
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                # The reason first: a finished trial's attrs can no longer be written.
+                storage.set_trial_user_attr(tid, "error", "worker died before its first heartbeat")
+                if storage.set_trial_state_values(tid, TrialState.FAIL):
+                    requeue(study, storage.get_trial(tid))
 
 
 def requeue(study: optuna.Study, failed: FrozenTrial) -> None:

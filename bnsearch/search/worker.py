@@ -1,15 +1,21 @@
 """Workers: claim a queued trial, train it with a heartbeat, record it; survive storage hiccups.
 
-See docs/design.md, Worker protocol."""
+See docs/design.md, section 5 (Search and storage: per-trial bookkeeping, workers)."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
+import math
 import os
 import random
+import shutil
 import signal
+import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import optuna
@@ -19,16 +25,18 @@ from optuna.trial import FrozenTrial, TrialState
 
 from .._quiet import quiet
 from ..config import Settings
-from ._optuna_private import claim_waiting, storage_of, trial_id
+from ..hardware import cpu_signature
+from ._optuna_private import arm_counts, claim, finish, storage_of, trial_id
 from .plan import trial_seed, Arm, load_arm, prepare_experiment
 from .readback import arm_state
 from .stale import fail_stale, requeue
-from .storage import ACTIVE, SearchError, heartbeat_interval, storage_url
+from .storage import SearchError, heartbeat_interval, storage_url
 
 # --------------------------------------------------------------------------- workers
 
 class _Heartbeat:
-    """Records a heartbeat at once and then every interval, so a dead worker's trial goes stale."""
+    """Records a heartbeat every interval while a trial trains, so a dead worker's trial goes stale.
+    The first beat is written by the claim itself (same transaction), so the thread waits first."""
 
     def __init__(self, storage: RDBStorage, trial_id: int):
         self.storage, self.trial_id = storage, trial_id
@@ -36,14 +44,11 @@ class _Heartbeat:
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        while True:
+        while not self.stop.wait(heartbeat_interval()):
             with contextlib.suppress(Exception):  # a missed beat is harmless; the next one retries
                 self.storage.record_heartbeat(self.trial_id)
-            if self.stop.wait(heartbeat_interval()):
-                return
 
     def __enter__(self):
-        self.storage.record_heartbeat(self.trial_id)
         self.thread.start()
         return self
 
@@ -52,23 +57,29 @@ class _Heartbeat:
         self.thread.join()
 
 
-def _next_trial(arm: Arm) -> optuna.Trial | None | str:
-    """A trial to run, "wait" when the rest is held by other workers, None when the arm is done."""
+def _start_attrs(arm: Arm) -> dict[str, Any]:
+    # Written with the claim: which arm and which machine (scores differ between CPUs; hardware.py).
+    return {"arm": arm.arm, "hardware": cpu_signature()}
+
+
+def _next_trial(arm: Arm) -> FrozenTrial | optuna.Trial | None | str:
+    """A trial to run, "wait" when the rest is held by other workers, None when the arm is done.
+
+    Queued trials (the paired plan, re-queued retries) are claimed with one indexed query, in one
+    transaction that also writes their params, start attrs and first heartbeat; only an unpaired
+    arm's new trials go through Study.ask, because an adaptive sampler must see the finished ones.
+    """
     study = arm.study
-    if arm.paired:
-        trial = claim_waiting(study)
-        if trial is not None:
-            return trial
-        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        return "wait" if running else None
-    trial = claim_waiting(study)  # re-enqueued retries first
+    trial = claim(study, distributions=arm.settings.distributions(), user_attrs=_start_attrs(arm))
     if trial is not None:
         return trial
-    counts = study.get_trials(deepcopy=False, states=ACTIVE)
-    if len(counts) < arm.budget:
+    counts = arm_counts(study)["counts"]
+    running, complete = counts.get("RUNNING", 0), counts.get("COMPLETE", 0)
+    if arm.paired:
+        return "wait" if running else None
+    if complete + running + counts.get("WAITING", 0) < arm.budget:
         return study.ask()
-    running = [t for t in counts if t.state == TrialState.RUNNING]
-    if running and len([t for t in counts if t.state == TrialState.COMPLETE]) < arm.budget:
+    if running and complete < arm.budget:
         return "wait"
     return None
 
@@ -91,36 +102,49 @@ def _suggest(trial: optuna.Trial, name: str, dist) -> Any:
     return trial.suggest_float(name, dist.low, dist.high, log=dist.log)
 
 
-def run_trial(arm: Arm, trial: optuna.Trial, data, device: str) -> FrozenTrial:
-    """Train one configuration and record it. Divergence is a COMPLETE trial with a poor score."""
+def run_trial(arm: Arm, trial: FrozenTrial | optuna.Trial, data, device: str) -> FrozenTrial:
+    """Train one configuration and record it. Divergence is a COMPLETE trial with a poor score.
+
+    `trial` is a claimed queued trial (params and start attrs already written) or a new
+    optuna.Trial from Study.ask (unpaired arms), whose params are suggested here. The results go
+    to storage in one transaction (`finish`), per-epoch validation scores included as intermediate
+    values, which is what optuna-dashboard draws learning curves from.
+    """
     from ..train import train
 
     s = arm.settings
-    params = dict(s.fixed_params())
-    for name, dist in s.distributions().items():
-        params[name] = _suggest(trial, name, dist)
-    seed = trial.user_attrs.get("seed")
-    if seed is None:  # adaptive samplers: no plan, so derive the seed from the trial number
-        seed = trial_seed(s.seed, 100_000 + trial.number)
-        trial.set_user_attr("seed", seed)
-    trial.set_user_attr("arm", arm.arm)
     storage = storage_of(arm.study)
+    tid = trial_id(trial)
+    if isinstance(trial, optuna.Trial):
+        for name, dist in s.distributions().items():
+            _suggest(trial, name, dist)
+        if trial.user_attrs.get("seed") is None:  # adaptive samplers: no plan, so seed from the trial number
+            trial.set_user_attr("seed", trial_seed(s.seed, 100_000 + trial.number))
+        for key, value in _start_attrs(arm).items():
+            trial.set_user_attr(key, value)
+        storage.record_heartbeat(tid)
+        trial = storage.get_trial(tid)
+    params = {**s.fixed_params(), **trial.params}
+    seed = int(trial.user_attrs["seed"])
     try:
-        with _Heartbeat(storage, trial_id(trial)):
-            r = train(params, data, epochs=s.epochs, seed=int(seed), device=device, **arm.spec.model_kwargs())
+        with _Heartbeat(storage, tid):
+            r = train(params, data, epochs=s.epochs, seed=seed, device=device, **arm.spec.model_kwargs())
     except BaseException as exc:
         reason = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
         with contextlib.suppress(Exception):
-            trial.set_user_attr("error", reason[:2000])
-            arm.study.tell(trial, state=TrialState.FAIL)
-            requeue(arm.study, storage.get_trial(trial_id(trial)))
+            storage.set_trial_user_attr(tid, "error", reason[:2000])
+            if storage.set_trial_state_values(tid, TrialState.FAIL):
+                requeue(arm.study, storage.get_trial(tid))
         raise
-    for key, value in (("diverged", bool(r.diverged)), ("epochs_run", int(r.epochs_run)),
-                       ("train_loss", [float(x) for x in r.train_loss]),
-                       ("val_score", [float(x) for x in r.val_curve]),
-                       ("test_score", float(r.test_score)), ("seconds", float(r.seconds))):
-        trial.set_user_attr(key, value)
-    return arm.study.tell(trial, float(r.val_score))
+    results = {"diverged": bool(r.diverged), "epochs_run": int(r.epochs_run),
+               "train_loss": [float(x) for x in r.train_loss], "val_score": [float(x) for x in r.val_curve],
+               "test_score": float(r.test_score), "seconds": float(r.seconds)}
+    curve = {epoch: float(v) for epoch, v in enumerate(r.val_curve, start=1)}
+    state, end = finish(arm.study, tid, float(r.val_score), user_attrs=results, intermediate_values=curve)
+    return FrozenTrial(number=trial.number, state=state, value=float(r.val_score) if state == TrialState.COMPLETE else None,
+                       values=None, datetime_start=trial.datetime_start, datetime_complete=end, params=trial.params,
+                       distributions=trial.distributions, user_attrs={**trial.user_attrs, **results},
+                       system_attrs=trial.system_attrs, intermediate_values=curve, trial_id=tid)
 
 
 def _is_transient(exc: BaseException | None) -> bool:
@@ -145,26 +169,72 @@ def _show(progress: Callable[[list["Arm"]], None], arms: list["Arm"]) -> None:
             raise
 
 
+# --------------------------------------------------------------------------- data shared between workers
+
+def _cache_file(folder: str, settings: Settings) -> Path:
+    key = hashlib.sha256(repr((settings.data, settings.seed)).encode()).hexdigest()[:16]
+    return Path(folder) / f"data-{key}.npz"
+
+
+def _load_data(settings: Settings, device: str, cache: str | None):
+    """The prepared split: from the run's cache file when another worker (usually the parent) has
+    written it, else built here (scikit-learn import, split, scaling) and written for the others.
+    Spawned workers thereby skip scikit-learn and the split (docs/design.md, section 5, Workers)."""
+    import numpy as np
+    import torch
+
+    from ..data import Dataset, load_dataset
+
+    path = _cache_file(cache, settings) if cache else None
+    if path is not None and path.exists():
+        # An unreadable cache is only a missed shortcut.
+        with contextlib.suppress(Exception), np.load(path, allow_pickle=False) as z:
+            return Dataset(str(z["name"]), str(z["task"]),
+                           *(torch.from_numpy(z[k].copy()) for k in _FIELDS)).to(device)
+    data = load_dataset(settings.data, settings.seed)
+    if path is not None:
+        with contextlib.suppress(OSError):
+            tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+            np.savez(tmp, name=data.name, task=data.task, **{k: getattr(data, k).numpy() for k in _FIELDS})
+            os.replace(tmp, path)  # readers see a whole file or none
+    return data.to(device)
+
+
+_FIELDS = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")
+
+
 @quiet
 def run_worker(url: str | None, experiment: str, arms: Iterable[str], *, device: str = "auto",
                on_trial: Callable[[str, FrozenTrial], None] | None = None,
-               max_storage_retry_s: float = 300.0) -> int:
+               max_storage_retry_s: float = 300.0, data_cache: str | None = None,
+               on_idle: Callable[[], None] | None = None) -> int:
     """Run trials of the given arms until none is left. Returns the number of trials this worker
     finished. Survives transient storage errors (a database restart) with backoff.
 
     When the rest of an arm is held by other workers, this one moves on to the next arm instead of
     idling, and only waits (for them to finish, or to go stale and be re-queued) once every arm is
-    in that state.
+    in that state; `on_idle()` is called once, the first time that happens. Dead workers' trials
+    are swept every STALE_SWEEP heartbeat intervals, not before every trial. `data_cache`: a
+    folder where workers of one run share the prepared data split.
     """
     import torch
 
-    from ..data import load_dataset
-
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one process per core beats threads for small nets (docs/design.md, Speed)
-    device = resolve_device(device)
+    try:
+        return _worker_loop(url, experiment, list(dict.fromkeys(arms)), resolve_device(device), on_trial,
+                            max_storage_retry_s, data_cache, on_idle)
+    finally:
+        torch.set_num_threads(threads)  # the caller's process may be the CLI's, which goes on
+
+
+STALE_SWEEP = 2  # heartbeat intervals between stale-trial sweeps; a dead worker's trial is stale after 3
+
+
+def _worker_loop(url, experiment, pending, device, on_trial, max_storage_retry_s, data_cache, on_idle) -> int:
     done = 0
-    pending = list(dict.fromkeys(arms))
     state: dict[str, tuple[Arm, Any]] = {}
+    swept: dict[str, float] = {}
     backoff, failing_since = 1.0, None
     while pending:
         waiting = []
@@ -172,16 +242,21 @@ def run_worker(url: str | None, experiment: str, arms: Iterable[str], *, device:
             try:
                 if arm_name not in state:
                     arm = load_arm(url, experiment, arm_name)
-                    # Same split in every arm; only the arm's input scaling differs.
-                    data = load_dataset(arm.spec.data(arm.settings.data), arm.settings.seed)
-                    state[arm_name] = (arm, data.to(device))
+                    # Same split in every arm; only the arm's input scaling differs (and so the cache key).
+                    arm_settings = dataclasses.replace(arm.settings, data=arm.spec.data(arm.settings.data))
+                    state[arm_name] = (arm, _load_data(arm_settings, device, data_cache))
                 arm, data = state[arm_name]
                 while True:
-                    fail_stale(arm.study)
+                    if time.monotonic() - swept.get(arm_name, -math.inf) >= STALE_SWEEP * heartbeat_interval():
+                        fail_stale(arm.study)
+                        swept[arm_name] = time.monotonic()
                     trial = _next_trial(arm)
                     if trial is None or trial == "wait":
                         break
-                    frozen = run_trial(arm, trial, data, device)
+                    try:
+                        frozen = run_trial(arm, trial, data, device)
+                    except optuna.exceptions.UpdateFinishedTrialError:
+                        continue  # failed as stale while it trained (e.g. a suspended machine): re-queued
                     done += 1
                     backoff, failing_since = 1.0, None
                     if on_trial is not None:
@@ -200,23 +275,28 @@ def run_worker(url: str | None, experiment: str, arms: Iterable[str], *, device:
                 waiting.append(arm_name)
         pending = waiting
         if pending:
+            if on_idle is not None:
+                on_idle, idle = None, on_idle
+                idle()
             time.sleep(min(0.5, heartbeat_interval()))  # a cheap poll; idle workers shorten the tail
     return done
 
 
-def _worker_entry(url, experiment, arms, device) -> None:
+def _worker_entry(url, experiment, arms, device, data_cache=None) -> None:
     # Child processes: Ctrl-C arrives here too; run_trial fails and re-queues the trial in flight.
     try:
-        run_worker(url, experiment, arms, device=device)
+        run_worker(url, experiment, arms, device=device, data_cache=data_cache)
     except KeyboardInterrupt:
         pass
 
 
-def start_workers(url: str | None, experiment: str, arms: list[str], jobs: int, device: str):
+def start_workers(url: str | None, experiment: str, arms: list[str], jobs: int, device: str,
+                  data_cache: str | None = None):
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")  # fork after torch/SQLAlchemy init is unsafe
-    procs = [ctx.Process(target=_worker_entry, args=(storage_url(url), experiment, arms, device), daemon=False)
+    procs = [ctx.Process(target=_worker_entry, args=(storage_url(url), experiment, arms, device, data_cache),
+                         daemon=False)
              for _ in range(jobs)]
     for p in procs:
         p.start()
@@ -228,17 +308,37 @@ def default_jobs() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
 
+class _Throttle:
+    """Calls progress(arms) at most about once a second: it reads storage, and in the parent's own
+    worker that time would come out of training."""
+
+    def __init__(self, progress, arms, every: float = 1.0):
+        self.progress, self.arms, self.every, self.last = progress, arms, every, -math.inf
+
+    def __call__(self, *_):
+        if time.monotonic() - self.last >= self.every:
+            _show(self.progress, self.arms)
+            self.last = time.monotonic()
+
+
 @quiet
 def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int | None = None,
-             progress: Callable[[list[Arm]], None] | None = None) -> list[Arm]:
-    """Prepare the studies, then run what is missing with `jobs` worker processes (1 = in-process).
+             progress: Callable[[list[Arm]], None] | None = None,
+             warmup: Callable[[], None] | None = None) -> list[Arm]:
+    """Prepare the studies, then run what is missing with `jobs` workers: jobs - 1 spawned
+    processes, and one in this process (so jobs = 1 spawns none).
 
-    `progress(arms)` is called after every trial (jobs = 1) or about every second (jobs > 1).
+    `progress(arms)` is called at most about once a second while trials run. `warmup()` runs in a
+    thread once this process's worker has no more trials to claim while others still train (the
+    caller warms up what it needs afterwards, e.g. the analysis imports).
     """
     jobs = default_jobs() if jobs is None else jobs  # `--jobs 0` is an error, not "default"
     if jobs < 1:
         raise SearchError(f"--jobs must be at least 1 (got {jobs})")
-    resolve_device(settings.device)
+    if settings.device == "cuda":
+        # Only an explicit cuda can be bad input; "auto"/"cpu" resolve in the workers, so the parent
+        # does not import torch (~1 s) before the spawned workers start.
+        resolve_device(settings.device)
     if settings.data.dataset == "csv":
         # A bad CSV is bad input: reject it before storage is touched (built-ins are checked by the config).
         from ..data import load_dataset
@@ -249,12 +349,25 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
         progress(prepared)
     if not todo:
         return prepared
+    on_trial = _Throttle(progress, prepared) if progress else None
     if jobs == 1:
-        run_worker(url, settings.name, todo, device=settings.device,
-                   on_trial=(lambda *_: progress(prepared)) if progress else None)
+        run_worker(url, settings.name, todo, device=settings.device, on_trial=on_trial)
+        if progress:
+            _show(progress, prepared)
         return prepared
-    procs = start_workers(url, settings.name, todo, jobs, settings.device)
+    warm: list[threading.Thread] = []
+
+    def on_idle():
+        if warmup is not None:
+            warm.append(threading.Thread(target=warmup, daemon=True))
+            warm[0].start()
+
+    cache = tempfile.mkdtemp(prefix="bnsearch-data-")
+    # The parent is one of the workers: the spawned ones start first so their imports overlap its own.
+    procs = start_workers(url, settings.name, todo, jobs - 1, settings.device, data_cache=cache)
     try:
+        run_worker(url, settings.name, todo, device=settings.device, on_trial=on_trial, data_cache=cache,
+                   on_idle=on_idle)
         while any(p.is_alive() for p in procs):
             if progress:
                 _show(progress, prepared)
@@ -269,10 +382,13 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
         for p in procs:
             if p.is_alive():
                 p.terminate()
+        for t in warm:
+            t.join()
+        shutil.rmtree(cache, ignore_errors=True)
     bad = [p.exitcode for p in procs if p.exitcode not in (0, -signal.SIGINT)]
     if progress:
         _show(progress, prepared)
     if bad:
-        raise RuntimeError(f"{len(bad)} of {jobs} workers failed (exit codes {bad}); rerun the same command to resume")
+        raise RuntimeError(f"{len(bad)} of {jobs - 1} worker processes failed (exit codes {bad}); "
+                           "rerun the same command to resume")
     return prepared
-
