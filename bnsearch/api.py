@@ -27,14 +27,15 @@ def _settings(config: Path | str | None, **overrides) -> Settings:
 Progress = Callable[[list[search.Arm]], None]
 
 
-def run_study(config=None, bn: str = "on", *, trials=None, storage=None, seed=None, jobs=None, sampler=None,
-              device=None, progress: Progress | None = None) -> list[search.Arm]:
-    """Run (or resume) one arm. Returns the prepared arm, whose study holds the trials.
+def run_study(config=None, bn: str | None = "on", *, arm: str | None = None, trials=None, storage=None, seed=None,
+              jobs=None, sampler=None, device=None, progress: Progress | None = None) -> list[search.Arm]:
+    """Run (or resume) one arm: ``arm`` by name (any arm of the config), else ``bn`` "on"/"off".
+    Returns the prepared arm, whose study holds the trials.
 
     `progress(arms)` is called with the arms' storage-backed state as trials finish (see
     search.run_arms); the CLI draws its progress bar from it. Nothing is printed.
     """
-    arm = arm_of(bn)
+    arm = arm or arm_of(bn)
     settings = _settings(config, trials=trials, seed=seed, sampler=sampler, device=device)
     if settings.sampler in ("tpe", "gp") and settings.paired:
         settings = settings.with_overrides(paired=False)
@@ -51,13 +52,14 @@ def run_arms(settings: Settings, storage, arms: list[str], *, jobs=None,
         raise RunFailed(str(exc)) from None
 
 
-def run_worker(experiment: str, bn: str | None = None, *, storage=None, device=None,
+def run_worker(experiment: str, bn: str | None = None, *, arm: str | None = None, storage=None, device=None,
                progress: Progress | None = None) -> int:
-    """Join an existing experiment (from any machine) and run trials until none is left.
+    """Join an existing experiment (from any machine) and run trials until none is left: one arm
+    (``arm`` or ``bn``) or, by default, every arm of the experiment.
     Returns the number of trials this worker finished."""
-    arms = [arm_of(bn)] if bn else list(ARMS)
     url = search.storage_url(storage)
-    loaded = worker_arms(experiment, bn, storage=storage)  # fails fast on a wrong name or URL
+    loaded = worker_arms(experiment, bn, arm=arm, storage=storage)  # fails fast on a wrong name or URL
+    arms = [a.arm for a in loaded]
     device = device or loaded[0].settings.device
     if progress:
         progress(loaded)
@@ -65,11 +67,23 @@ def run_worker(experiment: str, bn: str | None = None, *, storage=None, device=N
                              on_trial=(lambda *_: progress(loaded)) if progress else None)
 
 
-def worker_arms(experiment: str, bn: str | None = None, *, storage=None) -> list[search.Arm]:
+def worker_arms(experiment: str, bn: str | None = None, *, arm: str | None = None, storage=None) -> list[search.Arm]:
     """The arms a worker would join, loaded from storage (raises SearchError on a wrong name or URL)."""
-    arms = [arm_of(bn)] if bn else list(ARMS)
     url = search.storage_url(storage)
+    arms = [arm] if arm else [arm_of(bn)] if bn else stored_arms(url, experiment)
     return [search.load_arm(url, experiment, a) for a in arms]
+
+
+def stored_arms(storage, experiment: str) -> list[str]:
+    """The arm names of a stored experiment, from the config its studies carry (the default pair for
+    experiments stored before arms existed)."""
+    url = search.storage_url(storage)
+    st = search.open_storage(url, create=False)
+    for s in st.get_all_studies():
+        if s.study_name.rsplit("/", 1)[0] == experiment and "config_toml" in s.user_attrs:
+            return search.load_arm(url, experiment, s.study_name.rsplit("/", 1)[1]).settings.arm_names()
+    known = sorted({s.study_name.rsplit("/", 1)[0] for s in st.get_all_studies() if "/" in s.study_name})
+    raise SearchError(f"no experiment {experiment!r} in this storage; experiments here: {', '.join(known) or 'none'}")
 
 
 # --------------------------------------------------------------------------- compare / summary / export
@@ -110,7 +124,7 @@ def run_compare(config=None, *, trials=None, repeats: int = 1, jobs=None, storag
     for i, s in enumerate(runs):
         if on_repeat:
             on_repeat(i, s)
-        run_arms(s, storage, list(ARMS), jobs=jobs, progress=progress, warmup=_warm_report_imports)
+        run_arms(s, storage, s.arm_names(), jobs=jobs, progress=progress, warmup=_warm_report_imports)
     report = build_report(storage, settings.name)
     report.files = publish(report, out_dir)
     return report
@@ -130,10 +144,13 @@ def _warm_report_imports() -> None:
 class Report:
     """Trials of every repeat, the (aggregated) summary and the metadata every export carries."""
 
-    def __init__(self, df, summary, meta: dict, files: list[Path] | None = None, records: list[dict] | None = None):
+    def __init__(self, df, summary, meta: dict, files: list[Path] | None = None, records: list[dict] | None = None,
+                 arms=None):
         self.df, self.summary, self.meta = df, summary, meta
         self.records: list[dict] = records or []  # lossless per-trial records (trials.jsonl)
         self.files: list[Path] = files or []
+        # analysis.multiarm.ArmsAnalysis: every arm vs the reference, epoch budgets, the 2x2 interaction.
+        self.arms = arms
 
     def __repr__(self) -> str:
         return (f"<bnsearch Report {self.summary.experiment!r}: {len(self.df)} trials, "
@@ -211,47 +228,93 @@ def build_report(storage, experiment: str) -> Report:
     reps = sorted((n for n in names if n.startswith(f"{experiment}-rep") and n[len(experiment) + 4:].isdigit()),
                   key=lambda n: int(n[len(experiment) + 4:]))
     frames, summaries, records = [], [], []
+    by_arm: dict[str, list] = {}
     for name in [experiment, *reps]:
-        arms = [a for a in ARMS if f"{name}/{a}" in studies]
-        if len(arms) < 2:
-            raise SearchError(f"experiment {name!r} has only arm {arms[0]}; run `bnsearch study --bn "
-                              f"{'off' if arms[0] == 'bn-on' else 'on'}` or `bnsearch compare` to add the other")
-        on = search.load_arm(url, name, "bn-on")
-        settings = on.settings
-        if name == experiment:  # the experiment's own metadata labels every export
-            attrs = on.study.user_attrs
-        df = load_trials(url, name)
+        arm_names = stored_arms(url, name)
+        missing = [a for a in arm_names if f"{name}/{a}" not in studies]
+        if missing:
+            flag = f"--bn {missing[0][3:]}" if missing[0] in ARMS else f"--arm {missing[0]}"
+            raise SearchError(f"experiment {name!r} lacks arm {missing[0]}; run `bnsearch study {flag}` or "
+                              "`bnsearch compare` to add it")
+        first = search.load_arm(url, name, arm_names[0])
+        settings = first.settings
+        df = load_trials(url, name, arm_names)
         frames.append(df)
-        records += search.trial_records(url, name)
+        records += search.trial_records(url, name, arm_names)
         try:
             context = reference_context(settings)
         except (OSError, ValueError):  # data no longer readable (a moved CSV): report without the context
             context = {}
-        summaries.append(summarize(df, distributions=settings.distributions(), tolerance=settings.tolerance,
-                                   paired=settings.paired, sampler=settings.sampler, task=_task(settings),
-                                   seed=settings.seed, **context))
-    summary = summaries[0] if len(summaries) == 1 else aggregate_repeats(summaries)
+        if name == experiment:  # the experiment's own metadata labels every export
+            attrs = first.study.user_attrs
+            first_settings, first_df, first_context = settings, df, context
+        kw = dict(distributions=settings.distributions(), tolerance=settings.tolerance, paired=settings.paired,
+                  sampler=settings.sampler, task=_task(settings), seed=settings.seed, **context)
+        for a in arm_names:
+            if a != settings.reference:
+                by_arm.setdefault(a, []).append(summarize(df, **kw, arms=(a, settings.reference)))
+    comparisons = {a: s[0] if len(s) == 1 else aggregate_repeats(s) for a, s in by_arm.items()}
+    summary = next(iter(comparisons.values()))
+    summaries = next(iter(by_arm.values()))
     meta = {k: attrs.get(k) for k in ("experiment", "config_hash", "seed", "bnsearch_version", "torch_version",
                                       "optuna_version")}
     meta["repeats"] = len(summaries)
     # Never write a database password into exported files.
     meta["storage"] = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    return Report(pd.concat(frames, ignore_index=True), summary, meta, records=records)
+    return Report(pd.concat(frames, ignore_index=True), summary, meta, records=records,
+                  arms=_analyse_arms(first_df, first_settings, comparisons, first_context))
+
+
+def _analyse_arms(df, settings: Settings, comparisons, context: dict):
+    """The N-arm layer (budgets, interaction) of the experiment's first run; repeats enter through the
+    aggregated comparisons only."""
+    import math
+
+    from . import arms as arm_specs
+    from .analysis import complete_trials, shared_best
+    from .analysis.multiarm import analyse_arms
+    from .analysis.summary import DEFAULT_TOLERANCE
+    from .analysis.tolerance import noise_tolerance
+
+    tolerance = settings.tolerance
+    if tolerance is None:  # derived as the comparisons derive it, from the best score of all arms
+        tolerance = noise_tolerance(shared_best(complete_trials(df)["score"]), context.get("n_val"), _task(settings))
+        tolerance = tolerance if math.isfinite(tolerance) else DEFAULT_TOLERANCE
+    cells = arm_specs.two_by_two(settings.arms, settings.data.inputs)
+    norm = next((s.norm for s in settings.arms if s.norm != "none"), "batchnorm")
+    return analyse_arms(df, arms=settings.arm_names(), reference=settings.reference, epochs=settings.epochs,
+                        tolerance=tolerance, distributions=settings.distributions(),
+                        paired=settings.paired, sampler=settings.sampler, task=_task(settings), seed=settings.seed,
+                        descriptions={s.name: s.describe(settings.data.inputs) for s in settings.arms},
+                        cells=cells, norm_label={"batchnorm": "BN", "layernorm": "LayerNorm"}[norm],
+                        summaries=comparisons)
 
 
 def publish(report: Report, out_dir: Path, *, csv: bool = True, plots: bool = True) -> list[Path]:
     """Write the report's CSVs, PNGs and report.md to out_dir; returns the files written."""
     from . import report as rpt
+    from . import report_arms
 
     files: list[Path] = []
     check_out_dir(out_dir)
+    if report.arms is not None and not report.arms.is_default_pair:
+        return report_arms.publish_arms(report, out_dir, csv=csv, plots=plots)
     if csv:
-        files += rpt.write_csvs(report.df, report.summary, out_dir, report.meta)
+        # Per-epoch curves stay in storage (and budget.csv): a list per cell would bloat trials.csv.
+        files += rpt.write_csvs(report.df.drop(columns=["val_curve"], errors="ignore"), report.summary, out_dir,
+                                report.meta)
         files.append(rpt.write_trials_jsonl(report.records, out_dir, report.meta))
     if plots:
         files += rpt.write_plots(report.df, report.summary, out_dir)
+    if report.arms is not None:
+        files += report_arms.write_budget(report.arms, out_dir, report.meta, csv=csv, plots=plots)
     if csv and plots:
-        files.append(rpt.write_markdown(report.summary, out_dir, report.meta, files))
+        # The budget plots are embedded by the budget section appended below, not listed twice.
+        md = rpt.write_markdown(report.summary, out_dir, report.meta,
+                                [f for f in files if f.name not in ("budget.png", "compute.png")])
+        if report.arms is not None:
+            report_arms.append_markdown(md, report.arms)
+        files.append(md)
     return files
 
 

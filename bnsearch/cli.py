@@ -98,7 +98,9 @@ class DeviceName(str, Enum):
 @app.command()
 def study(
     config: Optional[Path] = ConfigArg,
-    bn: OnOff = typer.Option(..., "--bn", help="Arm to run: with (on) or without (off) BatchNorm."),
+    bn: Optional[OnOff] = typer.Option(None, "--bn", help="Arm to run: with (on) or without (off) BatchNorm."),
+    arm: Optional[str] = typer.Option(None, "--arm", help="Arm to run by name (any arm in experiment.arms); "
+                                      "instead of --bn.", show_default=False),
     trials: Optional[int] = TrialsOpt,
     storage: Optional[str] = StorageOpt,
     seed: Optional[int] = typer.Option(None, "--seed", help="Experiment seed (overrides experiment.seed)."),
@@ -112,8 +114,11 @@ def study(
       bnsearch study --bn on
       bnsearch study configs/skewed.toml --bn off --trials 100 --jobs 2
       bnsearch study --bn on --storage postgresql+psycopg2://user@db-host/bnsearch
+      bnsearch study configs/forum-2x2.toml --arm bn-on+raw
     """
-    _run(lambda progress: api.run_study(config, bn.value, trials=trials, storage=storage, seed=seed, jobs=jobs,
+    if (bn is None) == (arm is None):
+        raise SearchError("study: give exactly one of --bn on|off or --arm NAME")
+    _run(lambda progress: api.run_study(config, bn.value if bn else None, arm=arm, trials=trials, storage=storage, seed=seed, jobs=jobs,
                                         sampler=sampler.value if sampler else None,
                                         device=device.value if device else None, progress=progress),
          header=_header(config, storage, seed=seed))
@@ -135,7 +140,7 @@ def compare(
     seed: Optional[int] = typer.Option(None, "--seed", help="Experiment seed (overrides experiment.seed)."),
     full: bool = FullOpt,
 ):
-    """Run what is missing of both arms (paired), then print the side-by-side report and export it.
+    """Run what is missing of every arm (paired), then print the side-by-side report and export it.
 
     [dim]Examples:[/]
       bnsearch compare
@@ -171,7 +176,12 @@ def summary(
     """
     report = api.show_summary(config, experiment=experiment, storage=storage)
     if as_json:
-        _print_json(report.summary.to_json(report.meta))
+        from .report_arms import arms_json
+
+        obj = report.summary.to_json(report.meta)
+        if report.arms is not None:
+            obj["arms"] = arms_json(report.arms)
+        _print_json(obj)
     else:
         _print_report(report, full)
 
@@ -214,7 +224,9 @@ def plot(
 @app.command()
 def worker(
     experiment: str = typer.Option(..., "--experiment", "-e", help="Experiment to join (created by study/compare)."),
-    bn: Optional[OnOff] = typer.Option(None, "--bn", help="Arm to work on \\[default: both, on first]."),
+    bn: Optional[OnOff] = typer.Option(None, "--bn", help="Arm to work on \\[default: every arm, in order]."),
+    arm: Optional[str] = typer.Option(None, "--arm", help="Arm to work on by name (instead of --bn).",
+                                      show_default=False),
     storage: Optional[str] = StorageOpt,
     device: Optional[DeviceName] = typer.Option(None, "--device", help="auto | cpu | cuda."),
 ):
@@ -226,11 +238,13 @@ def worker(
     from .progress import ArmProgress
     from .search import storage_url
 
-    arms = api.worker_arms(experiment, bn.value if bn else None, storage=storage)
+    if bn is not None and arm is not None:
+        raise SearchError("worker: give at most one of --bn and --arm")
+    arms = api.worker_arms(experiment, bn.value if bn else None, arm=arm, storage=storage)
     console.print(f"worker pid {os.getpid()} joined [bold]{experiment}[/] ({', '.join(a.arm for a in arms)}) "
                   f"at {_masked(storage_url(storage))}", highlight=False)
     with ArmProgress(console) as progress:
-        done = api.run_worker(experiment, bn.value if bn else None, storage=storage,
+        done = api.run_worker(experiment, bn.value if bn else None, arm=arm, storage=storage,
                               device=device.value if device else None, progress=progress)
     console.print(f"worker finished {done} trials")
 
@@ -253,6 +267,8 @@ def space(config: Optional[Path] = ConfigArg):
         if name not in settings.space:
             table.add_row(name, "default", f"fixed: {value}")
     console.print(table)
+    console.print("arms: " + "; ".join(f"{a.name}{' (reference)' if a.name == settings.reference else ''}: "
+                                       f"{a.describe(settings.data.inputs)}" for a in settings.arms), highlight=False)
     console.print(f"sampler {settings.sampler}, {settings.trials} trials per arm, "
                   f"{'paired' if settings.paired else 'unpaired'}, {settings.epochs} epochs, "
                   f"data {settings.data.dataset} ({settings.data.inputs})")
@@ -351,8 +367,15 @@ def _run(call, header: str, table: bool = True):
 
 def _print_report(report, full: bool = False) -> None:
     from .report import print_report
+    from .report_arms import print_arms
 
-    print_report(report.summary, console, report.meta, full=full)
+    if report.arms is None or report.arms.is_default_pair:
+        print_report(report.summary, console, report.meta, full=full)
+    elif full:  # every comparison's own two-arm report
+        for s in report.arms.comparisons.values():
+            print_report(s, console, report.meta, full=True)
+    if report.arms is not None:
+        print_arms(report.arms, console)
 
 
 def _print_files(files) -> None:

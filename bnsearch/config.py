@@ -17,6 +17,7 @@ from typing import Any
 
 import optuna.distributions as od
 
+from . import arms as _arms
 from .data import BUILTIN, DataSpec
 
 DEFAULT_SOURCE = "<built-in default>"
@@ -39,11 +40,12 @@ ALLOWED_CHOICES = {"activation": ACTIVATIONS, "init": INITS, "optimizer": OPTIMI
 INT_BOUNDS = {"layers": (1, 16), "width": (1, 8192), "batch_size": (1, 65536)}
 
 SCHEMA: dict[str, dict[str, Any]] = {
-    "experiment": {"name": str, "seed": int, "tolerance": float},
+    "experiment": {"name": str, "seed": int, "tolerance": float, "arms": list, "reference": str},
     "data": {"dataset": str, "path": str, "target": str, "task": str, "inputs": str,
              "val_fraction": float, "test_fraction": float},
     "search": {"sampler": str, "trials": int, "paired": bool, "space": dict},
     "train": {"epochs": int, "device": str},
+    "arms": {},  # [arms.<name>] tables: keys are arm names, checked by arms.parse_arms
 }
 
 
@@ -91,6 +93,8 @@ class Settings:
     epochs: int = 20
     device: str = "auto"
     source: str = DEFAULT_SOURCE
+    arms: tuple = _arms.DEFAULT_SPECS  # ArmSpec per arm (docs/design.md, Arms)
+    reference: str = _arms.DEFAULT_REFERENCE
 
     def distributions(self) -> dict[str, od.BaseDistribution]:
         """The searched hyperparameters (fixed ones are not Optuna parameters)."""
@@ -111,13 +115,21 @@ class Settings:
             else:
                 space[n] = p.value
         data = {k: v for k, v in vars(self.data).items() if v is not None}
-        return {
+        # The default pair adds nothing, so experiments stored before arms existed keep their hash.
+        exp_arms, arm_tables = _arms.to_config(self.arms, self.reference)
+        d = {
             "experiment": {"name": self.name, "seed": self.seed,
-                           **({"tolerance": self.tolerance} if self.tolerance is not None else {})},
+                           **({"tolerance": self.tolerance} if self.tolerance is not None else {}), **exp_arms},
             "data": data,
             "search": {"sampler": self.sampler, "trials": self.trials, "paired": self.paired, "space": space},
             "train": {"epochs": self.epochs, "device": self.device},
         }
+        if arm_tables:
+            d["arms"] = arm_tables
+        return d
+
+    def arm_names(self) -> list[str]:
+        return [a.name for a in self.arms]
 
     def config_hash(self) -> str:
         """Identity of the experiment: everything that changes results. The budget and the device
@@ -161,7 +173,8 @@ def to_toml(settings: Settings) -> str:
     for section, body in d.items():
         space = body.pop("space", None) if section == "search" else None
         lines.append(f"[{section}]")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in body.items()]
+        # Arm names may hold '.' or '+', which a bare TOML key cannot: quote them.
+        lines += [f"{_toml_value(k) if section == 'arms' else k} = {_toml_value(v)}" for k, v in body.items()]
         lines.append("")
         if space is not None:
             lines.append("[search.space]")
@@ -234,6 +247,8 @@ def parse_config(doc: dict[str, Any], src: str) -> Settings:
         if not isinstance(body, dict):
             raise ConfigError(f"{src}: {section}: must be a table [{section}]")
         for key, value in body.items():
+            if section == "arms":
+                continue
             if key not in SCHEMA[section]:
                 raise ConfigError(f"{src}: {section}.{key}: unknown key; allowed: {', '.join(SCHEMA[section])}")
             if key != "space":
@@ -303,7 +318,13 @@ def parse_config(doc: dict[str, Any], src: str) -> Settings:
     if device not in DEVICES:
         raise ConfigError(f"{src}: train.device: must be one of {', '.join(DEVICES)} (got {device!r})")
 
-    return Settings(name, exp.get("seed", 0), tolerance, data, sampler, trials, paired, space, epochs, device, src)
+    try:
+        arm_specs, reference = _arms.parse_arms(exp.get("arms"), exp.get("reference"), doc.get("arms"))
+    except _arms.ArmError as exc:
+        raise ConfigError(f"{src}: {exc}") from None
+
+    return Settings(name, exp.get("seed", 0), tolerance, data, sampler, trials, paired, space, epochs, device, src,
+                    arm_specs, reference)
 
 
 def default_text() -> str:

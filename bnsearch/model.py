@@ -1,8 +1,10 @@
-"""The MLP family under study: ``Linear -> [BatchNorm1d] -> activation`` per hidden layer, linear head.
+"""The MLP family under study: ``Linear -> [norm] -> activation`` per hidden layer, linear head.
 
-BN sits before the activation, as in Ioffe & Szegedy (2015). ``bn=False`` builds the identical network
-minus the norm layers, and both draw their weights in the same order from the same generator, so the
-two arms of a paired comparison start from the same weights.
+The norm is BatchNorm1d (``bn=True`` or ``norm="batchnorm"``), LayerNorm (``norm="layernorm"``) or
+none. It sits before the activation, as in Ioffe & Szegedy (2015), or after it with
+``placement="after"`` (``Linear -> activation -> norm``). Every variant is the identical network plus
+or minus the norm layers, and all draw their weights in the same order from the same generator (norm
+layers draw nothing), so the arms of a paired comparison start from the same weights.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .arms import NORMS, PLACEMENTS
 from .config import ACTIVATIONS, INITS  # the config validates against the same names
 
 _ACT_MODULES = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "sigmoid": nn.Sigmoid}
@@ -24,6 +27,19 @@ def _check(activation: str, init: str, layers: int, width: int) -> None:
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
     if layers < 1 or width < 1:
         raise ValueError(f"layers and width must be >= 1, got layers={layers}, width={width}")
+
+
+def resolve_norm(bn: bool | None, norm: str | None, placement: str = "before") -> tuple[str, str]:
+    """(norm, placement) from the legacy ``bn`` flag and/or the ``norm`` name; they must agree."""
+    if norm is None:
+        norm = "batchnorm" if bn else "none"
+    elif norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+    elif bn is not None and bool(bn) != (norm == "batchnorm"):
+        raise ValueError(f"bn={bn} contradicts norm={norm!r}; pass only norm")
+    if placement not in PLACEMENTS:
+        raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
+    return norm, placement
 
 
 def init_linear_(layer: nn.Linear, init: str, gain_name: str, generator: torch.Generator | None) -> None:
@@ -52,14 +68,19 @@ def build_mlp(
     width: int,
     activation: str,
     init: str,
-    bn: bool,
+    bn: bool | None = None,
+    norm: str | None = None,
+    placement: str = "before",
     generator: torch.Generator | None = None,
 ) -> nn.Sequential:
     """Build the MLP. Weights come from ``generator`` (the global RNG when None) in layer order.
 
-    The head always uses gain 1 ("linear") for kaiming/xavier: no nonlinearity follows it.
+    ``bn=True`` is ``norm="batchnorm"``, ``bn=False`` (or nothing) ``norm="none"``. The head always
+    uses gain 1 ("linear") for kaiming/xavier: no nonlinearity follows it.
     """
     _check(activation, init, layers, width)
+    norm, placement = resolve_norm(bn, norm, placement)
+    norm_cls = {"batchnorm": nn.BatchNorm1d, "layernorm": nn.LayerNorm}.get(norm)
     mods: list[nn.Module] = []
     fan_in = n_in
     for _ in range(layers):
@@ -67,9 +88,11 @@ def build_mlp(
         lin = nn.utils.skip_init(nn.Linear, fan_in, width)
         init_linear_(lin, init, _GAIN_NAME[activation], generator)
         mods.append(lin)
-        if bn:
-            mods.append(nn.BatchNorm1d(width))
+        if norm_cls is not None and placement == "before":
+            mods.append(norm_cls(width))
         mods.append(_ACT_MODULES[activation]())
+        if norm_cls is not None and placement == "after":
+            mods.append(norm_cls(width))
         fan_in = width
     head = nn.utils.skip_init(nn.Linear, fan_in, n_out)
     init_linear_(head, init, "linear", generator)

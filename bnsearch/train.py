@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from .config import OPTIMIZERS, PARAM_TYPES
 from .data import Dataset
-from .model import build_mlp
+from .model import build_mlp, resolve_norm
 
 DIVERGE_FACTOR = 1e3
 REGRESSION_FLOOR = -1.0
@@ -125,19 +125,23 @@ def finite_loss(x: float) -> float:
     return x if math.isfinite(x) else DIVERGED_LOSS
 
 
-def train_reference(params: dict, data: Dataset, *, bn: bool, epochs: int, seed: int, device: str = "cpu") -> TrainResult:
+def train_reference(params: dict, data: Dataset, *, bn: bool | None = None, epochs: int, seed: int,
+                    device: str = "cpu", norm: str | None = None, placement: str = "before") -> TrainResult:
     """Plain autograd + nn.Module + torch.optim training: the definition :func:`train` must match."""
-    return _train_reference(params, data, bn=bn, epochs=epochs, seed=seed, device=device)[0]
+    return _train_reference(params, data, bn=bn, epochs=epochs, seed=seed, device=device, norm=norm,
+                            placement=placement)[0]
 
 
-def _train_reference(params: dict, data: Dataset, *, bn: bool, epochs: int, seed: int, device: str = "cpu"):
+def _train_reference(params: dict, data: Dataset, *, bn: bool | None = None, epochs: int, seed: int,
+                     device: str = "cpu", norm: str | None = None, placement: str = "before"):
     t0 = time.perf_counter()
     _check_params(params)
     data = data.to(device)
     regression = data.task == "regression"
     model = build_mlp(
         data.n_features, data.n_outputs, layers=int(params["layers"]), width=int(params["width"]),
-        activation=params["activation"], init=params["init"], bn=bn, generator=model_generator(seed),
+        activation=params["activation"], init=params["init"], bn=bn, norm=norm, placement=placement,
+        generator=model_generator(seed),
     ).to(device)
     lr = float(params["lr"])
     if params["optimizer"] == "adam":
@@ -189,7 +193,7 @@ def _train_reference(params: dict, data: Dataset, *, bn: bool, epochs: int, seed
 # --------------------------------------------------------------------------------------------------
 # Fast path. A trial is hundreds of steps on tiny matrices, so the per-op Python/dispatch cost, not the
 # arithmetic, sets the pace. The forward and backward of this fixed MLP family are written out with the
-# same ATen kernels autograd would call (addmm, native_batch_norm(_backward), *_backward of the
+# same ATen kernels autograd would call (addmm, native_batch/layer_norm(_backward), *_backward of the
 # activations, log-softmax/NLL), on inference-mode tensors, with one fused optimizer call per step and
 # no host sync inside an epoch. test_train.py checks it against train_reference.
 
@@ -203,8 +207,10 @@ _ACT_BWD = {
     "gelu": lambda g, y, a: _aten.gelu_backward.default(g, y),
 }
 _BN_BWD_OUT = _aten.native_batch_norm_backward.out
+_LN_BWD_OUT = _aten.native_layer_norm_backward.out
 _LSM_BWD = torch._log_softmax_backward_data
-_BN_MASK = [True, True, True]
+_NORM_MASK = [True, True, True]
+_BN_MASK = _NORM_MASK  # the older name, kept for callers that check the op as train.py calls it
 
 
 class _FastMLP:
@@ -212,13 +218,17 @@ class _FastMLP:
 
     All parameters are views into one flat buffer, and all gradients views into another that the
     backward writes in place (``out=``), so the optimizer is one fused call on one tensor per step.
+    The norm (none, batchnorm or layernorm) sits before or after the activation, as in build_mlp.
     """
 
-    def __init__(self, model: torch.nn.Sequential, *, bn: bool, activation: str, regression: bool,
-                 optimizer: str, lr: float):
+    def __init__(self, model: torch.nn.Sequential, *, norm: str, placement: str, activation: str,
+                 regression: bool, optimizer: str, lr: float):
         lins = [m for m in model if isinstance(m, torch.nn.Linear)]
         norms = [m for m in model if isinstance(m, torch.nn.BatchNorm1d)]
-        self.bn = bn
+        lns = [m for m in model if isinstance(m, torch.nn.LayerNorm)]
+        self.norm = norm
+        self.after = placement == "after"
+        self.bn = norm == "batchnorm"
         self.regression = regression
         self.act_fwd = _ACT_FWD[activation]
         self.act_bwd = _ACT_BWD[activation]
@@ -231,13 +241,14 @@ class _FastMLP:
             views.append(self.flat[offset:offset + p.numel()].view(p.shape))
             gviews.append(self.grad[offset:offset + p.numel()].view(p.shape))
             offset += p.numel()
-        per = 4 if bn else 2  # parameters per hidden layer in model.parameters() order
+        has_norm = norm != "none"
+        per = 4 if has_norm else 2  # parameters per hidden layer in model.parameters() order
         L = len(lins) - 1
         self.layers = []
         for i in range(L):
             k = i * per
             W, b, gW, gb = views[k], views[k + 1], gviews[k], gviews[k + 1]
-            gamma, beta, ggamma, gbeta = (views[k + 2], views[k + 3], gviews[k + 2], gviews[k + 3]) if bn else (None,) * 4
+            gamma, beta, ggamma, gbeta = (views[k + 2], views[k + 3], gviews[k + 2], gviews[k + 3]) if has_norm else (None,) * 4
             self.layers.append((W, W.t(), b, gW, gb, gamma, beta, ggamma, gbeta))
         k = L * per
         self.head = (views[k], views[k].t(), views[k + 1], gviews[k], gviews[k + 1])
@@ -245,6 +256,7 @@ class _FastMLP:
         self.rvar = [m.running_var.clone() for m in norms]
         self.bn_momentum = norms[0].momentum if norms else 0.1
         self.bn_eps = norms[0].eps if norms else 1e-5
+        self.ln_eps = lns[0].eps if lns else 1e-5
         self.n_params = len(source)
         self.views = views
         self.lr = lr
@@ -268,16 +280,41 @@ class _FastMLP:
                 m.running_var.copy_(rv)
                 m.num_batches_tracked.fill_(self.n_steps)
 
+    def _norm_eval(self, h: torch.Tensor, i: int, gamma, beta) -> torch.Tensor:
+        if self.bn:
+            return torch.batch_norm(h, gamma, beta, self.rmean[i], self.rvar[i], False, 0.0, self.bn_eps, False)
+        return torch.layer_norm(h, (h.shape[1],), gamma, beta, self.ln_eps, False)
+
     def predict(self, X: torch.Tensor) -> torch.Tensor:
         h = X
-        for i, (W, Wt, b, *_rest) in enumerate(self.layers):
+        has_norm, after = self.norm != "none", self.after
+        for i, (W, Wt, b, _gW, _gb, gamma, beta, _gg, _gbt) in enumerate(self.layers):
             h = torch.addmm(b, h, Wt)
-            if self.bn:
-                gamma, beta = _rest[2], _rest[3]
-                h = torch.batch_norm(h, gamma, beta, self.rmean[i], self.rvar[i], False, 0.0, self.bn_eps, False)
+            if has_norm and not after:
+                h = self._norm_eval(h, i, gamma, beta)
             h = self.act_fwd(h)
+            if has_norm and after:
+                h = self._norm_eval(h, i, gamma, beta)
         W, Wt, b, _, _ = self.head
         return torch.addmm(b, h, Wt)
+
+    def _norm_train(self, x: torch.Tensor, i: int, gamma, beta):
+        """Train-mode norm forward: (output, saved mean, saved inverse std)."""
+        if self.bn:
+            return torch.native_batch_norm(x, gamma, beta, self.rmean[i], self.rvar[i], True, self.bn_momentum,
+                                           self.bn_eps)
+        return torch.native_layer_norm(x, (x.shape[1],), gamma, beta, self.ln_eps)
+
+    def _norm_backward(self, dy, x, i, gamma, beta, smean, sinvstd, ggamma, gbeta) -> torch.Tensor:
+        """Gradient w.r.t. the norm's input; gamma/beta gradients go straight into the flat buffer."""
+        dx = torch.empty_like(dy)
+        if self.bn:
+            _BN_BWD_OUT(dy, x, gamma, self.rmean[i], self.rvar[i], smean, sinvstd, True, self.bn_eps, _NORM_MASK,
+                        out0=dx, out1=ggamma, out2=gbeta)
+        else:
+            _LN_BWD_OUT(dy, x, (x.shape[1],), smean, sinvstd, gamma, beta, _NORM_MASK, out0=dx, out1=ggamma,
+                        out2=gbeta)
+        return dx
 
     def step(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """One optimizer step on batch (x, t); returns the batch loss as a 0-dim tensor (no sync).
@@ -285,19 +322,26 @@ class _FastMLP:
         For classification ``t`` is -onehot/B (so the NLL is a dot product and its gradient one
         kernel); for regression ``t`` is the target vector.
         """
-        bn, act_fwd = self.bn, self.act_fwd
+        has_norm, after, act_fwd = self.norm != "none", self.after, self.act_fwd
         saved = []
         h = x
         for i, (W, Wt, b, gW, gb, gamma, beta, ggamma, gbeta) in enumerate(self.layers):
             z = torch.addmm(b, h, Wt)
-            if bn:
-                y, smean, sinvstd = torch.native_batch_norm(
-                    z, gamma, beta, self.rmean[i], self.rvar[i], True, self.bn_momentum, self.bn_eps)
+            if not has_norm:
+                a = act_fwd(z)  # in place except gelu: relu/tanh/sigmoid backward need only the output
+                saved.append((h, z, a, None, None, None))
+                h = a
+            elif after:
+                # Linear -> activation -> norm: the norm's input is the activation's output.
+                a = act_fwd(z)
+                y, smean, sinvstd = self._norm_train(a, i, gamma, beta)
+                saved.append((h, z, a, a, smean, sinvstd))
+                h = y
             else:
-                y, smean, sinvstd = z, None, None
-            a = act_fwd(y)  # in place except gelu: relu/tanh/sigmoid backward need only the output
-            saved.append((h, z, y, a, smean, sinvstd))
-            h = a
+                y, smean, sinvstd = self._norm_train(z, i, gamma, beta)
+                a = act_fwd(y)
+                saved.append((h, y, a, z, smean, sinvstd))
+                h = a
         W, Wt, b, gW, gb = self.head
         out = torch.addmm(b, h, Wt)
 
@@ -314,17 +358,19 @@ class _FastMLP:
         torch.mm(g.t(), h, out=gW)
         torch.sum(g, 0, out=gb)
         dh = torch.mm(g, W)
-        rmean, rvar, eps, act_bwd = self.rmean, self.rvar, self.bn_eps, self.act_bwd
+        act_bwd = self.act_bwd
         for i in range(len(self.layers) - 1, -1, -1):
             W, Wt, b, gW, gb, gamma, beta, ggamma, gbeta = self.layers[i]
-            h_in, z, y, a, smean, sinvstd = saved[i]
-            dy = act_bwd(dh, y, a)
-            if bn:
-                dz = torch.empty_like(dy)
-                _BN_BWD_OUT(dy, z, gamma, rmean[i], rvar[i], smean, sinvstd, True, eps, _BN_MASK,
-                            out0=dz, out1=ggamma, out2=gbeta)
+            # act_in/act_out: the activation's input and output; norm_in: the norm's input.
+            h_in, act_in, act_out, norm_in, smean, sinvstd = saved[i]
+            if not has_norm:
+                dz = act_bwd(dh, act_in, act_out)
+            elif after:
+                da = self._norm_backward(dh, norm_in, i, gamma, beta, smean, sinvstd, ggamma, gbeta)
+                dz = act_bwd(da, act_in, act_out)
             else:
-                dz = dy
+                dy = act_bwd(dh, act_in, act_out)
+                dz = self._norm_backward(dy, norm_in, i, gamma, beta, smean, sinvstd, ggamma, gbeta)
             torch.mm(dz.t(), h_in, out=gW)
             torch.sum(dz, 0, out=gb)
             if i:
@@ -342,13 +388,16 @@ class _FastMLP:
         return loss
 
 
-def _train_fast(params: dict, data: Dataset, *, bn: bool, epochs: int, seed: int, device: str = "cpu"):
+def _train_fast(params: dict, data: Dataset, *, bn: bool | None = None, epochs: int, seed: int,
+                device: str = "cpu", norm: str | None = None, placement: str = "before"):
     t0 = time.perf_counter()
     _check_params(params)
+    norm, placement = resolve_norm(bn, norm, placement)
     regression = data.task == "regression"
     model = build_mlp(
         data.n_features, data.n_outputs, layers=int(params["layers"]), width=int(params["width"]),
-        activation=params["activation"], init=params["init"], bn=bn, generator=model_generator(seed),
+        activation=params["activation"], init=params["init"], norm=norm, placement=placement,
+        generator=model_generator(seed),
     )
     n = data.X_train.shape[0]
     bounds = batch_bounds(n, int(params["batch_size"]))
@@ -358,7 +407,7 @@ def _train_fast(params: dict, data: Dataset, *, bn: bool, epochs: int, seed: int
     with torch.inference_mode():
         data = data.to(device)
         model = model.to(device)
-        net = _FastMLP(model, bn=bn, activation=params["activation"], regression=regression,
+        net = _FastMLP(model, norm=norm, placement=placement, activation=params["activation"], regression=regression,
                        optimizer=params["optimizer"], lr=float(params["lr"]))
         perms = perms.to(device)
         if regression:
@@ -400,6 +449,12 @@ def _train_fast(params: dict, data: Dataset, *, bn: bool, epochs: int, seed: int
     return result, net, model
 
 
-def train(params: dict, data: Dataset, *, bn: bool, epochs: int, seed: int, device: str = "cpu") -> TrainResult:
-    """Train one configuration with the fast hand-written path; same semantics as train_reference."""
-    return _train_fast(params, data, bn=bn, epochs=epochs, seed=seed, device=device)[0]
+def train(params: dict, data: Dataset, *, bn: bool | None = None, epochs: int, seed: int, device: str = "cpu",
+          norm: str | None = None, placement: str = "before") -> TrainResult:
+    """Train one configuration with the fast hand-written path; same semantics as train_reference.
+
+    ``bn=True``/``False`` is ``norm="batchnorm"``/``"none"``; ``norm`` also takes ``"layernorm"``, and
+    ``placement="after"`` puts the norm after the activation (see :func:`bnsearch.model.build_mlp`).
+    """
+    return _train_fast(params, data, bn=bn, epochs=epochs, seed=seed, device=device, norm=norm,
+                       placement=placement)[0]

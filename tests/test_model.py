@@ -63,3 +63,24 @@ def test_flop_count():
     assert forward_flops(64, 10, 2, 256) == 2 * (64 * 256 + 256 * 256 + 256 * 10)
     f = forward_flops(64, 10, 2, 256)
     assert count_flops(64, 10, layers=2, width=256, n_train=100, n_eval=50, epochs=3) == 3 * (300 * f + 50 * f)
+
+
+def test_norm_variants_and_placement():
+    def types(**kw):
+        return [type(x) for x in build_mlp(10, 4, layers=1, width=8, activation="tanh", init="kaiming", **kw)]
+
+    assert types(norm="layernorm") == [nn.Linear, nn.LayerNorm, nn.Tanh, nn.Linear]
+    assert types(norm="batchnorm", placement="after") == [nn.Linear, nn.Tanh, nn.BatchNorm1d, nn.Linear]
+    assert types(norm="layernorm", placement="after") == [nn.Linear, nn.Tanh, nn.LayerNorm, nn.Linear]
+    assert types(norm="none") == types(bn=False) == types() == [nn.Linear, nn.Tanh, nn.Linear]
+    assert types(norm="batchnorm") == types(bn=True)
+    # Norm layers draw nothing from the generator: every variant starts from the same Linear weights.
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    base = [m.weight for m in build_mlp(10, 4, layers=2, width=8, activation="relu", init="xavier", generator=g())
+            if isinstance(m, nn.Linear)]
+    for kw in (dict(norm="layernorm"), dict(norm="batchnorm", placement="after")):
+        other = [m.weight for m in build_mlp(10, 4, layers=2, width=8, activation="relu", init="xavier",
+                                             generator=g(), **kw) if isinstance(m, nn.Linear)]
+        assert all(torch.equal(a, b) for a, b in zip(base, other))
+    with pytest.raises(ValueError, match="placement"):
+        build_mlp(10, 4, layers=1, width=8, activation="relu", init="kaiming", norm="batchnorm", placement="middle")

@@ -91,3 +91,20 @@ def test_batch_norm_backward_out_matches_autograd():
     _close(dz, zz.grad)
     _close(dgamma, gg.grad)
     _close(dbeta, bb.grad)
+
+
+def test_layer_norm_kernels_match_autograd():
+    z = torch.randn(8, 5)
+    gamma, beta = torch.rand(5) + 0.5, torch.randn(5)
+    zz, gg, bb = (t.clone().requires_grad_(True) for t in (z, gamma, beta))
+    out = F.layer_norm(zz, (5,), gg, bb, eps=1e-5)
+    upstream = torch.randn(8, 5)
+    out.backward(upstream)
+    y, mean, rstd = torch.native_layer_norm(z, (5,), gamma, beta, 1e-5)
+    _close(y, out.detach())
+    _close(torch.layer_norm(z, (5,), gamma, beta, 1e-5, False), out.detach())
+    dz, dgamma, dbeta = torch.empty_like(z), torch.empty(5), torch.empty(5)
+    T._LN_BWD_OUT(upstream, z, (5,), mean, rstd, gamma, beta, T._NORM_MASK, out0=dz, out1=dgamma, out2=dbeta)
+    _close(dz, zz.grad)
+    _close(dgamma, gg.grad)
+    _close(dbeta, bb.grad)

@@ -75,19 +75,30 @@ def test_bit_identical_across_runs_and_seed_matters(digits):
 
 
 CASES = [
-    # (task, activation, optimizer, lr, bn, init)
-    ("classification", "relu", "adam", 3e-3, True, "kaiming"),
-    ("classification", "relu", "sgd", 0.05, False, "kaiming"),
-    ("classification", "tanh", "adam", 1e-3, False, "xavier"),
-    ("classification", "tanh", "sgd", 0.02, True, "uniform"),
-    ("classification", "gelu", "adam", 1e-3, True, "xavier"),
-    ("classification", "gelu", "sgd", 0.02, False, "kaiming"),
-    ("classification", "sigmoid", "adam", 1e-2, True, "normal"),
-    ("classification", "sigmoid", "sgd", 0.1, False, "xavier"),
-    ("regression", "relu", "sgd", 1e-3, True, "kaiming"),
-    ("regression", "tanh", "adam", 1e-3, False, "xavier"),
-    ("regression", "gelu", "adam", 3e-3, True, "kaiming"),
-    ("regression", "sigmoid", "sgd", 1e-2, False, "xavier"),
+    # (task, activation, optimizer, lr, norm, placement, init)
+    ("classification", "relu", "adam", 3e-3, "batchnorm", "before", "kaiming"),
+    ("classification", "relu", "sgd", 0.05, "none", "before", "kaiming"),
+    ("classification", "tanh", "adam", 1e-3, "none", "before", "xavier"),
+    ("classification", "tanh", "sgd", 0.02, "batchnorm", "before", "uniform"),
+    ("classification", "gelu", "adam", 1e-3, "batchnorm", "before", "xavier"),
+    ("classification", "gelu", "sgd", 0.02, "none", "before", "kaiming"),
+    ("classification", "sigmoid", "adam", 1e-2, "batchnorm", "before", "normal"),
+    ("classification", "sigmoid", "sgd", 0.1, "none", "before", "xavier"),
+    ("regression", "relu", "sgd", 1e-3, "batchnorm", "before", "kaiming"),
+    ("regression", "tanh", "adam", 1e-3, "none", "before", "xavier"),
+    ("regression", "gelu", "adam", 3e-3, "batchnorm", "before", "kaiming"),
+    ("regression", "sigmoid", "sgd", 1e-2, "none", "before", "xavier"),
+    # LayerNorm (before/after the activation) and BatchNorm after it, every activation once
+    ("classification", "relu", "adam", 3e-3, "layernorm", "before", "kaiming"),
+    ("classification", "tanh", "sgd", 0.02, "layernorm", "before", "xavier"),
+    ("classification", "gelu", "sgd", 0.02, "layernorm", "after", "kaiming"),
+    ("classification", "sigmoid", "adam", 1e-2, "layernorm", "after", "normal"),
+    ("regression", "relu", "sgd", 1e-3, "layernorm", "before", "kaiming"),
+    ("regression", "gelu", "adam", 3e-3, "layernorm", "after", "xavier"),
+    ("classification", "relu", "sgd", 0.05, "batchnorm", "after", "kaiming"),
+    ("classification", "tanh", "adam", 1e-3, "batchnorm", "after", "xavier"),
+    ("classification", "gelu", "adam", 1e-3, "batchnorm", "after", "uniform"),
+    ("regression", "sigmoid", "sgd", 1e-2, "batchnorm", "after", "xavier"),
 ]
 
 
@@ -114,8 +125,9 @@ def _eval_out(model, X):
         return {"out": model(X)}
 
 
-@pytest.mark.parametrize("task,activation,optimizer,lr,bn,init", CASES)
-def test_fast_path_matches_autograd_reference(task, activation, optimizer, lr, bn, init, digits_small, diabetes):
+@pytest.mark.parametrize("task,activation,optimizer,lr,norm,placement,init", CASES)
+def test_fast_path_matches_autograd_reference(task, activation, optimizer, lr, norm, placement, init, digits_small,
+                                              diabetes):
     data = digits_small if task == "classification" else diabetes
     params = dict(BASE, activation=activation, optimizer=optimizer, lr=lr, init=init, layers=3,
                   batch_size=48)  # 48: a shorter last batch on both data sets
@@ -124,10 +136,11 @@ def test_fast_path_matches_autograd_reference(task, activation, optimizer, lr, b
         set_threads(2)
         # The reference against itself with another thread count (MKL splits sums differently):
         # the scale of rounding noise this configuration amplifies in 3 epochs.
-        _, other = _train_reference(params, data, bn=bn, epochs=3, seed=3)
+        arm = dict(norm=norm, placement=placement)
+        _, other = _train_reference(params, data, epochs=3, seed=3, **arm)
         set_threads(1)
-        ref, ref_model = _train_reference(params, data, bn=bn, epochs=3, seed=3)
-        fast, net, model = _train_fast(params, data, bn=bn, epochs=3, seed=3)
+        ref, ref_model = _train_reference(params, data, epochs=3, seed=3, **arm)
+        fast, net, model = _train_fast(params, data, epochs=3, seed=3, **arm)
     finally:
         set_threads(threads)
     net.load_into(model)
@@ -200,9 +213,41 @@ def test_bad_params_raise(digits):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu(digits):
     params = dict(BASE, width=64)
-    for bn in (False, True):
-        cpu = train(params, digits, bn=bn, epochs=3, seed=0)
-        gpu = train(params, digits, bn=bn, epochs=3, seed=0, device="cuda")
+    for arm in (dict(bn=False), dict(bn=True), dict(norm="batchnorm", placement="after"), dict(norm="layernorm")):
+        cpu = train(params, digits, epochs=3, seed=0, **arm)
+        gpu = train(params, digits, epochs=3, seed=0, device="cuda", **arm)
         assert _all_plain_finite(gpu) and not gpu.diverged
         assert gpu.train_loss == pytest.approx(cpu.train_loss, rel=1e-2)
-        assert gpu.train_loss == pytest.approx(train_reference(params, digits, bn=bn, epochs=3, seed=0, device="cuda").train_loss, rel=1e-3)
+        ref = train_reference(params, digits, epochs=3, seed=0, device="cuda", **arm)
+        assert gpu.train_loss == pytest.approx(ref.train_loss, rel=1e-3)
+
+
+@pytest.mark.parametrize("norm,placement", [("none", "before"), ("batchnorm", "before"), ("batchnorm", "after"),
+                                            ("layernorm", "before")])
+def test_epoch_budget_identity(norm, placement, digits_small, diabetes):
+    """Training e epochs directly gives exactly what epoch e of a longer run shows (the budget analysis
+    reads scores off the stored curves): no LR schedule, and epoch k's batches do not depend on the
+    total number of epochs."""
+    for data, params in ((digits_small, dict(BASE, optimizer="sgd", lr=0.05, batch_size=48)),
+                         (diabetes, dict(BASE, activation="tanh"))):
+        long = train(params, data, epochs=6, seed=5, norm=norm, placement=placement)
+        assert long.epochs_run == 6 and not long.diverged
+        for e in (1, 3):
+            short = train(params, data, epochs=e, seed=5, norm=norm, placement=placement)
+            assert short.val_curve == long.val_curve[:e] and short.train_loss == long.train_loss[:e]
+            assert short.val_score == long.val_curve[e - 1]
+        ref = train_reference(params, data, epochs=3, seed=5, norm=norm, placement=placement)
+        ref_long = train_reference(params, data, epochs=6, seed=5, norm=norm, placement=placement)
+        assert ref.val_curve == ref_long.val_curve[:3] and ref.train_loss == ref_long.train_loss[:3]
+
+
+def test_bn_flag_and_norm_name_are_one_setting(iris):
+    params = dict(BASE, batch_size=32)
+    assert train(params, iris, bn=True, epochs=2, seed=1).train_loss == \
+        train(params, iris, norm="batchnorm", epochs=2, seed=1).train_loss
+    assert train(params, iris, bn=False, epochs=2, seed=1).train_loss == \
+        train(params, iris, norm="none", epochs=2, seed=1).train_loss
+    with pytest.raises(ValueError, match="contradicts"):
+        train(params, iris, bn=True, norm="layernorm", epochs=1, seed=1)
+    with pytest.raises(ValueError, match="norm must be"):
+        train(params, iris, norm="groupnorm", epochs=1, seed=1)

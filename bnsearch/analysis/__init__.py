@@ -15,6 +15,9 @@ seed, so the same trials always give the same report. One module per concept:
     tolerance   the noise-derived tolerance and the reference configuration left out
     lr_window   decades of lr where the smoothed P(good) exceeds a level, per optimizer
     heterogeneity  paired difference by hyperparameter level, crossovers
+    budget      every robustness metric at each epoch budget, tuning curves against compute
+    interaction the inputs x norm 2x2: what the norm recovers, whether it still helps
+    multiarm    N arms against a reference (summarize per pair), budgets, interaction
 """
 
 from .common import *  # noqa: F401,F403

@@ -67,8 +67,14 @@ class Arm:
         return self.settings.paired
 
     @property
+    def spec(self):
+        """This arm's model/data overrides (bnsearch.arms.ArmSpec)."""
+        from ..arms import get
+        return get(self.settings.arms, self.arm)
+
+    @property
     def bn(self) -> bool:
-        return self.arm == "bn-on"
+        return self.spec.norm == "batchnorm"
 
 
 def _meta(settings: Settings, arm: str) -> dict[str, Any]:
@@ -92,9 +98,13 @@ def prepare_experiment(settings: Settings, url: str | None, arms: Iterable[str] 
     Parallel first-time table creation races (docs/design.md, Storage), and so would two processes
     enqueueing the same configuration, so this is the single place that writes the plan.
     """
+    arms = list(arms)
+    unknown = [a for a in arms if a not in settings.arm_names()]
+    if unknown:
+        raise SearchError(f"--arm: no arm {unknown[0]!r} in experiment {settings.name!r}; "
+                          f"arms: {', '.join(settings.arm_names())}")
     storage = open_storage(url)
     ensure_claim_index(storage)
-    arms = list(arms)
     existing = {s.study_name: s for s in storage.get_all_studies()}
     # Check every arm before writing anything, so a rejected command leaves storage untouched.
     for arm in arms:
@@ -140,11 +150,17 @@ def load_arm(url: str | None, experiment: str, arm: str) -> Arm:
         study = optuna.load_study(study_name=name, storage=storage)
     except KeyError:
         known = sorted({s.study_name.rsplit("/", 1)[0] for s in storage.get_all_studies()})
+        if experiment in known:
+            arms = sorted(s.study_name.rsplit("/", 1)[1] for s in storage.get_all_studies()
+                          if s.study_name.rsplit("/", 1)[0] == experiment)
+            raise SearchError(f"experiment {experiment!r} has no arm {arm!r}; arms: {', '.join(arms)}") from None
         raise SearchError(f"no study {name!r} in this storage; experiments here: {', '.join(known) or 'none'}") from None
     text = study.user_attrs.get("config_toml")
     if text is None:
         raise SearchError(f"study {name!r} was not created by bnsearch (no config_toml user attr)")
     settings = load_config_text(text, f"storage:{name}")
+    if arm not in settings.arm_names():
+        raise SearchError(f"study {name!r}: arm {arm!r} is not in its config's arms ({', '.join(settings.arm_names())})")
     study.sampler = make_sampler(settings, worker=os.getpid() % 997)
     return Arm(study, arm, settings, int(study.user_attrs.get("budget", settings.trials)))
 

@@ -5,6 +5,7 @@ See docs/design.md, section 5 (Search and storage: per-trial bookkeeping, worker
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import math
 import os
@@ -127,7 +128,7 @@ def run_trial(arm: Arm, trial: FrozenTrial | optuna.Trial, data, device: str) ->
     seed = int(trial.user_attrs["seed"])
     try:
         with _Heartbeat(storage, tid):
-            r = train(params, data, bn=arm.bn, epochs=s.epochs, seed=seed, device=device)
+            r = train(params, data, epochs=s.epochs, seed=seed, device=device, **arm.spec.model_kwargs())
     except BaseException as exc:
         reason = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
         with contextlib.suppress(Exception):
@@ -241,7 +242,9 @@ def _worker_loop(url, experiment, pending, device, on_trial, max_storage_retry_s
             try:
                 if arm_name not in state:
                     arm = load_arm(url, experiment, arm_name)
-                    state[arm_name] = (arm, _load_data(arm.settings, device, data_cache))
+                    # Same split in every arm; only the arm's input scaling differs (and so the cache key).
+                    arm_settings = dataclasses.replace(arm.settings, data=arm.spec.data(arm.settings.data))
+                    state[arm_name] = (arm, _load_data(arm_settings, device, data_cache))
                 arm, data = state[arm_name]
                 while True:
                     if time.monotonic() - swept.get(arm_name, -math.inf) >= STALE_SWEEP * heartbeat_interval():
