@@ -149,7 +149,7 @@ def compare(
     """
     def on_repeat(i, s):
         if repeats > 1:
-            console.rule(f"repeat {i + 1}/{repeats}: {s.name} (seed {s.seed})")
+            console.print(f"[bold]repeat {i + 1}/{repeats}[/]: {s.name} (seed {s.seed})", highlight=False)
 
     report = _run(lambda progress: api.run_compare(
         config, trials=trials, repeats=repeats, jobs=jobs, storage=storage, out=out, seed=seed,
