@@ -61,6 +61,19 @@ def _paired_flags(pairs: pd.DataFrame | None, arms: dict, flags: dict, treat: st
     return out
 
 
+def hardware_notes(df: pd.DataFrame) -> list[str]:
+    """A warning when the trials come from more than one CPU: the same configuration and seed give
+    different scores on different CPUs (hardware.py), so arm differences could mix in machine ones."""
+    if "hardware" not in df.columns or df.empty:
+        return []
+    machines = sorted({str(h) for h in df.loc[df["state"].astype(str) == "COMPLETE", "hardware"].dropna()})
+    if len(machines) < 2:
+        return []
+    return [f"WARNING: these trials ran on {len(machines)} different CPUs ({'; '.join(machines)}); the same "
+            "configuration scores differently across CPUs, so rerun on one machine type or use the reproducible "
+            "numerics setting (README: Reproducibility across machines)"]
+
+
 def summarize(df: pd.DataFrame, *, distributions: Mapping, tolerance: float | None, paired: bool, sampler: str,
               task: str, seed: int = 0, n_boot: int = N_BOOT, evaluator=None, arms: tuple[str, str] = ARMS,
               n_val: int | None = None, baseline: float | None = None, reference: Mapping | None = None,
@@ -327,6 +340,7 @@ def summarize(df: pd.DataFrame, *, distributions: Mapping, tolerance: float | No
         pd.DataFrame(columns=[*TABLE_KEYS["heterogeneity"], *_VALUE_COLS])
     if pairs is None and all(len(t) for t in trials.values()):
         notes.append("where-it-differs tables need the paired design (per-configuration differences)")
+    notes += hardware_notes(df[df["arm"].astype(str).isin(arms)] if len(df) else df)
 
     context = {"n_val": n_val, "baseline": baseline}
     if reference:

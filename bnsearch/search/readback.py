@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 from .._quiet import quiet
+from ..hardware import signature_text
 from ._optuna_private import arm_counts, study_id
 from .plan import Arm, load_arm
 from .storage import ARMS, open_storage
@@ -41,7 +42,7 @@ def arm_state(arm: Arm) -> ArmState:
 # --------------------------------------------------------------------------- reading back
 
 TRIAL_COLUMNS = ["experiment", "arm", "number", "state", "config_index", "seed", "score", "test_score",
-                 "diverged", "epochs_run", "seconds", "val_curve"]
+                 "diverged", "epochs_run", "seconds", "val_curve", "hardware"]
 
 
 @quiet
@@ -64,7 +65,8 @@ def load_trials(url: str | None, experiment: str, arms: Iterable[str] = ARMS) ->
                 "score": t.value if t.state == TrialState.COMPLETE else float("nan"),
                 "test_score": ua.get("test_score", float("nan")) if t.state == TrialState.COMPLETE else float("nan"),
                 "diverged": bool(ua.get("diverged", False)), "epochs_run": ua.get("epochs_run"),
-                "seconds": ua.get("seconds", float("nan")), "val_curve": ua.get("val_score"), **t.params,
+                "seconds": ua.get("seconds", float("nan")), "val_curve": ua.get("val_score"),
+                "hardware": signature_text(ua["hardware"]) if ua.get("hardware") else None, **t.params,
             })
     df = pd.DataFrame(rows, columns=TRIAL_COLUMNS + param_names)
     df["config_index"] = df["config_index"].astype("Int64")
