@@ -8,6 +8,7 @@ import contextlib
 import os
 import random
 import signal
+import sys
 import threading
 import time
 from typing import Any, Callable, Iterable
@@ -23,7 +24,8 @@ from ._optuna_private import claim_waiting, storage_of, trial_id
 from .plan import trial_seed, Arm, load_arm, prepare_experiment
 from .readback import arm_state
 from .stale import fail_stale, requeue
-from .storage import ACTIVE, SearchError, heartbeat_interval, storage_url
+from . import lifecycle
+from .storage import ACTIVE, SearchError, StorageFailure, heartbeat_interval, storage_failure, storage_url
 
 # --------------------------------------------------------------------------- workers
 
@@ -126,6 +128,9 @@ def run_trial(arm: Arm, trial: optuna.Trial, data, device: str) -> FrozenTrial:
 def _is_transient(exc: BaseException | None) -> bool:
     # Optuna re-raises a failed commit as StorageInternalError from the SQLAlchemy error (a PostgreSQL
     # restart shows up that way), so look down the chain of causes.
+    failure = storage_failure(exc) if exc is not None else None
+    if failure is not None and failure.kind in ("full", "corrupt", "readonly"):
+        return False  # retrying cannot help: stop now (a full disk stalled every worker for 300 s)
     for _ in range(10):
         if exc is None:
             return False
@@ -203,11 +208,19 @@ def run_worker(url: str | None, experiment: str, arms: Iterable[str], *, device:
 
 
 def _worker_entry(url, experiment, arms, device) -> None:
-    # Child processes: Ctrl-C arrives here too; run_trial fails and re-queues the trial in flight.
+    # Child processes: Ctrl-C, SIGTERM and the parent's death arrive here as KeyboardInterrupt;
+    # run_trial fails and re-queues the trial in flight (docs/design.md, Worker life cycle).
+    lifecycle.start_worker()
     try:
         run_worker(url, experiment, arms, device=device)
     except KeyboardInterrupt:
         pass
+    except Exception as exc:
+        failure = storage_failure(exc, url)
+        if failure is None:
+            raise
+        # The parent names the storage and the fix once; N workers printing N tracebacks did not.
+        sys.exit(lifecycle.STORAGE_EXIT[failure.kind])
 
 
 def start_workers(url: str | None, experiment: str, arms: list[str], jobs: int, device: str):
@@ -252,25 +265,45 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
                    on_trial=(lambda *_: progress(prepared)) if progress else None)
         return prepared
     procs = start_workers(url, settings.name, todo, jobs, settings.device)
+    refresh = (lambda: _show(progress, prepared)) if progress else None
     try:
         while any(p.is_alive() for p in procs):
             if progress:
                 _show(progress, prepared)
             for p in procs:
                 p.join(timeout=1.0 / len(procs))  # polling storage costs the workers CPU
+            if any(p.exitcode not in (None, 0) for p in procs):
+                # One worker failed (e.g. a write hit a full disk): the others would only fail the
+                # same way, after minutes of retries. Stop them now; their trials are re-queued.
+                lifecycle.stop_workers(procs, on_wait=refresh)
     except KeyboardInterrupt:
-        # Children got the same SIGINT: give them time to fail and re-queue their trials.
-        for p in procs:
-            p.join(timeout=30)
+        # Ctrl-C in a terminal reaches the workers too, `kill -INT`/`kill PID` of this process alone
+        # does not: forward it, so every worker fails and re-queues its trial within seconds.
+        lifecycle.stop_workers(procs, on_wait=refresh)
+        if refresh:
+            with contextlib.suppress(Exception):
+                refresh()
         raise
     finally:
         for p in procs:
             if p.is_alive():
-                p.terminate()
+                p.kill()
     bad = [p.exitcode for p in procs if p.exitcode not in (0, -signal.SIGINT)]
     if progress:
         _show(progress, prepared)
+    storage_kinds = sorted({lifecycle.EXIT_KIND[c] for c in bad if c in lifecycle.EXIT_KIND})
+    if storage_kinds:
+        # Re-create the worker's failure here, where the message can name the storage once.
+        raise StorageFailure(*_storage_message(storage_kinds[0], url))
     if bad:
         raise RuntimeError(f"{len(bad)} of {jobs} workers failed (exit codes {bad}); rerun the same command to resume")
     return prepared
+
+
+def _storage_message(kind: str, url: str | None) -> tuple[str, int, str]:
+    from .storage import _KINDS, _describe, masked
+
+    code = next((c for k, c, _ in _KINDS if k == kind), 1)
+    detail = {"full": "a worker could not write: database or disk is full"}.get(kind, f"a worker failed: {kind}")
+    return _describe(kind, masked(storage_url(url)), detail), code, kind
 

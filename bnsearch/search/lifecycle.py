@@ -1,0 +1,123 @@
+"""Process life cycle: signals, and worker processes that never outlive their parent.
+
+(docs/design.md, Worker life cycle.) A worker must not keep training after the process that
+started it is gone: nobody would read its results, it holds a core, and with `--jobs 1000` the
+orphans outlived the OOM killer's victim. So every worker
+
+- asks the Linux kernel to send it SIGTERM when its parent dies (prctl PR_SET_PDEATHSIG, via
+  ctypes: no dependency), and elsewhere polls its parent's pid from a thread;
+- treats SIGTERM exactly like Ctrl-C: the trial in flight is failed with the reason and its
+  configuration re-queued (run_trial does that for KeyboardInterrupt), then the process exits.
+
+The first SIGINT/SIGTERM wins: later ones are ignored, because a second KeyboardInterrupt raised
+inside the clean-up would abort the very write that re-queues the trial (a terminal's Ctrl-C
+reaches the workers directly and again when the parent forwards it).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+# The signal that stopped this process, for "interrupted (SIGTERM)" messages; None until one came.
+received: str | None = None
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (or the parent's death) in a process that handles it like Ctrl-C."""
+
+
+def _handler(signum, _frame):
+    global received
+    if received is not None:
+        return  # already stopping: never interrupt the clean-up of the first signal
+    received = signal.Signals(signum).name
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
+
+
+def handle_stop_signals() -> None:
+    """SIGINT and SIGTERM both raise KeyboardInterrupt once (in the main thread), so `kill PID`
+    stops a run the way Ctrl-C does: trials in flight are failed and re-queued, the rest is saved.
+    For processes bnsearch owns (the CLI, its workers); a library call leaves signals alone."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    signal.signal(signal.SIGINT, _handler)
+    signal.signal(signal.SIGTERM, _handler)
+
+
+def die_with_parent(parent_pid: int | None) -> None:
+    """Make this (worker) process stop when `parent_pid` dies, by any signal, kill -9 included."""
+    if parent_pid is None:
+        return
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0:
+                if os.getppid() != parent_pid:  # the parent died before prctl took effect
+                    os.kill(os.getpid(), signal.SIGTERM)
+                return
+        except (OSError, AttributeError):
+            pass  # no usable libc: fall back to polling
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True, name="bnsearch-parent-watch").start()
+
+
+def _watch_parent(parent_pid: int, every_s: float = 1.0) -> None:
+    import _thread
+    import time
+
+    while True:
+        time.sleep(every_s)
+        if os.getppid() != parent_pid:
+            global received
+            if received is None:
+                received = "parent exited"
+                _thread.interrupt_main()  # KeyboardInterrupt in the main thread, as for Ctrl-C
+            return
+
+
+def start_worker() -> None:
+    """Called first thing in a spawned worker process."""
+    import multiprocessing
+
+    handle_stop_signals()
+    parent = multiprocessing.parent_process()
+    die_with_parent(parent.pid if parent is not None else None)
+
+
+def stop_workers(procs, *, grace_s: float = 10.0, on_wait=None) -> None:
+    """Ask live worker processes to stop like Ctrl-C (SIGINT: they fail and re-queue the trial in
+    flight), wait up to `grace_s` for them, then kill what is left. `on_wait()` is called about
+    every 0.5 s while waiting (the CLI refreshes its progress display from storage)."""
+    import time
+
+    for p in procs:
+        if p.is_alive() and p.pid is not None:
+            try:
+                os.kill(p.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + grace_s
+    while any(p.is_alive() for p in procs) and time.monotonic() < deadline:
+        for p in procs:
+            p.join(timeout=0.5 / max(1, len(procs)))
+        if on_wait is not None:
+            on_wait()
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+            p.join(timeout=5)
+
+
+# Worker exit codes for storage failures, so the parent can say why a worker stopped without
+# any channel but the exit status (a traceback per worker said the same thing N times).
+STORAGE_EXIT = {"full": 71, "locked": 72, "corrupt": 73, "readonly": 74, "unreachable": 75, "timeout": 76,
+                "other": 77, "race": 77}
+EXIT_KIND = {v: k for k, v in STORAGE_EXIT.items() if k != "race"}
