@@ -13,7 +13,7 @@ import optuna
 
 from .._quiet import quiet
 from .. import __version__
-from ..config import Settings, load_config_text, to_toml
+from ..config import Settings, identity_conflict, load_config_text, to_toml
 from .storage import ACTIVE, ARMS, SearchError, open_storage, study_name
 from .stale import fail_stale
 
@@ -75,6 +75,7 @@ def _meta(settings: Settings, arm: str) -> dict[str, Any]:
     return {
         "bnsearch": 1, "experiment": settings.name, "arm": arm, "bn": arm == "bn-on",
         "config_toml": to_toml(settings), "config_hash": settings.config_hash(), "seed": settings.seed,
+        "data_sha256": settings.data_digest(),
         "paired": settings.paired, "sampler": settings.sampler, "budget": settings.trials,
         "bnsearch_version": __version__, "torch_version": torch.__version__.split("+")[0],
         "optuna_version": optuna.__version__,
@@ -94,10 +95,10 @@ def prepare_experiment(settings: Settings, url: str | None, arms: Iterable[str] 
     # Check every arm before writing anything, so a rejected command leaves storage untouched.
     for arm in arms:
         old = existing.get(study_name(settings.name, arm))
-        if old is not None and old.user_attrs.get("config_hash") not in (None, settings.config_hash()):
+        conflict = identity_conflict(old.user_attrs, settings) if old is not None else None
+        if conflict:
             raise SearchError(
-                f"experiment {settings.name!r} already exists in this storage with a different config "
-                f"(hash {old.user_attrs.get('config_hash')} vs {settings.config_hash()}); "
+                f"experiment {settings.name!r} already exists in this storage with a different config: {conflict}; "
                 "use a new experiment.name or the config it was created with")
     configs = sample_configs(settings, settings.trials) if settings.paired else []
     out = []
