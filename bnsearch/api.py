@@ -130,6 +130,9 @@ def run_compare(config=None, *, trials=None, repeats: int = 1, jobs=None, storag
     check_jobs(jobs)
     runs = repeat_settings(settings, repeats)
     out_dir = Path(out) if out else Path("results") / settings.name
+    if settings.data.dataset == "csv":  # bad data is bad input: refuse it before storage or folders appear
+        from .data import load_arrays
+        load_arrays(settings.data, settings.seed)
     made = [d for d in (out_dir, *out_dir.parents) if not d.exists()]
     check_out_dir(out_dir)
     try:

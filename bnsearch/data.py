@@ -147,7 +147,7 @@ def _load_csv(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, str]:
             task = "classification"
     if task == "classification":
         if distinct < 2:
-            raise DataError(f"{path}: target {spec.target!r} has a single class ({y_raw.iloc[0]!r}); a classifier "
+            raise DataError(f"{path}: target {spec.target!r} has a single class ({str(y_raw.iloc[0])!r}); a classifier "
                             "needs at least two, so pick another target column or add rows of other classes")
         y = pd.factorize(y_raw, sort=True)[0]
     else:

@@ -137,10 +137,13 @@ def open_storage(url: str | None = None, *, create: bool = True) -> RDBStorage:
     if url.startswith("sqlite"):
         unknown = sorted(set(parsed.query) - SQLITE_OPTIONS)
         if unknown:
+            from urllib.parse import urlencode
+
+            literal = f"{parsed.database or ''}?{urlencode(parsed.query, doseq=True)}"
             raise SearchError(
                 f"--storage: {shown!r}: everything after '?' is read as options ({', '.join(unknown)}), not as part "
-                f"of the file name; percent-encode a '?' in a file name (e.g. sqlite:///{quote(str(db or 'x') + '?' + unknown[0], safe='/')}"
-                f"...) or drop the query")
+                f"of the file name; for a file named {literal!r} percent-encode it: "
+                f"sqlite:///{quote(literal, safe='/')}")
         engine_kwargs["connect_args"] = {"timeout": lock_timeout()}
         if db is not None:
             if not create and not db.exists():
@@ -211,7 +214,11 @@ def _check_sqlite_file(db: Path, shown: str) -> None:
     if header != b"SQLite format 3\x00":
         raise SearchError(f"--storage: {db} is not an SQLite database (from {shown}); {fix}")
     try:
-        con = sqlite3.connect(f"file:{quote(str(db))}?mode=ro", uri=True, timeout=lock_timeout())
+        # Without a -wal file nothing else is writing: `immutable` reads without creating -wal/-shm
+        # files next to a file that may not even be ours.
+        live = Path(f"{db}-wal").exists()
+        con = sqlite3.connect(f"file:{quote(str(db))}?mode=ro{'' if live else '&immutable=1'}", uri=True,
+                              timeout=lock_timeout())
         try:
             rows = [r[0] for r in con.execute("PRAGMA quick_check(3)")]
         finally:
