@@ -14,7 +14,7 @@ import optuna
 from .._quiet import quiet
 from .. import __version__
 from ..config import Settings, identity_conflict, load_config_text, to_toml
-from .storage import ACTIVE, ARMS, SearchError, open_storage, study_name
+from .storage import ACTIVE, ARMS, SearchError, open_storage, plan_locked, study_name
 from .stale import fail_stale
 
 # --------------------------------------------------------------------------- configurations
@@ -82,6 +82,7 @@ def _meta(settings: Settings, arm: str) -> dict[str, Any]:
     }
 
 
+@plan_locked
 @quiet
 def prepare_experiment(settings: Settings, url: str | None, arms: Iterable[str] = ARMS) -> list[Arm]:
     """Create (or check) the studies and enqueue what is missing — once, before workers start.

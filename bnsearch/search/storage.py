@@ -304,6 +304,58 @@ def storage_failure(exc: BaseException, url: str | None = None) -> StorageFailur
     return StorageFailure(_describe("other", shown, detail), 1, "other", detail)
 
 
+PLAN_LOCK_KEY = 0x626E736561726368  # "bnsearch": PostgreSQL advisory lock id for writing plans
+
+
+@contextlib.contextmanager
+def plan_lock(url: str | None):
+    """Only one process at a time writes an experiment's plan to this storage.
+
+    Two `compare` started together each saw the queue half-filled by the other and enqueued the rest
+    again (measured: 93 trials for 60 configurations). SQLite: an flock on `<db>-planlock` next to the
+    file; PostgreSQL: a session advisory lock; other storages (and systems without flock): none."""
+    url = storage_url(url)
+    db = _sqlite_path(url)
+    if db is not None:
+        try:
+            import fcntl
+        except ImportError:
+            yield
+            return
+        with open(f"{db}-planlock", "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+        return
+    if url.startswith("postgresql"):
+        engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool,
+                                          connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S})
+        try:
+            with engine.connect() as conn:
+                conn.exec_driver_sql(f"SELECT pg_advisory_lock({PLAN_LOCK_KEY})")
+                try:
+                    yield
+                finally:
+                    conn.exec_driver_sql(f"SELECT pg_advisory_unlock({PLAN_LOCK_KEY})")
+        finally:
+            engine.dispose()
+        return
+    yield
+
+
+def plan_locked(fn):
+    """Decorator for `fn(settings, url, ...)`: run it under plan_lock(url)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with plan_lock(kwargs["url"] if "url" in kwargs else args[1] if len(args) > 1 else None):
+            return fn(*args, **kwargs)
+    return wrapper
+
+
 def _serialize_sqlite(engine: sqlalchemy.engine.Engine, wal: bool) -> None:
     """Make every SQLite transaction take the write lock at BEGIN.
 
