@@ -433,3 +433,36 @@ def test_workers_never_outlive_their_parent(tmp_path, sig):
         assert r.returncode == 0, r.stderr
         check_arm_exact(url, "killme", "bn-on", 6)
         print(f"\nworkers gone {gone:.1f} s after SIGKILL of the parent; rerun {time.monotonic() - t1:.1f} s")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="owner check reads /proc")
+def test_kill_9_of_a_jobs_1_run_is_requeued_at_once_not_after_the_stale_wait(tmp_path, monkeypatch):
+    """One process, killed mid-trial: nothing can clean up. Its trial names its owner process, so the
+    next run on this machine fails and re-queues it at once instead of waiting 3 heartbeats (30 s)."""
+    from optuna.trial import TrialState
+
+    from test_parallel import SLOW_CONFIG, _start_mid_trial
+
+    cfg = tmp_path / "slow.toml"
+    cfg.write_text(SLOW_CONFIG)
+    db = tmp_path / "bn.db"
+    url = f"sqlite:///{db}"
+    cmd = [sys.executable, "-m", "bnsearch", "study", str(cfg), "--bn", "on", "--jobs", "1", "--storage", url]
+    env = {**os.environ, "BNSEARCH_HEARTBEAT": "10"}
+    proc = _start_mid_trial(cmd, db, env, min_complete=1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    proc.stderr.close()
+    monkeypatch.setenv("BNSEARCH_HEARTBEAT", "10")  # so only the owner check can fail it this soon
+    arm = search.load_arm(url, "killme", "bn-on")
+    [held] = arm.study.get_trials(states=(TrialState.RUNNING,))
+    t0 = time.monotonic()
+    search.fail_stale(arm.study)  # what the rerun does first
+    took = time.monotonic() - t0
+    trials = arm.study.get_trials()
+    assert trials[held.number].state == TrialState.FAIL and took < 5
+    assert trials[held.number].user_attrs["error"] == "worker process died"
+    retry = [t for t in trials if t.state == TrialState.WAITING
+             and t.user_attrs["config_index"] == held.user_attrs["config_index"]]
+    assert len(retry) == 1 and "worker" not in retry[0].user_attrs

@@ -11,6 +11,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from ._optuna_private import heartbeating_trial_ids, rdb_backend, storage_of, trial_id
+from .lifecycle import owner_is_dead
 from .storage import MAX_RETRY, heartbeat_interval
 
 def fail_stale(study: optuna.Study) -> None:
@@ -30,10 +31,12 @@ def fail_stale(study: optuna.Study) -> None:
         now = time.time()
         for t in running:
             started = t.datetime_start.timestamp() if t.datetime_start else now
-            if trial_id(t) not in beating and now - started > grace:
+            dead = owner_is_dead(t.user_attrs.get("worker"))  # same machine, process gone: no need to wait
+            if dead or (trial_id(t) not in beating and now - started > grace):
                 with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
                     # The reason first: a finished trial's attrs can no longer be written.
-                    storage.set_trial_user_attr(trial_id(t), "error", "worker died before its first heartbeat")
+                    storage.set_trial_user_attr(trial_id(t), "error", "worker process died" if dead else
+                                                "worker died before its first heartbeat")
                     if storage.set_trial_state_values(trial_id(t), TrialState.FAIL):
                         requeue(study, storage.get_trial(trial_id(t)))
 
@@ -44,8 +47,9 @@ def requeue(study: optuna.Study, failed: FrozenTrial) -> None:
     Optuna's callback copies every user attr into the retry; the failure's `error` text is dropped,
     or the retry (and, once it succeeds, a COMPLETE trial) would carry its predecessor's error.
     """
-    if "error" in failed.user_attrs:
+    if "error" in failed.user_attrs or "worker" in failed.user_attrs:
+        # The retry is nobody's yet: a copied `worker` tag would name the dead process.
         failed = copy.copy(failed)
-        failed.user_attrs = {k: v for k, v in failed.user_attrs.items() if k != "error"}
+        failed.user_attrs = {k: v for k, v in failed.user_attrs.items() if k not in ("error", "worker")}
     RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(study, failed)
 

@@ -106,6 +106,7 @@ def run_trial(arm: Arm, trial: optuna.Trial, data, device: str) -> FrozenTrial:
         seed = trial_seed(s.seed, 100_000 + trial.number)
         trial.set_user_attr("seed", seed)
     trial.set_user_attr("arm", arm.arm)
+    trial.set_user_attr("worker", lifecycle.owner_tag())  # lets a rerun fail it at once if this process dies
     storage = storage_of(arm.study)
     try:
         with _Heartbeat(storage, trial_id(trial)):
