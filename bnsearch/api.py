@@ -245,9 +245,8 @@ def show_summary(config=None, *, experiment=None, storage=None) -> Report:
 def export(config=None, *, experiment=None, out=None, storage=None, csv: bool = True) -> list[Path]:
     """Write a stored experiment's exports (CSVs unless csv=False, PNGs, report.md); returns the files."""
     name = _experiment_name(config, experiment)
-    out_dir = check_out_dir(Path(out) if out else Path("results") / name)
-    report = build_report(storage, name)
-    report.files = publish(report, out_dir, csv=csv)
+    report = build_report(storage, name)  # a storage that cannot be read leaves no empty folder behind
+    report.files = publish(report, Path(out) if out else Path("results") / name, csv=csv)
     return report.files
 
 

@@ -24,6 +24,7 @@ import pytest
 from bnsearch import api, search
 from bnsearch.search import ARMS, prepare_experiment, run_arms
 from conftest import CONFIGS, run_cli
+from pg import pg_url, postgres  # noqa: F401  (fixtures)
 
 SMOKE = str(CONFIGS / "smoke.toml")
 PASSWORD = "s3cret-Pw9"
@@ -466,3 +467,27 @@ def test_kill_9_of_a_jobs_1_run_is_requeued_at_once_not_after_the_stale_wait(tmp
     retry = [t for t in trials if t.state == TrialState.WAITING
              and t.user_attrs["config_index"] == held.user_attrs["config_index"]]
     assert len(retry) == 1 and "worker" not in retry[0].user_attrs
+
+
+@pytest.mark.slow
+def test_real_postgres_password_never_printed_or_exported_and_timeouts_set(pg_url, tmp_path):
+    """compare, worker, list, summary and export against a real server with a password in the URL
+    (trust auth accepts it): the password is nowhere in stdout, stderr or any exported file, and
+    the sessions run with the connect and statement timeouts."""
+    url = pg_url.replace("postgres@", f"postgres:{PASSWORD}@", 1)
+    out = tmp_path / "out"
+    runs = [run_cli("compare", SMOKE, "--trials", "2", "--jobs", "1", "--storage", url, "--out", str(out),
+                    cwd=tmp_path, timeout=240),
+            run_cli("worker", "--experiment", "smoke", "--storage", url, cwd=tmp_path),
+            run_cli("list", "--storage", url, cwd=tmp_path),
+            run_cli("summary", "--experiment", "smoke", "--storage", url, cwd=tmp_path),
+            run_cli("summary", "--experiment", "nope", "--storage", url, cwd=tmp_path)]
+    assert [r.returncode for r in runs] == [0, 0, 0, 0, 2], [r.stderr[-500:] for r in runs]
+    assert "postgres:***@" in runs[0].stdout and "postgres:***@" in runs[1].stdout
+    assert not [r.args for r in runs if PASSWORD in r.stdout + r.stderr]
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert files and not [p.name for p in files if PASSWORD.encode() in p.read_bytes()]
+    storage = search.open_storage(url)
+    with storage.engine.connect() as conn:
+        assert conn.exec_driver_sql("SHOW statement_timeout").scalar() == "2min"
+    assert storage.engine.url.password == PASSWORD  # the real URL still reaches the driver
