@@ -322,7 +322,13 @@ def plan_lock(url: str | None):
         except ImportError:
             yield
             return
-        with open(f"{db}-planlock", "a") as f:
+        try:
+            db.parent.mkdir(parents=True, exist_ok=True)
+            f = open(f"{db}-planlock", "a")
+        except OSError:
+            yield  # an unwritable folder: open_storage says so in its own words
+            return
+        with f:
             fcntl.flock(f, fcntl.LOCK_EX)
             try:
                 yield
