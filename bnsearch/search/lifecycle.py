@@ -92,7 +92,7 @@ def start_worker() -> None:
     die_with_parent(parent.pid if parent is not None else None)
 
 
-def stop_workers(procs, *, grace_s: float = 10.0, on_wait=None) -> None:
+def stop_workers(procs, *, grace_s: float = 30.0, on_wait=None) -> None:
     """Ask live worker processes to stop like Ctrl-C (SIGINT: they fail and re-queue the trial in
     flight), wait up to `grace_s` for them, then kill what is left. `on_wait()` is called about
     every 0.5 s while waiting (the CLI refreshes its progress display from storage)."""
