@@ -491,3 +491,29 @@ def test_real_postgres_password_never_printed_or_exported_and_timeouts_set(pg_ur
     with storage.engine.connect() as conn:
         assert conn.exec_driver_sql("SHOW statement_timeout").scalar() == "2min"
     assert storage.engine.url.password == PASSWORD  # the real URL still reaches the driver
+
+
+SWALLOWED = """
+import os, signal, time, weakref
+from bnsearch.search import lifecycle
+lifecycle.handle_stop_signals()
+class A: pass
+def callback(_ref):  # Python runs weakref callbacks where an exception is "ignored", not raised
+    os.kill(os.getpid(), signal.SIGTERM)
+    sum(range(10000))  # the handler runs (and raises) in here
+a = A()
+r = weakref.ref(a, callback)
+try:
+    del a
+    time.sleep(5)
+    print("went on")
+except lifecycle.Terminated:
+    print("stopped")
+"""
+
+
+def test_a_stop_signal_swallowed_by_a_gc_callback_is_delivered_again():
+    """SIGTERM's KeyboardInterrupt once landed in SQLAlchemy's garbage-collector callback: Python
+    printed "Exception ignored in ..." and the run went on to the end."""
+    r = subprocess.run([sys.executable, "-c", SWALLOWED], capture_output=True, text=True, timeout=60)
+    assert r.stdout.strip() == "stopped" and "Exception ignored" not in r.stderr, (r.stdout, r.stderr)

@@ -11,7 +11,9 @@ orphans outlived the OOM killer's victim. So every worker
 
 The first SIGINT/SIGTERM wins: later ones are ignored, because a second KeyboardInterrupt raised
 inside the clean-up would abort the very write that re-queues the trial (a terminal's Ctrl-C
-reaches the workers directly and again when the parent forwards it).
+reaches the workers directly and again when the parent forwards it). A raise that Python swallows
+(it landed in a garbage-collector callback: "Exception ignored in ...", and the run went on to the
+end) is caught by sys.unraisablehook and delivered again.
 """
 
 from __future__ import annotations
@@ -31,24 +33,45 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (or the parent's death) in a process that handles it like Ctrl-C."""
 
 
+_redeliver = False
+
+
 def _handler(signum, _frame):
-    global received
-    if received is not None:
+    global received, _redeliver
+    if received is not None and not _redeliver:
         return  # already stopping: never interrupt the clean-up of the first signal
-    received = signal.Signals(signum).name
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
-    raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
+    _redeliver = False
+    if received is None:
+        received = signal.Signals(signum).name
+    raise Terminated() if received == "SIGTERM" else KeyboardInterrupt()
+
+
+def _unraisable(unraisable) -> None:
+    global _redeliver
+    if isinstance(unraisable.exc_value, KeyboardInterrupt) and received is not None:
+        import _thread
+
+        _redeliver = True
+        # From a thread, a moment later: raised in here it would be swallowed again.
+        threading.Timer(0.05, _thread.interrupt_main, args=(signal.SIGINT,)).start()
+        return
+    _previous_unraisablehook(unraisable)
+
+
+_previous_unraisablehook = sys.unraisablehook
 
 
 def handle_stop_signals() -> None:
     """SIGINT and SIGTERM both raise KeyboardInterrupt once (in the main thread), so `kill PID`
     stops a run the way Ctrl-C does: trials in flight are failed and re-queued, the rest is saved.
     For processes bnsearch owns (the CLI, its workers); a library call leaves signals alone."""
+    global _previous_unraisablehook
     if threading.current_thread() is not threading.main_thread():
         return
     signal.signal(signal.SIGINT, _handler)
     signal.signal(signal.SIGTERM, _handler)
+    if sys.unraisablehook is not _unraisable:
+        _previous_unraisablehook, sys.unraisablehook = sys.unraisablehook, _unraisable
 
 
 def die_with_parent(parent_pid: int | None) -> None:
@@ -76,10 +99,7 @@ def _watch_parent(parent_pid: int, every_s: float = 1.0) -> None:
     while True:
         time.sleep(every_s)
         if os.getppid() != parent_pid:
-            global received
-            if received is None:
-                received = "parent exited"
-                _thread.interrupt_main()  # KeyboardInterrupt in the main thread, as for Ctrl-C
+            _thread.interrupt_main(signal.SIGTERM)  # as if SIGTERM arrived: fail, re-queue, exit
             return
 
 
