@@ -182,6 +182,35 @@ def owner_is_dead(tag: str | None) -> bool:
     return _proc_start(pid_i) != start
 
 
+def release_own_trials(url: str | None, experiment: str, arms) -> int:
+    """After an interrupt: fail and re-queue RUNNING trials this process still holds (tagged with
+    its owner_tag). The interrupt can land after a trial was claimed but before run_trial's own
+    clean-up is armed (while its parameters are written); without this the trial stayed RUNNING
+    until a later run noticed. Best effort: returns how many were released."""
+    import contextlib
+
+    from optuna.trial import TrialState
+
+    from ._optuna_private import storage_of, trial_id
+    from .plan import load_arm
+    from .stale import requeue
+
+    me, n = owner_tag(), 0
+    if not me:
+        return 0
+    for arm_name in arms:
+        with contextlib.suppress(Exception):
+            study = load_arm(url, experiment, arm_name).study
+            storage = storage_of(study)
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                if t.user_attrs.get("worker") == me:
+                    storage.set_trial_user_attr(trial_id(t), "error", "interrupted (Ctrl-C)")
+                    if storage.set_trial_state_values(trial_id(t), TrialState.FAIL):
+                        requeue(study, storage.get_trial(trial_id(t)))
+                        n += 1
+    return n
+
+
 # Worker exit codes for storage failures, so the parent can say why a worker stopped without
 # any channel but the exit status (a traceback per worker said the same thing N times).
 STORAGE_EXIT = {"full": 71, "locked": 72, "corrupt": 73, "readonly": 74, "unreachable": 75, "timeout": 76,

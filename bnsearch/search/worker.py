@@ -97,6 +97,7 @@ def run_trial(arm: Arm, trial: optuna.Trial, data, device: str) -> FrozenTrial:
     """Train one configuration and record it. Divergence is a COMPLETE trial with a poor score."""
     from ..train import train
 
+    trial.set_user_attr("worker", lifecycle.owner_tag())  # first: an interrupt from here on can release it
     s = arm.settings
     params = dict(s.fixed_params())
     for name, dist in s.distributions().items():
@@ -106,7 +107,6 @@ def run_trial(arm: Arm, trial: optuna.Trial, data, device: str) -> FrozenTrial:
         seed = trial_seed(s.seed, 100_000 + trial.number)
         trial.set_user_attr("seed", seed)
     trial.set_user_attr("arm", arm.arm)
-    trial.set_user_attr("worker", lifecycle.owner_tag())  # lets a rerun fail it at once if this process dies
     storage = storage_of(arm.study)
     try:
         with _Heartbeat(storage, trial_id(trial)):
@@ -215,7 +215,7 @@ def _worker_entry(url, experiment, arms, device) -> None:
     try:
         run_worker(url, experiment, arms, device=device)
     except KeyboardInterrupt:
-        pass
+        lifecycle.release_own_trials(url, experiment, arms)
     except Exception as exc:
         failure = storage_failure(exc, url)
         if failure is None:
@@ -262,8 +262,12 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
     if not todo:
         return prepared
     if jobs == 1:
-        run_worker(url, settings.name, todo, device=settings.device,
-                   on_trial=(lambda *_: progress(prepared)) if progress else None)
+        try:
+            run_worker(url, settings.name, todo, device=settings.device,
+                       on_trial=(lambda *_: progress(prepared)) if progress else None)
+        except KeyboardInterrupt:
+            lifecycle.release_own_trials(url, settings.name, todo)
+            raise
         return prepared
     procs = start_workers(url, settings.name, todo, jobs, settings.device)
     refresh = (lambda: _show(progress, prepared)) if progress else None
