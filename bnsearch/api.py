@@ -6,13 +6,14 @@ Nothing here prints or configures logging; progress is reported through callback
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Callable
 
 import sqlalchemy
 
 from . import search
-from .config import ConfigError, Settings, load_config
+from .config import ConfigError, Settings, check_jobs, load_config
 from .search import ARMS, SearchError, arm_of, arm_state, list_experiments, load_trials  # noqa: F401
 
 
@@ -37,19 +38,42 @@ def run_study(config=None, bn: str | None = "on", *, arm: str | None = None, tri
     """
     arm = arm or arm_of(bn)
     settings = _settings(config, trials=trials, seed=seed, sampler=sampler, device=device)
+    check_jobs(jobs)
     if settings.sampler in ("tpe", "gp") and settings.paired:
         settings = settings.with_overrides(paired=False)
+    check_budget(settings, storage, trials)
     return run_arms(settings, storage, [arm], jobs=jobs, progress=progress)
 
 
 def run_arms(settings: Settings, storage, arms: list[str], *, jobs=None,
              progress: Progress | None = None, warmup: Callable[[], None] | None = None) -> list[search.Arm]:
     """Prepare and run the given arms of one experiment; a failed run raises RunFailed."""
+    check_jobs(jobs)
     try:
         return search.run_arms(settings, search.storage_url(storage), arms, jobs=jobs, progress=progress,
                                warmup=warmup)
+    except search.StorageFailure:
+        raise
     except RuntimeError as exc:
         raise RunFailed(str(exc)) from None
+
+
+def check_budget(settings: Settings, storage, trials: int | None) -> None:
+    """A `--trials` below the stored budget is refused (docs/design.md, Budget): a budget never
+    shrinks, because the finished trials beyond it stay part of the experiment and its report."""
+    if trials is None:
+        return
+    try:
+        studies = search.open_storage(storage, create=False).get_all_studies()
+    except SearchError:
+        return  # nothing stored yet (a storage that cannot be opened fails later with its own message)
+    for st in studies:
+        budget = st.user_attrs.get("budget")
+        if st.study_name.rsplit("/", 1)[0] == settings.name and isinstance(budget, int) and trials < budget:
+            raise SearchError(
+                f"--trials {trials}: experiment {settings.name!r} already has a budget of {budget} trials per arm in "
+                f"this storage, and a budget never shrinks; omit --trials (or pass {budget} or more) to use what is "
+                "stored, or set a new experiment.name for a smaller experiment")
 
 
 def run_worker(experiment: str, bn: str | None = None, *, arm: str | None = None, storage=None, device=None,
@@ -118,15 +142,28 @@ def run_compare(config=None, *, trials=None, repeats: int = 1, jobs=None, storag
     `on_repeat(i, settings)` is called before repeat i runs. Nothing is printed.
     """
     settings = _settings(config, trials=trials, device=device, seed=seed)
+    check_jobs(jobs)
     runs = repeat_settings(settings, repeats)
-    out_dir = check_out_dir(Path(out) if out else Path("results") / settings.name)
-    search.open_storage(storage)  # a bad URL fails here, before anything else
-    for i, s in enumerate(runs):
-        if on_repeat:
-            on_repeat(i, s)
-        run_arms(s, storage, s.arm_names(), jobs=jobs, progress=progress, warmup=_warm_report_imports)
-    report = build_report(storage, settings.name)
-    report.files = publish(report, out_dir)
+    out_dir = Path(out) if out else Path("results") / settings.name
+    if settings.data.dataset == "csv":  # bad data is bad input: refuse it before storage or folders appear
+        from .data import load_arrays
+        load_arrays(settings.data, settings.seed)
+    made = [d for d in (out_dir, *out_dir.parents) if not d.exists()]
+    check_out_dir(out_dir)
+    try:
+        search.open_storage(storage)  # a bad URL fails here, before anything else
+        check_budget(settings, storage, trials)
+        for i, s in enumerate(runs):
+            if on_repeat:
+                on_repeat(i, s)
+            run_arms(s, storage, s.arm_names(), jobs=jobs, progress=progress, warmup=_warm_report_imports)
+        report = build_report(storage, settings.name)
+        report.files = publish(report, out_dir)
+    except BaseException:
+        for d in made:  # a failed command leaves no empty results folder behind
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        raise
     return report
 
 
@@ -223,7 +260,7 @@ def build_report(storage, experiment: str) -> Report:
     studies = {s.study_name for s in st.get_all_studies()}
     names = {n.rsplit("/", 1)[0] for n in studies if "/" in n}
     if experiment not in names:
-        raise SearchError(f"no experiment {experiment!r} in {url}; experiments here: {', '.join(sorted(names)) or 'none'}"
+        raise SearchError(f"no experiment {experiment!r} in {search.masked(url)}; experiments here: {', '.join(sorted(names)) or 'none'}"
                           " (run `bnsearch compare` first)")
     reps = sorted((n for n in names if n.startswith(f"{experiment}-rep") and n[len(experiment) + 4:].isdigit()),
                   key=lambda n: int(n[len(experiment) + 4:]))
@@ -326,9 +363,8 @@ def show_summary(config=None, *, experiment=None, storage=None) -> Report:
 def export(config=None, *, experiment=None, out=None, storage=None, csv: bool = True) -> list[Path]:
     """Write a stored experiment's exports (CSVs unless csv=False, PNGs, report.md); returns the files."""
     name = _experiment_name(config, experiment)
-    out_dir = check_out_dir(Path(out) if out else Path("results") / name)
-    report = build_report(storage, name)
-    report.files = publish(report, out_dir, csv=csv)
+    report = build_report(storage, name)  # a storage that cannot be read leaves no empty folder behind
+    report.files = publish(report, Path(out) if out else Path("results") / name, csv=csv)
     return report.files
 
 

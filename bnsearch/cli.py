@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -326,12 +327,9 @@ def datasets():
 # --------------------------------------------------------------------------- rendering helpers
 
 def _masked(url: str) -> str:
-    import sqlalchemy
+    from .search.storage import masked
 
-    try:
-        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "<storage URL>"
+    return masked(url)
 
 
 def _header(config, storage, **overrides) -> str:
@@ -358,11 +356,28 @@ def _run(call, header: str, table: bool = True):
             result = call(track)
     except KeyboardInterrupt:
         if seen:
-            console.print(study_table(seen, title="saved so far (rerun the same command to resume)"))
+            global _saved_note
+            with contextlib.suppress(Exception):  # storage may be what failed; the note is optional
+                console.print(study_table(seen, title="saved so far (rerun the same command to resume)"))
+                _saved_note = _saved(seen)
         raise
     if table and seen:
         console.print(study_table(seen, seconds=time.perf_counter() - t0))
     return result
+
+
+_saved_note: str | None = None  # what an interrupted run left in storage, for main()'s last line
+
+
+def _saved(arms) -> str:
+    from .search import arm_state
+
+    states = [(a.arm, arm_state(a)) for a in arms]
+    counts = ", ".join(f"{arm} {st.complete}/{st.budget}" for arm, st in states)
+    if all(st.complete >= st.budget for _, st in states):
+        return f"every trial had finished ({counts} saved); rerun the same command for the report"
+    return (f"saved {counts} complete trials; trials in flight were failed and re-queued; "
+            "rerun the same command to resume")
 
 
 def _print_report(report, full: bool = False) -> None:
@@ -400,9 +415,26 @@ def _json_default(o):
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+def _storage_arg(argv: list[str]) -> str | None:
+    """The --storage a command line names (for naming the storage in a failure message)."""
+    for i, a in enumerate(argv):
+        if a == "--storage" and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith("--storage="):
+            return a.split("=", 1)[1]
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: bad usage or input -> one line on stderr and exit 2; a failed run -> exit 1."""
+    """Entry point: bad usage or input -> one line on stderr and exit 2; a failed run -> exit 1.
+    A storage failure is one line naming the storage (password masked) and the fix, exit 1 when it
+    stopped a run and 2 when the storage could not be used at all (docs/design.md, Exit codes)."""
+    from .search import lifecycle
+    from .search.storage import storage_failure
+
     configure_logging()
+    lifecycle.handle_stop_signals()  # `kill PID` stops a run like Ctrl-C: trials in flight are re-queued
+    argv = sys.argv[1:] if argv is None else list(argv)
     command = typer.main.get_command(app)
     try:
         rc = command.main(args=argv, prog_name="bnsearch", standalone_mode=False)
@@ -422,6 +454,14 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     except (KeyboardInterrupt, typer.Abort):
         rc = 130
+    except Exception as exc:
+        failure = storage_failure(exc, _storage_arg(argv))
+        if failure is None:
+            raise
+        err.print(f"error: {failure}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(failure.exit_code)
     if rc == 130:  # typer turns Ctrl-C into exit code 130
-        err.print("interrupted: finished trials are saved; rerun the same command to resume", markup=False)
+        how = "by SIGTERM" if lifecycle.received == "SIGTERM" else "(Ctrl-C)"
+        note = _saved_note or "finished trials are saved; rerun the same command to resume"
+        err.print(f"interrupted {how}: {note}", markup=False, highlight=False, soft_wrap=True)
     sys.exit(rc if isinstance(rc, int) else 0)

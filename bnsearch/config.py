@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -51,6 +53,160 @@ SCHEMA: dict[str, dict[str, Any]] = {
 
 class ConfigError(ValueError):
     """A config that cannot be used; the message is one line naming file, key and fix."""
+
+
+# --------------------------------------------------------------------------- limits (docs/design.md, Limits)
+
+MAX_TRIALS = 100_000      # per arm: a plan this size takes minutes to write and days to train on a laptop
+MAX_JOBS = 64
+JOBS_PER_CORE = 4         # more only oversubscribes; the default is one per core
+WORKER_BYTES = 512 << 20  # one worker process (Python, torch, Optuna, the data): ~420 MB RSS measured
+PLAN_BYTES = 20 << 10     # per planned trial while planning and reading back (~2 KB measured, 10x margin)
+MAX_SEED = 2**32 - 1      # numpy/scikit-learn seeds are 32-bit
+TOLERANCE_MAX = 0.5       # a share of the score scale (accuracy, R^2): 0.01 = 1 point
+
+
+def _memory_bytes() -> int | None:
+    """Memory available to new processes (Linux MemAvailable), else physical memory, else None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def max_jobs() -> tuple[int, str]:
+    """The most worker processes this machine takes, and why (cores or memory)."""
+    cores = os.cpu_count() or 1
+    limits = [(MAX_JOBS, f"the maximum {MAX_JOBS}"), (JOBS_PER_CORE * cores, f"{JOBS_PER_CORE} per core x {cores} cores")]
+    mem = _memory_bytes()
+    if mem is not None:
+        limits.append((max(1, mem // WORKER_BYTES), f"{mem / 2**30:.1f} GiB free memory / "
+                                                     f"{WORKER_BYTES / 2**30:.1f} GiB per worker"))
+    return min(limits)
+
+
+def max_trials() -> tuple[int, str]:
+    mem = _memory_bytes()
+    limits = [(MAX_TRIALS, f"the maximum {MAX_TRIALS:,} per arm")]
+    if mem is not None:
+        limits.append((max(1, mem // 4 // PLAN_BYTES), f"a quarter of {mem / 2**30:.1f} GiB free memory"))
+    return min(limits)
+
+
+def check_jobs(jobs: int | None) -> None:
+    if jobs is None:
+        return
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1 (got {jobs})")
+    limit, why = max_jobs()
+    if jobs > limit:
+        raise ConfigError(f"--jobs {jobs} is more than this machine can run (at most {limit}: {why}); "
+                          f"use --jobs {os.cpu_count() or 1} (one per core)")
+
+
+def _check_trials(trials: int, key: str) -> None:
+    if trials < 1:
+        raise ConfigError(f"{key} must be at least 1 (got {trials})")
+    limit, why = max_trials()
+    if trials > limit:
+        raise ConfigError(f"{key} {trials} is too many (at most {limit:,} per arm: {why}); "
+                          "use fewer, or several experiments")
+
+
+def _check_seed(seed: int, key: str) -> None:
+    if not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"{key} must be between 0 and {MAX_SEED} (got {seed})")
+
+
+def _check_tolerance(tolerance: float, key: str) -> None:
+    if not 0 <= tolerance <= TOLERANCE_MAX:
+        hint = f" (for {tolerance:g} points write {tolerance / 100:g})" if 1 <= tolerance <= 50 else ""
+        raise ConfigError(f"{key} must be between 0 and {TOLERANCE_MAX} (a share of the score scale: "
+                          f"0.01 = 1 point){hint}; got {tolerance:g}")
+
+
+# Settings that change how results are analysed, not what is trained: not part of the identity,
+# so they can change on a finished experiment (docs/design.md, Experiment identity).
+ANALYSIS_ONLY = ("experiment.tolerance",)
+# Not identity either: the budget may grow, a GPU machine may join a CPU one, and the data are
+# identified by their contents (data.sha256), not by where the file lies.
+NOT_IDENTITY = ("search.trials", "train.device", "data.path", *ANALYSIS_ONLY)
+
+_digests: dict[tuple[str, int, int], str] = {}
+
+
+def data_digest(spec: DataSpec) -> str:
+    """What identifies the data: the built-in set's name, or the SHA-256 of the CSV file's bytes."""
+    if spec.dataset != "csv":
+        return f"builtin:{spec.dataset}"
+    try:
+        st = os.stat(spec.path)
+        key = (str(spec.path), st.st_mtime_ns, st.st_size)
+        if key not in _digests:
+            h = hashlib.sha256()
+            with open(spec.path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+            _digests[key] = "sha256:" + h.hexdigest()
+        return _digests[key]
+    except (OSError, TypeError):
+        return "unreadable"  # loading the data reports the real problem
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and key != "search.space" and not key.startswith("search.space."):
+            out.update(_flat(v, key + "."))
+        elif key == "search.space":
+            out.update({f"search.space.{n}": x for n, x in v.items()})
+        else:
+            out[key] = v
+    return out
+
+
+def identity_conflict(stored_attrs: dict[str, Any], settings: "Settings") -> str | None:
+    """Why `settings` is not the experiment stored with these study user attrs (None: it is).
+
+    Compares the stored config (its TOML, written by to_toml) key by key, so the refusal names
+    every key that differs. Studies written before data.sha256 existed (legacy) identified CSV data
+    by its path; for them the path still counts, until this check passes once and the digest is
+    stored."""
+    text = stored_attrs.get("config_toml")
+    if text is None:
+        return None
+    try:
+        old = _flat(tomllib.loads(text))
+    except tomllib.TOMLDecodeError:
+        return "the stored config is not readable TOML"
+    new = _flat(settings.to_dict())
+    legacy = "data_sha256" not in stored_attrs
+    skip = tuple(k for k in NOT_IDENTITY if not (legacy and k == "data.path"))
+    diffs = []
+    for key in sorted(set(old) | set(new)):
+        if key in skip:
+            continue
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, list):
+            a = list(a)
+        if a != b:
+            diffs.append(f"{key} ({_show(a)} stored, {_show(b)} now)")
+    if not legacy and stored_attrs["data_sha256"] != settings.data_digest():
+        diffs.append(f"the contents of the data file {settings.data.path} (stored {stored_attrs['data_sha256'][:19]}, "
+                     f"now {settings.data_digest()[:19]})")
+    return "; ".join(diffs) or None
+
+
+def _show(v: Any) -> str:
+    return "unset" if v is None else json.dumps(v) if isinstance(v, (str, list)) else str(v)
 
 
 @dataclass(frozen=True)
@@ -131,19 +287,27 @@ class Settings:
     def arm_names(self) -> list[str]:
         return [a.name for a in self.arms]
 
+    def data_digest(self) -> str:
+        return data_digest(self.data)
+
     def config_hash(self) -> str:
-        """Identity of the experiment: everything that changes results. The budget and the device
-        are left out so `--trials` can extend a study and a GPU machine can join a CPU one."""
-        d = self.to_dict()
-        d["search"].pop("trials")
-        d["experiment"].pop("tolerance", None)  # analysis only: re-judging the same trials is no new experiment
-        d["train"].pop("device")
+        """Identity of the experiment: everything that changes what is trained, with the data
+        identified by their contents. Left out: the budget and the device (so `--trials` can extend
+        a study and a GPU machine can join a CPU one), the CSV's path (a copied project folder is the
+        same experiment) and analysis-only settings such as tolerance (docs/design.md, Experiment
+        identity)."""
+        d = {k: v for k, v in _flat(self.to_dict()).items() if k not in NOT_IDENTITY}
+        d["data.sha256"] = self.data_digest()
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
     def with_overrides(self, **kw: Any) -> "Settings":
         kw = {k: v for k, v in kw.items() if v is not None}
-        if "trials" in kw and kw["trials"] < 1:
-            raise ConfigError(f"--trials must be at least 1 (got {kw['trials']})")
+        if "trials" in kw:
+            _check_trials(kw["trials"], "--trials")
+        if "seed" in kw:
+            _check_seed(kw["seed"], "--seed")
+        if "tolerance" in kw:
+            _check_tolerance(kw["tolerance"], "--tolerance")
         if "sampler" in kw and kw["sampler"] not in SAMPLERS:
             raise ConfigError(f"--sampler: unknown sampler {kw['sampler']!r}; choose one of {', '.join(SAMPLERS)}")
         if "device" in kw and kw["device"] not in DEVICES:
@@ -185,9 +349,11 @@ def to_toml(settings: Settings) -> str:
 
 def _check_type(src: str, key: str, value: Any, typ: type) -> Any:
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        value = float(value) if abs(value) < 2**1023 else math.inf
     if typ is int and isinstance(value, bool) or not isinstance(value, typ):
         raise ConfigError(f"{src}: {key}: expected {typ.__name__}, got {value!r}")
+    if typ is float and not math.isfinite(value):
+        raise ConfigError(f"{src}: {key}: must be a finite number (got {value!r})")
     return value
 
 
@@ -261,8 +427,11 @@ def parse_config(doc: dict[str, Any], src: str) -> Settings:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,80}", name):
         raise ConfigError(f"{src}: experiment.name: {name!r} must be letters, digits, '.', '_' or '-' (no '/')")
     tolerance = exp.get("tolerance", s.tolerance)
-    if tolerance is not None and tolerance < 0:
-        raise ConfigError(f"{src}: experiment.tolerance: must be >= 0 (got {tolerance})")
+    # None: derived from the validation noise (analysis/tolerance.py). An experiment stored by an
+    # older version stays readable whatever it held.
+    if tolerance is not None and not src.startswith("storage:"):
+        _check_tolerance(tolerance, f"{src}: experiment.tolerance:")
+    _check_seed(exp.get("seed", 0), f"{src}: experiment.seed:")
 
     dataset = dat.get("dataset", "digits")
     if dataset not in BUILTIN:
@@ -293,8 +462,7 @@ def parse_config(doc: dict[str, Any], src: str) -> Settings:
     if sampler not in SAMPLERS:
         raise ConfigError(f"{src}: search.sampler: unknown sampler {sampler!r}; allowed: {', '.join(SAMPLERS)}")
     trials = sea.get("trials", s.trials)
-    if trials < 1:
-        raise ConfigError(f"{src}: search.trials: must be at least 1 (got {trials})")
+    _check_trials(trials, f"{src}: search.trials:")
     paired = sea.get("paired", sampler in ("random", "qmc"))
     if paired and sampler in ("tpe", "gp"):
         raise ConfigError(f"{src}: search.paired: {sampler} tunes each arm adaptively; set paired = false or sampler = \"random\"")

@@ -24,6 +24,10 @@ class DataError(ValueError):
     """Bad data input (unknown data set, unreadable CSV, missing target column ...)."""
 
 
+# A numeric CSV target with more distinct values than this is not taken for class labels unasked.
+MAX_INFERRED_CLASSES = 20
+
+
 @dataclass(frozen=True)
 class DataSpec:
     dataset: str = "digits"
@@ -155,17 +159,40 @@ def _load_csv(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, str]:
         raise DataError(f"{path}: need at least one feature column and 10 rows")
     if frame.isna().any().any() or y_raw.isna().any():
         raise DataError(f"{path}: missing values; fill or drop them first")
+    X = frame.to_numpy(dtype=np.float64)
+    bad_cols = [str(c) for c, ok in zip(frame.columns, np.isfinite(X).all(axis=0)) if not ok]
+    if bad_cols:
+        # inf (or a value beyond float64) made every run "diverge" in both arms, silently.
+        raise DataError(f"{path}: non-finite values (inf) in feature columns {bad_cols[:5]}; "
+                        "replace or drop those rows first")
+    numeric = pd.api.types.is_numeric_dtype(y_raw)
+    if numeric and not np.isfinite(y_raw.to_numpy(dtype=np.float64)).all():
+        raise DataError(f"{path}: non-finite values (inf) in target {spec.target!r}; replace or drop those rows first")
     task = spec.task
+    distinct = int(y_raw.nunique())
     if task is None:
-        numeric = pd.api.types.is_numeric_dtype(y_raw)
-        task = "regression" if numeric and (y_raw.dtype.kind == "f" and y_raw.nunique() > 20) else "classification"
+        if numeric and y_raw.dtype.kind == "f" and distinct > MAX_INFERRED_CLASSES:
+            task = "regression"
+        elif numeric and distinct > MAX_INFERRED_CLASSES:
+            # Whole numbers with many values (counts, prices, ages) are more often a quantity
+            # than class labels; guessing wrong gives a confusing split error, so ask.
+            raise DataError(f"{path}: target {spec.target!r} holds whole numbers with {distinct} distinct values; "
+                            "set data.task = \"regression\" if it is a quantity, or data.task = \"classification\" "
+                            "if these are class labels")
+        else:
+            task = "classification"
     if task == "classification":
+        if distinct < 2:
+            raise DataError(f"{path}: target {spec.target!r} has a single class ({str(y_raw.iloc[0])!r}); a classifier "
+                            "needs at least two, so pick another target column or add rows of other classes")
         y = pd.factorize(y_raw, sort=True)[0]
     else:
-        if not pd.api.types.is_numeric_dtype(y_raw):
+        if not numeric:
             raise DataError(f"{path}: target {spec.target!r} is not numeric but data.task = \"regression\"")
         y = y_raw.to_numpy(dtype=np.float64)
-    return frame.to_numpy(dtype=np.float64), y, task
+        if distinct < 2:
+            raise DataError(f"{path}: target {spec.target!r} is constant; there is nothing to regress")
+    return X, y, task
 
 
 def load_arrays(spec: DataSpec, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
@@ -203,7 +230,12 @@ def load_dataset(spec: DataSpec, seed: int = 0) -> Dataset:
             X_rest, y_rest, test_size=val_share, random_state=seed,
             stratify=y_rest if task == "classification" else None)
     except ValueError as exc:  # e.g. a class with a single member cannot be stratified
-        raise DataError(f"data: cannot split {spec.dataset!r} ({exc}); use larger fractions or more rows") from None
+        if task == "classification" and np.issubdtype(np.asarray(y).dtype, np.number) and spec.task is None \
+                and len(np.unique(y)) > 10:
+            advice = "if the target is a quantity, set data.task = \"regression\"; else use more rows per class"
+        else:
+            advice = "use larger fractions or more rows"
+        raise DataError(f"data: cannot split {spec.dataset!r} ({exc}); {advice}") from None
 
     if spec.inputs == "standardize":
         # Statistics from the training split only, so validation/test never leak into scaling.

@@ -43,3 +43,18 @@ def test_help_explains_itself():
     assert r.returncode == 0 and "compare" in r.stdout and "BatchNorm" in r.stdout
     r = run_cli("study", "--help")
     assert r.returncode == 0 and "Examples" in r.stdout and "--bn" in r.stdout
+
+
+def test_every_command_help_has_examples():
+    for cmd in ("compare", "summary", "export", "plot", "worker", "space", "list", "datasets"):
+        r = run_cli(cmd, "--help")
+        assert r.returncode == 0 and "Example" in r.stdout and f"bnsearch {cmd}" in r.stdout, (cmd, r.stdout)
+    r = run_cli("compare", "--help")
+    assert "--seed" in r.stdout
+
+
+def test_compare_seed_is_validated_before_anything_is_written(tmp_path):
+    r = run_cli("compare", str(CONFIGS / "smoke.toml"), "--seed", "-1", cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "error: --seed must be between 0 and 4294967295 (got -1)"], r.stderr
+    assert list(tmp_path.iterdir()) == []

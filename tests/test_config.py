@@ -1,6 +1,6 @@
 import pytest
 
-from bnsearch.config import ConfigError, load_config, load_config_text, to_toml
+from bnsearch.config import ConfigError, identity_conflict, load_config, load_config_text, to_toml
 from conftest import CONFIGS
 
 
@@ -60,7 +60,16 @@ def test_dropped_hyperparameter_is_fixed_to_default(write_config):
     ({"trials = 6": 'trials = "six"'}, "search.trials: expected int"),
     ({"epochs = 3": "epochs = 0"}, "train.epochs: must be between 1 and 10000"),
     ({'dataset = "iris"': 'dataset = "csv"'}, 'data: dataset = "csv" needs data.path and data.target'),
-    ({"tolerance = 0.02": "tolerance = -1.0"}, "experiment.tolerance: must be >= 0"),
+    ({"tolerance = 0.02": "tolerance = -1.0"}, "experiment.tolerance: must be between 0 and 0.5"),
+    ({"tolerance = 0.02": "tolerance = 5"}, "experiment.tolerance: must be between 0 and 0.5 (a share of the score "
+                                            "scale: 0.01 = 1 point) (for 5 points write 0.05); got 5"),
+    ({"lr         = { low = 1e-3, high = 1.0": "lr         = { low = 1e-3, high = inf"},
+     "search.space.lr.high: must be a finite number (got inf)"),
+    ({"lr         = { low = 1e-3, high = 1.0": "lr         = { low = nan, high = 1.0"},
+     "search.space.lr.low: must be a finite number (got nan)"),
+    ({"tolerance = 0.02": "tolerance = inf"}, "experiment.tolerance: must be a finite number"),
+    ({"seed = 0": "seed = -1"}, "experiment.seed: must be between 0 and 4294967295"),
+    ({"trials = 6": "trials = 99999999999"}, "search.trials: 99999999999 is too many (at most 100,000 per arm"),
     ({'name = "smoke"': 'name = "a/b"'}, "experiment.name: 'a/b' must be letters"),
     ({"[search]": '[search]\nsampler = "tpe"\npaired = true'}, "search.paired: tpe tunes each arm adaptively"),
 ])
@@ -82,4 +91,80 @@ def test_invalid_toml_and_missing_file(write_config, tmp_path):
 def test_overrides_are_validated(smoke):
     with pytest.raises(ConfigError, match="--trials must be at least 1"):
         smoke.with_overrides(trials=0)
+    with pytest.raises(ConfigError, match=r"--trials 99999999999999999999 is too many \(at most 100,000 per arm"):
+        smoke.with_overrides(trials=99999999999999999999)
+    with pytest.raises(ConfigError, match="--seed must be between 0 and 4294967295"):
+        smoke.with_overrides(seed=-3)
     assert smoke.with_overrides(trials=9, sampler="qmc").trials == 9
+
+
+def test_jobs_limit_comes_from_cores_and_memory():
+    import os
+
+    from bnsearch.config import JOBS_PER_CORE, MAX_JOBS, check_jobs, max_jobs
+
+    limit, why = max_jobs()
+    assert 1 <= limit <= min(MAX_JOBS, JOBS_PER_CORE * os.cpu_count())
+    check_jobs(limit)  # the limit itself is allowed
+    with pytest.raises(ConfigError) as info:
+        check_jobs(1000)
+    assert f"--jobs 1000 is more than this machine can run (at most {limit}: {why})" in str(info.value)
+    with pytest.raises(ConfigError, match="--jobs must be at least 1"):
+        check_jobs(0)
+
+
+# --------------------------------------------------------------------------- experiment identity
+
+def _csv_config(tmp_path, folder="proj", tolerance=0.02, rows=None):
+    import numpy as np
+
+    d = tmp_path / folder
+    d.mkdir(exist_ok=True)
+    if rows is None:
+        rng = np.random.default_rng(0)
+        rows = [(a, b, int(a > 0)) for a, b in rng.normal(size=(40, 2))]
+    (d / "data.csv").write_text("a,b,label\n" + "".join(f"{a},{b},{y}\n" for a, b, y in rows))
+    body = (CONFIGS / "smoke.toml").read_text().replace(
+        'dataset = "iris"', 'dataset = "csv"\npath = "data.csv"\ntarget = "label"').replace(
+        "tolerance = 0.02", f"tolerance = {tolerance}")
+    (d / "cfg.toml").write_text(body)
+    return load_config(d / "cfg.toml")
+
+
+def _attrs(settings):
+    """The study user attrs bnsearch stores for an experiment (search/plan.py _meta)."""
+    return {"config_toml": to_toml(settings), "config_hash": settings.config_hash(),
+            "data_sha256": settings.data_digest()}
+
+
+def test_identity_is_the_data_contents_not_the_path(tmp_path):
+    a = _csv_config(tmp_path, "proj")
+    copy = _csv_config(tmp_path, "copied-elsewhere")  # same bytes, another absolute path
+    assert a.data.path != copy.data.path and a.config_hash() == copy.config_hash()
+    stored, stored_hash = _attrs(a), a.config_hash()
+    assert identity_conflict(stored, copy) is None
+    # The file changed in place: same path, same config, other contents -> refused, and said why.
+    changed = _csv_config(tmp_path, "proj", rows=[(1.0, 2.0, 0), (3.0, 4.0, 1)] * 20)
+    assert changed.data.path == a.data.path and changed.config_hash() != stored_hash
+    why = identity_conflict(stored, changed)
+    assert why is not None and why.startswith(f"the contents of the data file {a.data.path}"), why
+
+
+def test_tolerance_is_analysis_only_and_a_refusal_names_the_keys(tmp_path, smoke):
+    looser = smoke.with_overrides(tolerance=0.05)
+    assert looser.config_hash() == smoke.config_hash()
+    assert identity_conflict(_attrs(smoke), looser) is None
+    other = smoke.with_overrides(seed=5, epochs=4)
+    assert identity_conflict(_attrs(smoke), other) == "experiment.seed (0 stored, 5 now); train.epochs (3 stored, 4 now)"
+
+
+def test_legacy_studies_without_a_data_digest_still_resume(tmp_path, smoke):
+    """Studies stored before data.sha256 existed carry an old-style config_hash; they must not all
+    become "a different config". Their CSV is identified by its path until the digest is stored."""
+    legacy = {"config_toml": to_toml(smoke), "config_hash": "0123456789ab"}
+    assert identity_conflict(legacy, smoke.with_overrides(tolerance=0.1)) is None
+    a = _csv_config(tmp_path, "proj")
+    moved = _csv_config(tmp_path, "elsewhere")
+    legacy_csv = {"config_toml": to_toml(a), "config_hash": "0123456789ab"}
+    assert identity_conflict(legacy_csv, a) is None
+    assert identity_conflict(legacy_csv, moved).startswith("data.path (")

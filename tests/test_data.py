@@ -83,3 +83,37 @@ def test_mnist1d_is_the_canonical_set_and_leaves_global_rng_alone():
     # 500 examples of each digit, as the MNIST-1D paper's generator makes them
     counts = np.bincount(np.concatenate([d.y_train, d.y_val, d.y_test]), minlength=10)
     assert (counts == 500).all()
+
+
+def _csv(tmp_path, body: str, target: str = "label", task: str | None = None) -> DataSpec:
+    (tmp_path / "d.csv").write_text(body)
+    return DataSpec(dataset="csv", path=str(tmp_path / "d.csv"), target=target, task=task)
+
+
+@pytest.mark.parametrize("body, target, task, message", [
+    ("a,b,label\n" + "".join(f"{i},{i % 7},yes\n" for i in range(30)), "label", None,
+     "target 'label' has a single class ('yes'); a classifier needs at least two"),
+    ("a,b,label\n" + "".join(f"{'inf' if i == 4 else i},{i % 7},{i % 2}\n" for i in range(30)), "label", None,
+     "non-finite values (inf) in feature columns ['a']"),
+    ("a,b,label\n" + "".join(f"{i},{'-1e999' if i == 2 else i % 7},{i % 2}\n" for i in range(30)), "label", None,
+     "non-finite values (inf) in feature columns ['b']"),
+    ("a,b,y\n" + "".join(f"{i},{i % 7},{'inf' if i == 9 else i * 0.5}\n" for i in range(30)), "y", "regression",
+     "non-finite values (inf) in target 'y'"),
+    # 30 whole-number values: a quantity more often than 30 class labels, so ask instead of guessing.
+    ("a,b,y\n" + "".join(f"{i},{i % 7},{100 + i}\n" for i in range(30)), "y", None,
+     'target \'y\' holds whole numbers with 30 distinct values; set data.task = "regression"'),
+    ("a,b,y\n" + "".join(f"{i},{i % 7},3.5\n" for i in range(30)), "y", "regression", "target 'y' is constant"),
+])
+def test_bad_csv_values_are_one_line_errors(tmp_path, body, target, task, message):
+    with pytest.raises(DataError) as info:
+        load_dataset(_csv(tmp_path, body, target, task))
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_integer_target_loads_as_regression_when_told(tmp_path):
+    body = "a,b,y\n" + "".join(f"{i},{i % 7},{100 + i}\n" for i in range(30))
+    d = load_dataset(_csv(tmp_path, body, "y", "regression"))
+    assert d.task == "regression" and d.n_outputs == 1
+    # Few whole-number values are still class labels (e.g. 0/1/2), as before.
+    body = "a,b,y\n" + "".join(f"{i},{i % 7},{i % 3}\n" for i in range(30))
+    assert load_dataset(_csv(tmp_path, body, "y")).task == "classification"

@@ -160,14 +160,15 @@ def test_finish_nan_fails_and_a_finished_trial_is_not_rewritten(storage):
 def test_counts_best_diverged_and_missing_heartbeats(storage):
     study = _study(storage, "s")
     P.enqueue_many(study, PLAN + PLAN)  # 6 trials
-    t = [P.claim(study, heartbeat=(i != 3)) for i in range(4)]  # 4 RUNNING, trial 3 never beats
+    t = [P.claim(study, heartbeat=(i != 3), user_attrs={"worker": f"w{i}"}) for i in range(4)]  # trial 3 never beats
     P.finish(study, P.trial_id(t[0]), 0.25, user_attrs={"diverged": True})
     P.finish(study, P.trial_id(t[1]), 0.5, user_attrs={"diverged": False})
     P.finish(study, P.trial_id(t[2]), math.inf)
     # COMPLETE 3 (values 0.25, 0.5, +inf: best +inf), RUNNING 1, WAITING 2; diverged 1 (trial 0).
     assert P.arm_counts(study) == {"counts": {"COMPLETE": 3, "RUNNING": 1, "WAITING": 2}, "best": math.inf,
                                    "diverged": 1}
-    assert [tid for tid, _ in P.running_without_heartbeat(study)] == [P.trial_id(t[3])]
+    # Only trial 3 is still RUNNING; it never beat, and its owner tag comes back with it.
+    assert [(tid, beat, owner) for tid, _, beat, owner in P.running_trials(study)] == [(P.trial_id(t[3]), False, "w3")]
     assert P.active_config_indices(study) == {0, 1, 2}
     other = _study(storage, "empty")
     assert P.arm_counts(other) == {"counts": {}, "best": None, "diverged": 0}

@@ -13,9 +13,9 @@ import optuna
 
 from .._quiet import quiet
 from .. import __version__
-from ..config import Settings, load_config_text, to_toml
+from ..config import Settings, identity_conflict, load_config_text, to_toml
 from ._optuna_private import active_config_indices, enqueue_many, ensure_claim_index
-from .storage import ACTIVE, ARMS, SearchError, open_storage, study_name
+from .storage import ACTIVE, ARMS, SearchError, open_storage, plan_locked, study_name
 from .stale import fail_stale
 
 # --------------------------------------------------------------------------- configurations
@@ -85,12 +85,14 @@ def _meta(settings: Settings, arm: str) -> dict[str, Any]:
     return {
         "bnsearch": 1, "experiment": settings.name, "arm": arm, "bn": arm == "bn-on",
         "config_toml": to_toml(settings), "config_hash": settings.config_hash(), "seed": settings.seed,
+        "data_sha256": settings.data_digest(),
         "paired": settings.paired, "sampler": settings.sampler, "budget": settings.trials,
         "bnsearch_version": __version__, "torch_version": torch_version.split("+")[0],
         "optuna_version": optuna.__version__,
     }
 
 
+@plan_locked
 @quiet
 def prepare_experiment(settings: Settings, url: str | None, arms: Iterable[str] = ARMS) -> list[Arm]:
     """Create (or check) the studies and enqueue what is missing — once, before workers start.
@@ -109,10 +111,10 @@ def prepare_experiment(settings: Settings, url: str | None, arms: Iterable[str] 
     # Check every arm before writing anything, so a rejected command leaves storage untouched.
     for arm in arms:
         old = existing.get(study_name(settings.name, arm))
-        if old is not None and old.user_attrs.get("config_hash") not in (None, settings.config_hash()):
+        conflict = identity_conflict(old.user_attrs, settings) if old is not None else None
+        if conflict:
             raise SearchError(
-                f"experiment {settings.name!r} already exists in this storage with a different config "
-                f"(hash {old.user_attrs.get('config_hash')} vs {settings.config_hash()}); "
+                f"experiment {settings.name!r} already exists in this storage with a different config: {conflict}; "
                 "use a new experiment.name or the config it was created with")
     configs = sample_configs(settings, settings.trials) if settings.paired else []
     out = []

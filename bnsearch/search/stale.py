@@ -10,7 +10,8 @@ import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from ._optuna_private import running_without_heartbeat, storage_of
+from ._optuna_private import running_trials, storage_of
+from .lifecycle import owner_is_dead
 from .storage import MAX_RETRY, heartbeat_interval
 
 def fail_stale(study: optuna.Study) -> None:
@@ -24,13 +25,13 @@ def fail_stale(study: optuna.Study) -> None:
     optuna.storages.fail_stale_trials(study)
     grace = 3 * heartbeat_interval()
     now = time.time()
-    # One query for RUNNING trials without a heartbeat row; Study.get_trials would load (and, through
-    # Optuna's cache, re-read) every WAITING trial as well.
-    for tid, started in running_without_heartbeat(study):
-        if now - (started.timestamp() if started else now) > grace:
+    for tid, started, beating, owner in running_trials(study):
+        dead = owner_is_dead(owner)  # same machine, process gone: no need to wait for the grace period
+        if dead or (not beating and now - (started.timestamp() if started else now) > grace):
             with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
                 # The reason first: a finished trial's attrs can no longer be written.
-                storage.set_trial_user_attr(tid, "error", "worker died before its first heartbeat")
+                storage.set_trial_user_attr(tid, "error", "worker process died" if dead else
+                                            "worker died before its first heartbeat")
                 if storage.set_trial_state_values(tid, TrialState.FAIL):
                     requeue(study, storage.get_trial(tid))
 
@@ -41,8 +42,9 @@ def requeue(study: optuna.Study, failed: FrozenTrial) -> None:
     Optuna's callback copies every user attr into the retry; the failure's `error` text is dropped,
     or the retry (and, once it succeeds, a COMPLETE trial) would carry its predecessor's error.
     """
-    if "error" in failed.user_attrs:
+    if "error" in failed.user_attrs or "worker" in failed.user_attrs:
+        # The retry is nobody's yet: a copied `worker` tag would name the dead process.
         failed = copy.copy(failed)
-        failed.user_attrs = {k: v for k, v in failed.user_attrs.items() if k != "error"}
+        failed.user_attrs = {k: v for k, v in failed.user_attrs.items() if k not in ("error", "worker")}
     RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(study, failed)
 

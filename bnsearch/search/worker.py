@@ -12,6 +12,7 @@ import os
 import random
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -30,7 +31,8 @@ from ._optuna_private import arm_counts, claim, finish, storage_of, trial_id
 from .plan import trial_seed, Arm, load_arm, prepare_experiment
 from .readback import arm_state
 from .stale import fail_stale, requeue
-from .storage import SearchError, heartbeat_interval, storage_url
+from . import lifecycle
+from .storage import SearchError, StorageFailure, heartbeat_interval, storage_failure, storage_url
 
 # --------------------------------------------------------------------------- workers
 
@@ -58,8 +60,10 @@ class _Heartbeat:
 
 
 def _start_attrs(arm: Arm) -> dict[str, Any]:
-    # Written with the claim: which arm and which machine (scores differ between CPUs; hardware.py).
-    return {"arm": arm.arm, "hardware": cpu_signature()}
+    # Written with the claim, in its transaction: which arm, which machine (scores differ between
+    # CPUs; hardware.py) and which process, so that from the moment a trial is claimed a rerun can
+    # tell its owner died (lifecycle.owner_is_dead) and an interrupted worker can release it.
+    return {"arm": arm.arm, "hardware": cpu_signature(), "worker": lifecycle.owner_tag()}
 
 
 def _next_trial(arm: Arm) -> FrozenTrial | optuna.Trial | None | str:
@@ -150,6 +154,9 @@ def run_trial(arm: Arm, trial: FrozenTrial | optuna.Trial, data, device: str) ->
 def _is_transient(exc: BaseException | None) -> bool:
     # Optuna re-raises a failed commit as StorageInternalError from the SQLAlchemy error (a PostgreSQL
     # restart shows up that way), so look down the chain of causes.
+    failure = storage_failure(exc) if exc is not None else None
+    if failure is not None and failure.kind in ("full", "corrupt", "readonly"):
+        return False  # retrying cannot help: stop now (a full disk stalled every worker for 300 s)
     for _ in range(10):
         if exc is None:
             return False
@@ -283,11 +290,19 @@ def _worker_loop(url, experiment, pending, device, on_trial, max_storage_retry_s
 
 
 def _worker_entry(url, experiment, arms, device, data_cache=None) -> None:
-    # Child processes: Ctrl-C arrives here too; run_trial fails and re-queues the trial in flight.
+    # Child processes: Ctrl-C, SIGTERM and the parent's death arrive here as KeyboardInterrupt;
+    # run_trial fails and re-queues the trial in flight (docs/design.md, Worker life cycle).
+    lifecycle.start_worker()
     try:
         run_worker(url, experiment, arms, device=device, data_cache=data_cache)
     except KeyboardInterrupt:
-        pass
+        lifecycle.release_own_trials(url, experiment, arms)
+    except Exception as exc:
+        failure = storage_failure(exc, url)
+        if failure is None:
+            raise
+        # The parent names the storage and the fix once; N workers printing N tracebacks did not.
+        sys.exit(lifecycle.STORAGE_EXIT[failure.kind])
 
 
 def start_workers(url: str | None, experiment: str, arms: list[str], jobs: int, device: str,
@@ -351,7 +366,11 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
         return prepared
     on_trial = _Throttle(progress, prepared) if progress else None
     if jobs == 1:
-        run_worker(url, settings.name, todo, device=settings.device, on_trial=on_trial)
+        try:
+            run_worker(url, settings.name, todo, device=settings.device, on_trial=on_trial)
+        except KeyboardInterrupt:
+            lifecycle.release_own_trials(url, settings.name, todo)
+            raise
         if progress:
             _show(progress, prepared)
         return prepared
@@ -365,6 +384,7 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
     cache = tempfile.mkdtemp(prefix="bnsearch-data-")
     # The parent is one of the workers: the spawned ones start first so their imports overlap its own.
     procs = start_workers(url, settings.name, todo, jobs - 1, settings.device, data_cache=cache)
+    refresh = (lambda: _show(progress, prepared)) if progress else None
     try:
         run_worker(url, settings.name, todo, device=settings.device, on_trial=on_trial, data_cache=cache,
                    on_idle=on_idle)
@@ -373,22 +393,42 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
                 _show(progress, prepared)
             for p in procs:
                 p.join(timeout=1.0 / len(procs))  # polling storage costs the workers CPU
+            if any(p.exitcode not in (None, 0) for p in procs):
+                # One worker failed (e.g. a write hit a full disk): the others would only fail the
+                # same way, after minutes of retries. Stop them now; their trials are re-queued.
+                lifecycle.stop_workers(procs, on_wait=refresh)
     except KeyboardInterrupt:
-        # Children got the same SIGINT: give them time to fail and re-queue their trials.
-        for p in procs:
-            p.join(timeout=30)
+        # Ctrl-C in a terminal reaches the workers too, `kill -INT`/`kill PID` of this process alone
+        # does not: forward it, so every worker fails and re-queues its trial within seconds.
+        lifecycle.release_own_trials(url, settings.name, todo)  # this process's own worker
+        lifecycle.stop_workers(procs, on_wait=refresh)
+        if refresh:
+            with contextlib.suppress(Exception):
+                refresh()
         raise
     finally:
         for p in procs:
             if p.is_alive():
-                p.terminate()
+                p.kill()
         for t in warm:
             t.join()
         shutil.rmtree(cache, ignore_errors=True)
     bad = [p.exitcode for p in procs if p.exitcode not in (0, -signal.SIGINT)]
     if progress:
         _show(progress, prepared)
+    storage_kinds = sorted({lifecycle.EXIT_KIND[c] for c in bad if c in lifecycle.EXIT_KIND})
+    if storage_kinds:
+        # Re-create the worker's failure here, where the message can name the storage once.
+        raise StorageFailure(*_storage_message(storage_kinds[0], url))
     if bad:
         raise RuntimeError(f"{len(bad)} of {jobs - 1} worker processes failed (exit codes {bad}); "
                            "rerun the same command to resume")
     return prepared
+
+
+def _storage_message(kind: str, url: str | None) -> tuple[str, int, str]:
+    from .storage import _KINDS, _describe, masked
+
+    code = next((c for k, c, _ in _KINDS if k == kind), 1)
+    detail = {"full": "a worker could not write: database or disk is full"}.get(kind, f"a worker failed: {kind}")
+    return _describe(kind, masked(storage_url(url)), detail), code, kind

@@ -1,0 +1,218 @@
+"""Process life cycle: signals, and worker processes that never outlive their parent.
+
+(docs/design.md, Worker life cycle.) A worker must not keep training after the process that
+started it is gone: nobody would read its results, it holds a core, and with `--jobs 1000` the
+orphans outlived the OOM killer's victim. So every worker
+
+- asks the Linux kernel to send it SIGTERM when its parent dies (prctl PR_SET_PDEATHSIG, via
+  ctypes: no dependency), and elsewhere polls its parent's pid from a thread;
+- treats SIGTERM exactly like Ctrl-C: the trial in flight is failed with the reason and its
+  configuration re-queued (run_trial does that for KeyboardInterrupt), then the process exits.
+
+The first SIGINT/SIGTERM wins: later ones are ignored, because a second KeyboardInterrupt raised
+inside the clean-up would abort the very write that re-queues the trial (a terminal's Ctrl-C
+reaches the workers directly and again when the parent forwards it). A raise that Python swallows
+(it landed in a garbage-collector callback: "Exception ignored in ...", and the run went on to the
+end) is caught by sys.unraisablehook and delivered again.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+# The signal that stopped this process, for "interrupted (SIGTERM)" messages; None until one came.
+received: str | None = None
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (or the parent's death) in a process that handles it like Ctrl-C."""
+
+
+_redeliver = False
+
+
+def _handler(signum, _frame):
+    global received, _redeliver
+    if received is not None and not _redeliver:
+        return  # already stopping: never interrupt the clean-up of the first signal
+    _redeliver = False
+    if received is None:
+        received = signal.Signals(signum).name
+    raise Terminated() if received == "SIGTERM" else KeyboardInterrupt()
+
+
+def _unraisable(unraisable) -> None:
+    global _redeliver
+    if isinstance(unraisable.exc_value, KeyboardInterrupt) and received is not None:
+        import _thread
+
+        _redeliver = True
+        # From a thread, a moment later: raised in here it would be swallowed again.
+        threading.Timer(0.05, _thread.interrupt_main, args=(signal.SIGINT,)).start()
+        return
+    _previous_unraisablehook(unraisable)
+
+
+_previous_unraisablehook = sys.unraisablehook
+
+
+def handle_stop_signals() -> None:
+    """SIGINT and SIGTERM both raise KeyboardInterrupt once (in the main thread), so `kill PID`
+    stops a run the way Ctrl-C does: trials in flight are failed and re-queued, the rest is saved.
+    For processes bnsearch owns (the CLI, its workers); a library call leaves signals alone."""
+    global _previous_unraisablehook
+    if threading.current_thread() is not threading.main_thread():
+        return
+    signal.signal(signal.SIGINT, _handler)
+    signal.signal(signal.SIGTERM, _handler)
+    if sys.unraisablehook is not _unraisable:
+        _previous_unraisablehook, sys.unraisablehook = sys.unraisablehook, _unraisable
+
+
+def die_with_parent(parent_pid: int | None) -> None:
+    """Make this (worker) process stop when `parent_pid` dies, by any signal, kill -9 included."""
+    if parent_pid is None:
+        return
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0:
+                if os.getppid() != parent_pid:  # the parent died before prctl took effect
+                    os.kill(os.getpid(), signal.SIGTERM)
+                return
+        except (OSError, AttributeError):
+            pass  # no usable libc: fall back to polling
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True, name="bnsearch-parent-watch").start()
+
+
+def _watch_parent(parent_pid: int, every_s: float = 1.0) -> None:
+    import _thread
+    import time
+
+    while True:
+        time.sleep(every_s)
+        if os.getppid() != parent_pid:
+            _thread.interrupt_main(signal.SIGTERM)  # as if SIGTERM arrived: fail, re-queue, exit
+            return
+
+
+def start_worker() -> None:
+    """Called first thing in a spawned worker process."""
+    import multiprocessing
+
+    handle_stop_signals()
+    parent = multiprocessing.parent_process()
+    die_with_parent(parent.pid if parent is not None else None)
+
+
+def stop_workers(procs, *, grace_s: float = 30.0, on_wait=None) -> None:
+    """Ask live worker processes to stop like Ctrl-C (SIGINT: they fail and re-queue the trial in
+    flight), wait up to `grace_s` for them, then kill what is left. `on_wait()` is called about
+    every 0.5 s while waiting (the CLI refreshes its progress display from storage)."""
+    import time
+
+    for p in procs:
+        if p.is_alive() and p.pid is not None:
+            try:
+                os.kill(p.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + grace_s
+    while any(p.is_alive() for p in procs) and time.monotonic() < deadline:
+        for p in procs:
+            p.join(timeout=0.5 / max(1, len(procs)))
+        if on_wait is not None:
+            on_wait()
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+            p.join(timeout=5)
+
+
+# --------------------------------------------------------------------------- who holds a trial
+
+def _proc_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (/proc/PID/stat field 22); None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] == "Z" else fields[19]
+
+
+def _machine() -> str:
+    """This kernel boot and pid namespace: pids mean the same process only within both."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+        return f"{boot}/{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return ""
+
+
+def owner_tag() -> str:
+    """Identifies the process running a trial (stored in the trial's `worker` user attr), so a
+    rerun on the same machine can tell at once that its owner is dead instead of waiting three
+    heartbeat intervals: `kill -9` of a `--jobs 1` run left its trial RUNNING for 30 s."""
+    machine, pid = _machine(), os.getpid()
+    start = _proc_start(pid) if machine else None
+    return f"{machine}:{pid}:{start}" if machine and start else ""
+
+
+def owner_is_dead(tag: str | None) -> bool:
+    """True only when `tag` names a process of this machine and pid namespace that no longer runs
+    (gone, a zombie, or its pid reused by a later process). Anything else: False (cannot tell)."""
+    if not tag:
+        return False
+    try:
+        machine, pid, start = tag.rsplit(":", 2)
+        pid_i = int(pid)
+    except ValueError:
+        return False
+    if not machine or machine != _machine():
+        return False
+    return _proc_start(pid_i) != start
+
+
+def release_own_trials(url: str | None, experiment: str, arms) -> int:
+    """After an interrupt: fail and re-queue RUNNING trials this process still holds (tagged with
+    its owner_tag). The interrupt can land after a trial was claimed but before run_trial's own
+    clean-up is armed (while its parameters are written); without this the trial stayed RUNNING
+    until a later run noticed. Best effort: returns how many were released."""
+    import contextlib
+
+    from optuna.trial import TrialState
+
+    from ._optuna_private import storage_of, trial_id
+    from .plan import load_arm
+    from .stale import requeue
+
+    me, n = owner_tag(), 0
+    if not me:
+        return 0
+    for arm_name in arms:
+        with contextlib.suppress(Exception):
+            study = load_arm(url, experiment, arm_name).study
+            storage = storage_of(study)
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                if t.user_attrs.get("worker") == me:
+                    storage.set_trial_user_attr(trial_id(t), "error", "interrupted (Ctrl-C)")
+                    if storage.set_trial_state_values(trial_id(t), TrialState.FAIL):
+                        requeue(study, storage.get_trial(trial_id(t)))
+                        n += 1
+    return n
+
+
+# Worker exit codes for storage failures, so the parent can say why a worker stopped without
+# any channel but the exit status (a traceback per worker said the same thing N times).
+STORAGE_EXIT = {"full": 71, "locked": 72, "corrupt": 73, "readonly": 74, "unreachable": 75, "timeout": 76,
+                "other": 77, "race": 77}
+EXIT_KIND = {v: k for k, v in STORAGE_EXIT.items() if k != "race"}
