@@ -478,3 +478,20 @@ def test_verdict_names_a_holm_significant_secondary_finding():
     assert s.outcome == "cannot tell"
     assert "Configuration by configuration, BN scores higher in 92% of the pairs" in s.verdict
     assert "Holm-adjusted p = 0.002, a secondary test" in s.verdict
+
+
+def test_trials_from_two_cpus_produce_a_warning():
+    import pandas as pd
+
+    from bnsearch.analysis.summary import hardware_notes
+
+    rows = [{"arm": "bn-on", "state": "COMPLETE", "hardware": "AMD EPYC (avx512)"},
+            {"arm": "bn-off", "state": "COMPLETE", "hardware": "AMD EPYC (avx512)"},
+            {"arm": "bn-off", "state": "FAIL", "hardware": "Intel Xeon (avx2)"}]
+    df = pd.DataFrame(rows)
+    assert hardware_notes(df) == []  # a failed trial's machine produced no score: no mix
+    df.loc[2, "state"] = "COMPLETE"
+    (note,) = hardware_notes(df)
+    assert note.startswith("WARNING: these trials ran on 2 different CPUs")
+    assert "AMD EPYC (avx512)" in note and "Intel Xeon (avx2)" in note
+    assert hardware_notes(df.drop(columns="hardware")) == []  # storage from before trials recorded it

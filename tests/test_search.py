@@ -109,3 +109,13 @@ def test_bad_storage_urls():
         search.open_storage("results/x.db")
     with pytest.raises(SearchError, match="cannot open|driver missing"):
         search.open_storage("nosuchdb://host/x")
+
+
+def test_studies_start_with_a_short_about_attr(smoke, sqlite_url):
+    # `optuna studies` prints every user attr in one column: a readable line must come first.
+
+    prepare_experiment(smoke, sqlite_url, ["bn-on"])
+    study = search.open_storage(sqlite_url).get_all_studies()[0]
+    first_key, about = next(iter(study.user_attrs.items()))
+    assert first_key == "about" and len(about) < 120
+    assert about == "bnsearch smoke, arm bn-on: iris (standardize), random sampler, 3 epochs"

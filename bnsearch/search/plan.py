@@ -82,8 +82,12 @@ def _meta(settings: Settings, arm: str) -> dict[str, Any]:
 
     # The installed version without importing torch (a second of start-up before any worker starts).
     torch_version = version("torch")
+    # First, so `optuna studies` (which prints every user attr in one column) starts with a line a
+    # person can read; the full config follows in config_toml.
+    about = (f"bnsearch {settings.name}, arm {arm}: {settings.data.dataset} ({settings.data.inputs}), "
+             f"{settings.sampler} sampler, {settings.epochs} epochs")
     return {
-        "bnsearch": 1, "experiment": settings.name, "arm": arm, "bn": arm == "bn-on",
+        "about": about, "bnsearch": 1, "experiment": settings.name, "arm": arm, "bn": arm == "bn-on",
         "config_toml": to_toml(settings), "config_hash": settings.config_hash(), "seed": settings.seed,
         "data_sha256": settings.data_digest(),
         "paired": settings.paired, "sampler": settings.sampler, "budget": settings.trials,
