@@ -7,7 +7,7 @@ The CLI is a thin layer over these functions:
     df = load_trials("sqlite:///results/bnsearch.db", "skewed-raw")  # every trial, one row each
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # Imported on first use so `bnsearch --help` and config errors answer without loading torch/scipy.
 _API = {

@@ -256,9 +256,9 @@ def print_report(summary: Summary, console, meta: Mapping | None = None, full: b
     if summary.n_repeats > 1:
         title += f" ({summary.n_repeats} repeats)"
     console.print(f"[bold]{title}[/bold]")
-    # Not expanded: piped output has a 1000-column console (nothing truncated) and an expanded panel
-    # would pad every line to that width.
-    console.print(Panel(summary.verdict, title="Verdict", title_align="left", expand=False))
+    # Wrapped at 100 columns at most: piped output has a 1000-column console (so tables are never
+    # truncated), where an unwrapped paragraph would be one unreadable line.
+    console.print(Panel(summary.verdict, title="Verdict", title_align="left", width=min(console.width, 100)))
     t, r = summary.arms
     table = Table(title="Key numbers (primary endpoint: good fraction; pp = percentage points)",
                   title_justify="left")
