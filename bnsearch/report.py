@@ -344,6 +344,166 @@ def write_csvs(df: pd.DataFrame, summary: Summary, out_dir, meta: Mapping) -> li
 _COLORS = {"bn-on": "tab:blue", "bn-off": "tab:orange"}
 
 
+def _plot_tuning_curves(plt, summary: Summary, complete: pd.DataFrame, colors: dict):
+    ARMS = summary.arms
+    curves = summary.curves[summary.curves["arm"].isin(ARMS)] if not summary.curves.empty else summary.curves
+    delta_v = (summary.curves[(summary.curves["arm"] == DELTA) & (summary.curves["estimator"] == "V")]
+               .sort_values("n") if not summary.curves.empty else summary.curves)
+    if curves.empty:
+        return None
+    estimators = list(dict.fromkeys(curves["estimator"]))
+    panels = len(estimators) + (not delta_v.empty)
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.8), squeeze=False)
+    for ax, est in zip(axes[0], estimators):
+        for arm in ARMS:
+            c = curves[(curves["estimator"] == est) & (curves["arm"] == arm)].sort_values("n")
+            if c.empty:
+                continue
+            ax.plot(c["n"], c["value"], marker="o", ms=3, color=colors[arm], label=arm_label(arm))
+            if c["lo"].notna().any():
+                ax.fill_between(c["n"], c["lo"].astype(float), c["hi"].astype(float), color=colors[arm], alpha=0.2)
+        if est in ("V", "U"):
+            ax.set_xscale("log", base=2)
+        ax.set_title({"V": "expected best of n (V-estimate, with replacement)\nshaded: 95% simultaneous band (opda, DKW)",
+                      "U": "expected best of n (U-estimate, without replacement)\nno band",
+                      }.get(est, "best score so far (adaptive sampler)"), fontsize=9)
+        ax.set_xlabel("trials n")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("expected best validation score")
+    axes[0][0].legend()
+    for ax in axes[0][1:len(estimators)]:
+        ax.sharey(axes[0][0])
+    if not delta_v.empty:
+        ax = axes[0][-1]
+        ax.plot(delta_v["n"], delta_v["value"], marker="o", ms=3, color="tab:green")
+        if delta_v["lo"].notna().any():
+            ax.fill_between(delta_v["n"], delta_v["lo"].astype(float), delta_v["hi"].astype(float),
+                            color="tab:green", alpha=0.2)
+        ax.axhline(0, color="grey", lw=1)
+        ax.set_xscale("log", base=2)
+        ax.set_title(f"Δ expected best of n ({arm_label(ARMS[0])} − {arm_label(ARMS[1])})\n"
+                     "shaded: 95% simultaneous band (the arms' 97.5% bands)", fontsize=9)
+        ax.set_xlabel("trials n")
+        ax.grid(alpha=0.3)
+    return fig
+
+
+def _plot_score_vs_lr(plt, summary: Summary, complete: pd.DataFrame, colors: dict):
+    if "lr" not in complete.columns or not len(complete):
+        return None
+    threshold = summary.s_star - summary.tolerance
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True, squeeze=False)
+    for ax, arm in zip(axes[0], summary.arms):
+        t = complete[complete["arm"] == arm]
+        ax.set_title(arm_label(arm))
+        if t.empty:  # a log axis with no data cannot be drawn
+            ax.text(0.5, 0.5, "no completed trials", transform=ax.transAxes, ha="center", color="grey")
+            continue
+        div = t["diverged"].fillna(False).astype(bool) if "diverged" in t else pd.Series(False, index=t.index)
+        ax.scatter(t.loc[~div, "lr"].astype(float), t.loc[~div, "score"].astype(float), s=14,
+                   color=colors[arm], label="trained")
+        ax.scatter(t.loc[div, "lr"].astype(float), t.loc[div, "score"].astype(float), s=18, marker="x",
+                   color="tab:red", label=f"diverged ({int(div.sum())})")
+        if np.isfinite(threshold):
+            ax.axhline(threshold, color="grey", ls="--", lw=1, label="good threshold s* − δ")
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("validation score")
+    axes[0][0].legend(fontsize=8)
+    return fig
+
+
+def _plot_score_edf(plt, summary: Summary, complete: pd.DataFrame, colors: dict):
+    if not len(complete):
+        return None
+    threshold = summary.s_star - summary.tolerance
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for arm in summary.arms:
+        s = np.sort(complete.loc[complete["arm"] == arm, "score"].astype(float).to_numpy())
+        if s.size:
+            ax.step(s, np.arange(1, s.size + 1) / s.size, where="post", color=colors[arm], label=arm_label(arm))
+    if np.isfinite(threshold):
+        ax.axvline(threshold, color="grey", ls="--", lw=1, label="s* − δ")
+    ax.set_xlabel("validation score")
+    ax.set_ylabel("share of trials ≤ score")
+    ax.set_title("empirical distribution function of the validation scores", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig
+
+
+def _plot_importance(plt, summary: Summary, complete: pd.DataFrame, colors: dict):
+    imp = summary.importance
+    if imp.empty or not imp.loc[imp["arm"].isin(summary.arms), "value"].notna().any():
+        return None
+    params = list(dict.fromkeys(imp["param"]))
+    y = np.arange(len(params))
+    fig, ax = plt.subplots(figsize=(6, 0.5 * len(params) + 1.5))
+    for k, arm in enumerate(summary.arms):
+        vals = imp[imp["arm"] == arm].set_index("param")["value"].reindex(params).astype(float).fillna(0)
+        ax.barh(y + (k - 0.5) * 0.4, vals, height=0.4, color=colors[arm], label=arm_label(arm))
+    ax.set_yticks(y, params)
+    ax.invert_yaxis()
+    ax.set_xlabel("importance (normalised)")
+    ax.set_title("PED-ANOVA importance (share of score variation), per arm", fontsize=9)
+    ax.legend()
+    return fig
+
+
+def _plot_tolerance_profile(plt, summary: Summary, complete: pd.DataFrame, colors: dict):
+    prof = summary.profile
+    if prof.empty or not prof["arm"].isin(summary.arms).any():
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for arm in summary.arms:
+        c = prof[prof["arm"] == arm].sort_values("delta")
+        ax.plot(c["delta"], c["value"], marker="o", ms=3, color=colors[arm], label=arm_label(arm))
+        ax.fill_between(c["delta"], c["lo"].astype(float), c["hi"].astype(float), color=colors[arm], alpha=0.15)
+    ax.axvline(summary.tolerance, color="grey", ls="--", lw=1, label=f"δ used = {summary.tolerance:.3g}")
+    ax.set_xlabel("tolerance δ (good = within δ of s*)")
+    ax.set_ylabel("good fraction")
+    ax.set_title("good fraction over a grid of tolerances, 95% Wilson intervals", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def _plot_heterogeneity(plt, summary: Summary, complete: pd.DataFrame, colors: dict):
+    het = heterogeneity_wide(summary.heterogeneity)
+    het = het[het["win_rate"].notna()] if not het.empty else het
+    if het.empty:
+        return None
+    factors = list(dict.fromkeys(het["factor"]))
+    levels = max(int((het["factor"] == f).sum()) for f in factors)
+    grid = np.full((len(factors), levels), np.nan)
+    labels = [[""] * levels for _ in factors]
+    for i, f in enumerate(factors):
+        for j, (_, r) in enumerate(het[het["factor"] == f].iterrows()):
+            grid[i, j] = r["win_rate"]
+            labels[i][j] = f"{r['level']}\n{100 * r['win_rate']:.0f}%" + ("*" if r["p_holm"] < 0.05 else "")
+    fig, ax = plt.subplots(figsize=(1.3 * levels + 2.5, 0.6 * len(factors) + 1.6))
+    im = ax.imshow(grid, cmap="RdBu", vmin=0, vmax=1, aspect="auto")
+    for i in range(len(factors)):
+        for j in range(levels):
+            if labels[i][j]:
+                ax.text(j, i, labels[i][j], ha="center", va="center", fontsize=7)
+    ax.set_yticks(range(len(factors)), factors)
+    ax.set_xticks([])
+    fig.colorbar(im, ax=ax, label=f"share of pairs where {arm_label(summary.arms[0])} scores higher")
+    ax.set_title("paired win rate by hyperparameter level (* Holm-adjusted sign test p < 0.05)", fontsize=9)
+    return fig
+
+
+# (builder, file, title); each builder returns None when it has nothing to draw
+_PLOTS = ((_plot_tuning_curves, "tuning_curves.png", "how good a search of n random trials gets"),
+          (_plot_score_vs_lr, "score_vs_lr.png", "validation score of every trial against its learning rate"),
+          (_plot_score_edf, "score_edf.png", "distribution of scores"),
+          (_plot_importance, "importance.png", "which hyperparameters matter"),
+          (_plot_tolerance_profile, "tolerance_profile.png", "tolerance profile"),
+          (_plot_heterogeneity, "heterogeneity.png", "where the arms differ"))
+
+
 def write_plots(df: pd.DataFrame, summary: Summary, out_dir) -> list[Path]:
     """tuning_curves.png, score_vs_lr.png (if lr was searched), score_edf.png, importance.png
     (if any importance is defined). Returns the files written."""
@@ -355,150 +515,20 @@ def write_plots(df: pd.DataFrame, summary: Summary, out_dir) -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    ARMS = summary.arms
-    colors = dict(zip(ARMS, ("tab:blue", "tab:orange")))
+    colors = dict(zip(summary.arms, ("tab:blue", "tab:orange")))
     exp = summary.experiment or "experiment"
-    threshold = summary.s_star - summary.tolerance
     complete = df[(df["state"].astype(str) == "COMPLETE") & pd.to_numeric(df["score"], errors="coerce").notna()] \
         if len(df) else df
-
-    def save(fig, name, title):
+    for build, name, title in _PLOTS:
+        fig = build(plt, summary, complete, colors)
+        if fig is None:
+            continue
         fig.suptitle(f"{exp}: {title}", fontsize=10)
         path = out / name
         fig.tight_layout()
         fig.savefig(path, dpi=110)
         plt.close(fig)
         written.append(path)
-
-    curves = summary.curves[summary.curves["arm"].isin(ARMS)] if not summary.curves.empty else summary.curves
-    delta_v = (summary.curves[(summary.curves["arm"] == DELTA) & (summary.curves["estimator"] == "V")]
-               .sort_values("n") if not summary.curves.empty else summary.curves)
-    if not curves.empty:
-        estimators = list(dict.fromkeys(curves["estimator"]))
-        panels = len(estimators) + (not delta_v.empty)
-        fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.8), squeeze=False)
-        for ax, est in zip(axes[0], estimators):
-            for arm in ARMS:
-                c = curves[(curves["estimator"] == est) & (curves["arm"] == arm)].sort_values("n")
-                if c.empty:
-                    continue
-                ax.plot(c["n"], c["value"], marker="o", ms=3, color=colors[arm], label=arm_label(arm))
-                if c["lo"].notna().any():
-                    ax.fill_between(c["n"], c["lo"].astype(float), c["hi"].astype(float), color=colors[arm], alpha=0.2)
-            if est in ("V", "U"):
-                ax.set_xscale("log", base=2)
-            ax.set_title({"V": "expected best of n (V-estimate, with replacement)\nshaded: 95% simultaneous band (opda, DKW)",
-                          "U": "expected best of n (U-estimate, without replacement)\nno band",
-                          }.get(est, "best score so far (adaptive sampler)"), fontsize=9)
-            ax.set_xlabel("trials n")
-            ax.grid(alpha=0.3)
-        axes[0][0].set_ylabel("expected best validation score")
-        axes[0][0].legend()
-        for ax in axes[0][1:len(estimators)]:
-            ax.sharey(axes[0][0])
-        if not delta_v.empty:
-            ax = axes[0][-1]
-            ax.plot(delta_v["n"], delta_v["value"], marker="o", ms=3, color="tab:green")
-            if delta_v["lo"].notna().any():
-                ax.fill_between(delta_v["n"], delta_v["lo"].astype(float), delta_v["hi"].astype(float),
-                                color="tab:green", alpha=0.2)
-            ax.axhline(0, color="grey", lw=1)
-            ax.set_xscale("log", base=2)
-            ax.set_title(f"Δ expected best of n ({arm_label(ARMS[0])} − {arm_label(ARMS[1])})\n"
-                         "shaded: 95% simultaneous band (the arms' 97.5% bands)", fontsize=9)
-            ax.set_xlabel("trials n")
-            ax.grid(alpha=0.3)
-        save(fig, "tuning_curves.png", "how good a search of n random trials gets")
-
-    if "lr" in complete.columns and len(complete):
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True, squeeze=False)
-        for ax, arm in zip(axes[0], ARMS):
-            t = complete[complete["arm"] == arm]
-            ax.set_title(arm_label(arm))
-            if t.empty:  # a log axis with no data cannot be drawn
-                ax.text(0.5, 0.5, "no completed trials", transform=ax.transAxes, ha="center", color="grey")
-                continue
-            div = t["diverged"].fillna(False).astype(bool) if "diverged" in t else pd.Series(False, index=t.index)
-            ax.scatter(t.loc[~div, "lr"].astype(float), t.loc[~div, "score"].astype(float), s=14,
-                       color=colors[arm], label="trained")
-            ax.scatter(t.loc[div, "lr"].astype(float), t.loc[div, "score"].astype(float), s=18, marker="x",
-                       color="tab:red", label=f"diverged ({int(div.sum())})")
-            if np.isfinite(threshold):
-                ax.axhline(threshold, color="grey", ls="--", lw=1, label="good threshold s* − δ")
-            ax.set_xscale("log")
-            ax.set_xlabel("learning rate")
-            ax.grid(alpha=0.3)
-        axes[0][0].set_ylabel("validation score")
-        axes[0][0].legend(fontsize=8)
-        save(fig, "score_vs_lr.png", "validation score of every trial against its learning rate")
-
-    if len(complete):
-        fig, ax = plt.subplots(figsize=(6, 3.8))
-        for arm in ARMS:
-            s = np.sort(complete.loc[complete["arm"] == arm, "score"].astype(float).to_numpy())
-            if s.size:
-                ax.step(s, np.arange(1, s.size + 1) / s.size, where="post", color=colors[arm], label=arm_label(arm))
-        if np.isfinite(threshold):
-            ax.axvline(threshold, color="grey", ls="--", lw=1, label="s* − δ")
-        ax.set_xlabel("validation score")
-        ax.set_ylabel("share of trials ≤ score")
-        ax.set_title("empirical distribution function of the validation scores", fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.legend()
-        save(fig, "score_edf.png", "distribution of scores")
-
-    imp = summary.importance
-    if not imp.empty and imp.loc[imp["arm"].isin(ARMS), "value"].notna().any():
-        params = list(dict.fromkeys(imp["param"]))
-        y = np.arange(len(params))
-        fig, ax = plt.subplots(figsize=(6, 0.5 * len(params) + 1.5))
-        for k, arm in enumerate(ARMS):
-            vals = imp[imp["arm"] == arm].set_index("param")["value"].reindex(params).astype(float).fillna(0)
-            ax.barh(y + (k - 0.5) * 0.4, vals, height=0.4, color=colors[arm], label=arm_label(arm))
-        ax.set_yticks(y, params)
-        ax.invert_yaxis()
-        ax.set_xlabel("importance (normalised)")
-        ax.set_title("PED-ANOVA importance (share of score variation), per arm", fontsize=9)
-        ax.legend()
-        save(fig, "importance.png", "which hyperparameters matter")
-
-    prof = summary.profile
-    if not prof.empty and prof["arm"].isin(ARMS).any():
-        fig, ax = plt.subplots(figsize=(6, 3.8))
-        for arm in ARMS:
-            c = prof[prof["arm"] == arm].sort_values("delta")
-            ax.plot(c["delta"], c["value"], marker="o", ms=3, color=colors[arm], label=arm_label(arm))
-            ax.fill_between(c["delta"], c["lo"].astype(float), c["hi"].astype(float), color=colors[arm], alpha=0.15)
-        ax.axvline(summary.tolerance, color="grey", ls="--", lw=1, label=f"δ used = {summary.tolerance:.3g}")
-        ax.set_xlabel("tolerance δ (good = within δ of s*)")
-        ax.set_ylabel("good fraction")
-        ax.set_title("good fraction over a grid of tolerances, 95% Wilson intervals", fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        save(fig, "tolerance_profile.png", "tolerance profile")
-
-    het = heterogeneity_wide(summary.heterogeneity)
-    het = het[het["win_rate"].notna()] if not het.empty else het
-    if not het.empty:
-        factors = list(dict.fromkeys(het["factor"]))
-        levels = max(int((het["factor"] == f).sum()) for f in factors)
-        grid = np.full((len(factors), levels), np.nan)
-        labels = [[""] * levels for _ in factors]
-        for i, f in enumerate(factors):
-            for j, (_, r) in enumerate(het[het["factor"] == f].iterrows()):
-                grid[i, j] = r["win_rate"]
-                labels[i][j] = f"{r['level']}\n{100 * r['win_rate']:.0f}%" + ("*" if r["p_holm"] < 0.05 else "")
-        fig, ax = plt.subplots(figsize=(1.3 * levels + 2.5, 0.6 * len(factors) + 1.6))
-        im = ax.imshow(grid, cmap="RdBu", vmin=0, vmax=1, aspect="auto")
-        for i in range(len(factors)):
-            for j in range(levels):
-                if labels[i][j]:
-                    ax.text(j, i, labels[i][j], ha="center", va="center", fontsize=7)
-        ax.set_yticks(range(len(factors)), factors)
-        ax.set_xticks([])
-        fig.colorbar(im, ax=ax, label=f"share of pairs where {arm_label(ARMS[0])} scores higher")
-        ax.set_title("paired win rate by hyperparameter level (* Holm-adjusted sign test p < 0.05)", fontsize=9)
-        save(fig, "heterogeneity.png", "where the arms differ")
     return written
 
 

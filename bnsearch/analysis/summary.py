@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
@@ -13,7 +14,7 @@ from .common import (ADAPTIVE_SAMPLERS, ARMS, DELTA, MIN_IMPORTANCE_TRIALS, N_BO
 from .curves import best_so_far, curve_grid, simultaneous_curve, u_weights
 from .heterogeneity import heterogeneity_table
 from .lr_window import lr_window_grid, lr_window_stat, smoothed_p_good
-from .primary import ALPHA, EQUIVALENCE_MARGIN, holm, primary_endpoint
+from .primary import ALPHA, EQUIVALENCE_MARGIN, PrimaryResult, holm, primary_endpoint
 from .tolerance import noise_tolerance, profile_grid, reference_mask
 from .importance import _is_categorical, categorical_sensitivity, numeric_sensitivity, param_importances
 from .inference import (_diff_of_medians, _median, bootstrap_ci, mann_whitney, paired_scores, wilcoxon_test)
@@ -74,26 +75,65 @@ def hardware_notes(df: pd.DataFrame) -> list[str]:
             "numerics setting (README: Reproducibility across machines)"]
 
 
-def summarize(df: pd.DataFrame, *, distributions: Mapping, tolerance: float | None, paired: bool, sampler: str,
-              task: str, seed: int = 0, n_boot: int = N_BOOT, evaluator=None, arms: tuple[str, str] = ARMS,
-              n_val: int | None = None, baseline: float | None = None, reference: Mapping | None = None,
-              margin: float = EQUIVALENCE_MARGIN) -> Summary:
-    """All metrics of docs/design.md (Analysis) for one comparison (treatment arm vs reference arm).
+@dataclass(frozen=True)
+class _Inputs:
+    """What every table builder shares: the arms' completed trials, s*, δ, the pairing and the per-trial flags."""
+    df: pd.DataFrame
+    arms: tuple[str, str]
+    distributions: Mapping
+    params: list[str]
+    task: str
+    sampler: str
+    seed: int
+    n_boot: int
+    margin: float
+    baseline: float | None
+    tolerance: float
+    tolerance_source: str
+    trials: dict
+    scores: dict
+    s_star: float
+    pairs: pd.DataFrame | None
+    keep: dict
+    ref_cfg: int | None
+    good: dict
+    diverged: dict
+    failed: dict
 
-    arms: (treatment, reference) labels in df["arm"]. tolerance: delta, or None to derive it from the
-    validation noise of the best score (needs n_val). baseline: validation score of the majority-class /
-    constant predictor (for the failed-to-train rate). reference: {"model", "val_score", "test_score"}
-    of a simple model on the same split, shown for context.
-    """
-    treat, ref = arms = tuple(arms)
-    notes: list[str] = []
-    experiment = str(df["experiment"].iloc[0]) if len(df) and "experiment" in df else ""
-    trials = {arm: complete_trials(df, arm) for arm in arms}
-    scores = {arm: _floats(t["score"]) for arm, t in trials.items()}
-    s_star = shared_best(*scores.values())
-    params = [p for p in distributions if p in df.columns]
+    @property
+    def treat(self) -> str:
+        return self.arms[0]
 
-    # ---- tolerance
+    @property
+    def ref(self) -> str:
+        return self.arms[1]
+
+    @property
+    def has_baseline(self) -> bool:
+        return self.baseline is not None and np.isfinite(self.baseline)
+
+    def endpoint(self, flags: dict, *, drop_reference: bool):
+        treat, ref = self.arms
+        if self.pairs is not None:
+            a, b = _paired_flags(self.pairs, self.trials, flags, treat, ref)
+            if drop_reference:
+                m = self.pairs["config_index"].to_numpy() != self.ref_cfg
+                a, b = a[m], b[m]
+            return primary_endpoint(a, b, paired=True, margin=self.margin)
+        a, b = flags[treat], flags[ref]
+        if drop_reference:
+            a, b = a[self.keep[treat]], b[self.keep[ref]]
+        return primary_endpoint(a, b, paired=False, margin=self.margin)
+
+
+@dataclass(frozen=True)
+class _Endpoints:
+    primary: PrimaryResult
+    diverged: PrimaryResult
+    failed: PrimaryResult | None
+
+
+def _tolerance(tolerance: float | None, s_star: float, n_val: int | None, task: str) -> tuple[float, str]:
     if tolerance is not None:
         source = "set in the config"
     else:
@@ -104,9 +144,12 @@ def summarize(df: pd.DataFrame, *, distributions: Mapping, tolerance: float | No
         else:
             tolerance = DEFAULT_TOLERANCE
             source = "default (validation-set size unknown)"
-    tolerance = float(tolerance)
+    return float(tolerance), source
 
-    # ---- pairing: only real when both arms carry config indices
+
+def _pairs(df: pd.DataFrame, trials: dict, params: list[str], paired: bool, treat: str, ref: str,
+           notes: list[str]) -> pd.DataFrame | None:
+    """Pairing is only real when both arms carry config indices."""
     pairs = None
     if paired:
         if "config_index" in df.columns:
@@ -120,8 +163,12 @@ def summarize(df: pd.DataFrame, *, distributions: Mapping, tolerance: float | No
         first = trials[treat].assign(config_index=trials[treat]["config_index"].astype("int64"))
         pairs = pairs.merge(first.drop_duplicates("config_index")[["config_index", *cols]], on="config_index",
                             how="left")
+    return pairs
 
-    # ---- the reference configuration (sets s*) is left out of every good count
+
+def _reference_keep(trials: dict, scores: dict, pairs: pd.DataFrame | None, arms: tuple[str, str], s_star: float,
+                    notes: list[str]) -> tuple[dict, int | None]:
+    """The reference configuration (sets s*) is left out of every good count."""
     order = {arm: (_floats(t["config_index"]) if "config_index" in t and t["config_index"].notna().all()
                    else _floats(t["number"])) for arm, t in trials.items()}
     ref_mask = reference_mask(scores, order)
@@ -135,31 +182,61 @@ def summarize(df: pd.DataFrame, *, distributions: Mapping, tolerance: float | No
             keep[arm] = _floats(trials[arm]["config_index"]) != ref_cfg
     if np.isfinite(s_star):
         notes.append("the configuration that sets s* is the reference and is left out of the good counts")
+    return keep, ref_cfg
 
-    # ---- per-arm flags
-    good = {arm: is_good(scores[arm], s_star, tolerance) for arm in arms}
-    diverged = {arm: np.asarray(t["diverged"].fillna(False), bool) if len(t) else np.array([], bool)
-                for arm, t in trials.items()}
+
+def _inputs(df: pd.DataFrame, *, distributions: Mapping, tolerance: float | None, paired: bool, sampler: str,
+            task: str, seed: int, n_boot: int, arms: tuple[str, str], n_val: int | None, baseline: float | None,
+            margin: float, notes: list[str]) -> _Inputs:
+    treat, ref = arms
+    trials = {arm: complete_trials(df, arm) for arm in arms}
+    scores = {arm: _floats(t["score"]) for arm, t in trials.items()}
+    s_star = shared_best(*scores.values())
+    params = [p for p in distributions if p in df.columns]
+    tolerance, source = _tolerance(tolerance, s_star, n_val, task)
+    pairs = _pairs(df, trials, params, paired, treat, ref, notes)
+    keep, ref_cfg = _reference_keep(trials, scores, pairs, arms, s_star, notes)
     has_baseline = baseline is not None and np.isfinite(baseline)
-    failed = {arm: scores[arm] < (baseline + tolerance if has_baseline else np.inf) for arm in arms}
+    return _Inputs(
+        df=df, arms=arms, distributions=distributions, params=params, task=task, sampler=sampler, seed=seed,
+        n_boot=n_boot, margin=margin, baseline=baseline, tolerance=tolerance, tolerance_source=source,
+        trials=trials, scores=scores, s_star=s_star, pairs=pairs, keep=keep, ref_cfg=ref_cfg,
+        good={arm: is_good(scores[arm], s_star, tolerance) for arm in arms},
+        diverged={arm: np.asarray(t["diverged"].fillna(False), bool) if len(t) else np.array([], bool)
+                  for arm, t in trials.items()},
+        failed={arm: scores[arm] < (baseline + tolerance if has_baseline else np.inf) for arm in arms})
 
-    def endpoint(flags: dict, *, drop_reference: bool):
-        if pairs is not None:
-            a, b = _paired_flags(pairs, trials, flags, treat, ref)
-            if drop_reference:
-                m = pairs["config_index"].to_numpy() != ref_cfg
-                a, b = a[m], b[m]
-            return primary_endpoint(a, b, paired=True, margin=margin)
-        a, b = flags[treat], flags[ref]
-        if drop_reference:
-            a, b = a[keep[treat]], b[keep[ref]]
-        return primary_endpoint(a, b, paired=False, margin=margin)
 
-    primary = endpoint(good, drop_reference=True)
-
-    # ---- scores and robustness
-    rows: list[dict] = []
+def _lr_window_rows(x: _Inputs, notes: list[str]) -> list[dict]:
+    """Learning-rate window per optimizer, at a level shared by both arms."""
+    arms, trials, keep, good, seed = x.arms, x.trials, x.keep, x.good, x.seed
     window_rows: list[dict] = []
+    opt_col = "optimizer" if "optimizer" in x.params else None
+    groups = sorted(set().union(*(set(trials[a][opt_col].astype(str)) for a in arms))) if opt_col else [""]
+    for opt in groups:
+        sel = {a: (trials[a][opt_col].astype(str) == opt).to_numpy() if opt_col else np.ones(len(trials[a]), bool)
+               for a in arms}
+        sel = {a: sel[a] & keep[a] for a in arms}
+        grid = lr_window_grid(np.concatenate([_floats(trials[a]["lr"])[sel[a]] for a in arms]))
+        peaks = [np.nanmax(smoothed_p_good(np.log10(_floats(trials[a]["lr"])[sel[a]]), good[a][sel[a]].astype(float), grid))
+                 for a in arms if sel[a].sum() and grid.size]
+        level = 0.5 * max(peaks) if peaks and max(peaks) > 0 else math.nan
+        name = f"lr_window ({opt})" if opt else "lr_window"
+        for a in arms:
+            w = lr_window_stat(_floats(trials[a]["lr"])[sel[a]], good[a][sel[a]], grid, level, seed=seed,
+                               tag=f"{a}-{opt}")
+            window_rows.append({"section": "robustness", "metric": name, "arm": a, "value": w[0],
+                                "lo": w[1], "hi": w[2]})
+        if np.isfinite(level):
+            notes.append(f"{name}: decades of lr where the smoothed P(good) is at least {level:.2f} "
+                         "(half the higher peak of the two arms)")
+    return window_rows
+
+
+def _metrics_table(x: _Inputs, ends: _Endpoints, notes: list[str]) -> pd.DataFrame:
+    """Scores and robustness per arm, the learning-rate window, then the Δ rows."""
+    df, arms, trials, scores = x.df, x.arms, x.trials, x.scores
+    rows: list[dict] = []
     for arm in arms:
         t = trials[arm]
         n_all = int((df["arm"].astype(str) == arm).sum()) if len(df) else 0
@@ -169,9 +246,9 @@ def summarize(df: pd.DataFrame, *, distributions: Mapping, tolerance: float | No
             test_at_best = float(pd.to_numeric(t["test_score"], errors="coerce").iloc[int(np.argmax(scores[arm]))])
         rows += _rows("scores", arm, {"n_trials": n_all, "n_complete": len(t), **st, "test_at_best": test_at_best})
 
-        g = proportion(good[arm][keep[arm]])
-        div = proportion(diverged[arm])
-        fail = proportion(failed[arm]) if has_baseline else {"value": math.nan, "lo": math.nan, "hi": math.nan}
+        g = proportion(x.good[arm][x.keep[arm]])
+        div = proportion(x.diverged[arm])
+        fail = proportion(x.failed[arm]) if x.has_baseline else {"value": math.nan, "lo": math.nan, "hi": math.nan}
         robust = {"good_count": g["k"], "good_fraction": g["value"], "trials_to_target": trials_to_target(g["value"]),
                   "divergence_rate": div["value"], "failed_rate": fail["value"]}
         cis = {"good_fraction": (g["lo"], g["hi"]), "divergence_rate": (div["lo"], div["hi"]),
@@ -180,32 +257,11 @@ def summarize(df: pd.DataFrame, *, distributions: Mapping, tolerance: float | No
                "trials_to_target": (trials_to_target(g["hi"]), trials_to_target(g["lo"]))}
         rows += _rows("robustness", arm, robust, cis)
     metrics = pd.DataFrame(rows, columns=["section", "metric", "arm", *_VALUE_COLS])
+    if "lr" in x.params:
+        metrics = pd.concat([metrics, pd.DataFrame(_lr_window_rows(x, notes), columns=metrics.columns)],
+                            ignore_index=True)
 
-    # ---- learning-rate window per optimizer, at a level shared by both arms
-    if "lr" in params:
-        opt_col = "optimizer" if "optimizer" in params else None
-        groups = sorted(set().union(*(set(trials[a][opt_col].astype(str)) for a in arms))) if opt_col else [""]
-        for opt in groups:
-            sel = {a: (trials[a][opt_col].astype(str) == opt).to_numpy() if opt_col else np.ones(len(trials[a]), bool)
-                   for a in arms}
-            sel = {a: sel[a] & keep[a] for a in arms}
-            grid = lr_window_grid(np.concatenate([_floats(trials[a]["lr"])[sel[a]] for a in arms]))
-            peaks = [np.nanmax(smoothed_p_good(np.log10(_floats(trials[a]["lr"])[sel[a]]), good[a][sel[a]].astype(float), grid))
-                     for a in arms if sel[a].sum() and grid.size]
-            level = 0.5 * max(peaks) if peaks and max(peaks) > 0 else math.nan
-            name = f"lr_window ({opt})" if opt else "lr_window"
-            for a in arms:
-                w = lr_window_stat(_floats(trials[a]["lr"])[sel[a]], good[a][sel[a]], grid, level, seed=seed,
-                                   tag=f"{a}-{opt}")
-                window_rows.append({"section": "robustness", "metric": name, "arm": a, "value": w[0],
-                                    "lo": w[1], "hi": w[2]})
-            if np.isfinite(level):
-                notes.append(f"{name}: decades of lr where the smoothed P(good) is at least {level:.2f} "
-                             "(half the higher peak of the two arms)")
-        metrics = pd.concat([metrics, pd.DataFrame(window_rows, columns=metrics.columns)], ignore_index=True)
-
-    div_end = endpoint(diverged, drop_reference=False)
-    fail_end = endpoint(failed, drop_reference=False) if has_baseline else None
+    primary, div_end, fail_end = ends.primary, ends.diverged, ends.failed
     delta_cis = {("robustness", "good_fraction"): (primary.lo, primary.hi),
                  ("robustness", "divergence_rate"): (div_end.lo, div_end.hi)}
     if fail_end is not None:
@@ -213,8 +269,12 @@ def summarize(df: pd.DataFrame, *, distributions: Mapping, tolerance: float | No
     metrics = _with_delta(metrics, TABLE_KEYS["metrics"], delta_cis, arms)
     # The good-fraction Δ is the primary endpoint's (paired: over the configurations of both arms).
     metrics.loc[(metrics["metric"] == "good_fraction") & (metrics["arm"] == DELTA), "value"] = primary.diff
+    return metrics
 
-    # ---- tuning curves: expected best of n with opda's simultaneous bands; Δ band by Bonferroni
+
+def _curves_table(x: _Inputs, notes: list[str]) -> pd.DataFrame:
+    """Expected best of n with opda's simultaneous bands; Δ band by Bonferroni."""
+    arms, scores, sampler, task, treat, ref = x.arms, x.scores, x.sampler, x.task, x.treat, x.ref
     curve_frames = []
     for arm in arms:
         if sampler in ADAPTIVE_SAMPLERS:
@@ -242,32 +302,39 @@ def summarize(df: pd.DataFrame, *, distributions: Mapping, tolerance: float | No
     if sampler in ADAPTIVE_SAMPLERS:
         notes.append(f"{sampler} is adaptive: tuning curves are best-so-far by trial number, "
                      "not the i.i.d. V/U estimates")
+    return curves
 
-    # ---- importance
+
+def _importance_table(x: _Inputs, evaluator, notes: list[str]) -> pd.DataFrame:
     imp_rows = []
-    for arm in arms:
-        for p, v in param_importances(trials[arm], distributions, evaluator=evaluator).items():
+    for arm in x.arms:
+        for p, v in param_importances(x.trials[arm], x.distributions, evaluator=evaluator).items():
             imp_rows.append({"param": p, "arm": arm, "value": v, "lo": math.nan, "hi": math.nan})
     importance = _with_delta(pd.DataFrame(imp_rows, columns=["param", "arm", *_VALUE_COLS]),
-                             TABLE_KEYS["importance"], arms=arms)
+                             TABLE_KEYS["importance"], arms=x.arms)
     if importance["value"].isna().all() and len(importance):
         notes.append(f"importances need at least {MIN_IMPORTANCE_TRIALS} completed trials with varying scores per arm")
+    return importance
 
-    # ---- sensitivity
+
+def _sensitivity_table(x: _Inputs) -> pd.DataFrame:
     sens_rows = []
-    for p in params:
-        cat = _is_categorical(distributions[p])
-        for arm in arms:
-            t = trials[arm]
-            v = (categorical_sensitivity(t[p], scores[arm]) if cat else numeric_sensitivity(t[p], scores[arm])) \
-                if len(t) else math.nan
+    for p in x.params:
+        cat = _is_categorical(x.distributions[p])
+        for arm in x.arms:
+            t, s = x.trials[arm], x.scores[arm]
+            v = (categorical_sensitivity(t[p], s) if cat else numeric_sensitivity(t[p], s)) if len(t) else math.nan
             sens_rows.append({"param": p, "kind": "categorical" if cat else "numeric",
                               "measure": "median range" if cat else "spearman rho",
                               "arm": arm, "value": v, "lo": math.nan, "hi": math.nan})
-    sensitivity = _with_delta(pd.DataFrame(sens_rows, columns=TABLE_KEYS["sensitivity"] + _VALUE_COLS),
-                              TABLE_KEYS["sensitivity"], arms=arms)
+    return _with_delta(pd.DataFrame(sens_rows, columns=TABLE_KEYS["sensitivity"] + _VALUE_COLS),
+                       TABLE_KEYS["sensitivity"], arms=x.arms)
 
-    # ---- tests: the primary endpoint, then the secondary family (Holm-adjusted)
+
+def _tests_table(x: _Inputs, ends: _Endpoints) -> pd.DataFrame:
+    """The primary endpoint, then the secondary family (Holm-adjusted)."""
+    treat, ref, n_boot, seed = x.treat, x.ref, x.n_boot, x.seed
+    primary, div_end, fail_end = ends.primary, ends.diverged, ends.failed
     test_rows: list[dict] = []
 
     def add(test, quantity, value, lo=math.nan, hi=math.nan, note=""):
@@ -277,13 +344,13 @@ def summarize(df: pd.DataFrame, *, distributions: Mapping, tolerance: float | No
            else "Newcombe hybrid score interval / the test it inverts")
     add("good_fraction", "diff", primary.diff, primary.lo, primary.hi, note=f"PRIMARY: g({treat}) - g({ref}), {how}")
     add("good_fraction", "p_value", primary.p_value, note="PRIMARY, two-sided, not adjusted")
-    add("good_fraction", "equivalence", margin, primary.eq_lo, primary.eq_hi,
+    add("good_fraction", "equivalence", x.margin, primary.eq_lo, primary.eq_hi,
         note="TOST margin; interval: 90% " + ("Tango score" if primary.paired else "Newcombe") + " interval")
     add("good_fraction", "trials_needed", primary.trials_needed,
         note=f"per arm, 80% power at the observed effect, to show {primary.settles or 'n/a'}")
     secondary: list[int] = []
-    if pairs is not None:
-        d = pairs["d"].to_numpy(float)
+    if x.pairs is not None:
+        d = x.pairs["d"].to_numpy(float)
         W, p = wilcoxon_test(d)
         lo, hi = bootstrap_ci(_median, d, n_boot=n_boot, seed=seed, tag="median_d")
         add("wilcoxon", "n_pairs", d.size, note="configs COMPLETE in both arms")
@@ -295,7 +362,7 @@ def summarize(df: pd.DataFrame, *, distributions: Mapping, tolerance: float | No
         add("wilcoxon", "loss_rate", np.mean(d < 0), note=f"share of configs where {ref} scores higher")
         add("wilcoxon", "median_d", np.median(d), lo, hi, note=f"median of s({treat}) - s({ref}), bootstrap CI")
     else:
-        a, b = scores[treat], scores[ref]
+        a, b = x.scores[treat], x.scores[ref]
         U, p = mann_whitney(a, b)
         lo, hi = bootstrap_ci(_diff_of_medians, a, b, n_boot=n_boot, seed=seed, tag="median_diff")
         add("mann_whitney", "n_on", a.size)
@@ -312,7 +379,7 @@ def summarize(df: pd.DataFrame, *, distributions: Mapping, tolerance: float | No
     add("divergence_rate", "p_value", div_end.p_value, note="two-sided, secondary")
     if fail_end is not None:
         add("failed_rate", "diff", fail_end.diff, fail_end.lo, fail_end.hi,
-            note=f"score below the constant predictor + δ ({baseline:.4g} + {tolerance:.4g})")
+            note=f"score below the constant predictor + δ ({x.baseline:.4g} + {x.tolerance:.4g})")
         secondary.append(len(test_rows))
         add("failed_rate", "p_value", fail_end.p_value, note="two-sided, secondary")
     adjusted = holm([test_rows[i]["value"] for i in secondary])
@@ -320,41 +387,78 @@ def summarize(df: pd.DataFrame, *, distributions: Mapping, tolerance: float | No
         test_rows.insert(i + 1, {"test": test_rows[i]["test"], "quantity": "p_holm", "value": float(adj),
                                  "lo": math.nan, "hi": math.nan,
                                  "note": f"Holm-adjusted over the {len(secondary)} secondary tests"})
-    tests = pd.DataFrame(test_rows, columns=[*TABLE_KEYS["tests"], *_VALUE_COLS, "note"])
+    return pd.DataFrame(test_rows, columns=[*TABLE_KEYS["tests"], *_VALUE_COLS, "note"])
 
-    # ---- tolerance profile (reference left out at every delta)
+
+def _tolerance_profile_table(x: _Inputs) -> pd.DataFrame:
+    """The good fraction over a grid of tolerances (reference left out at every delta)."""
+    arms, scores, s_star = x.arms, x.scores, x.s_star
     prof_rows = []
     all_scores = np.concatenate([scores[a] for a in arms]) if arms else np.array([])
-    for delta in profile_grid(tolerance, all_scores, s_star):
+    for delta in profile_grid(x.tolerance, all_scores, s_star):
         flags = {a: is_good(scores[a], s_star, delta) for a in arms}
         for a in arms:
-            g = proportion(flags[a][keep[a]])
+            g = proportion(flags[a][x.keep[a]])
             prof_rows.append({"delta": delta, "arm": a, "value": g["value"], "lo": g["lo"], "hi": g["hi"]})
-        res = endpoint(flags, drop_reference=True)
+        res = x.endpoint(flags, drop_reference=True)
         prof_rows.append({"delta": delta, "arm": DELTA, "value": res.diff, "lo": res.lo, "hi": res.hi})
-    profile = pd.DataFrame(prof_rows, columns=["delta", "arm", *_VALUE_COLS])
+    return pd.DataFrame(prof_rows, columns=["delta", "arm", *_VALUE_COLS])
 
-    # ---- heterogeneity (paired only: it needs the per-configuration difference)
-    kinds = {p: _is_categorical(distributions[p]) for p in params}
-    het = heterogeneity_table(pairs, kinds) if pairs is not None else \
+
+def _heterogeneity_table(x: _Inputs, notes: list[str]) -> pd.DataFrame:
+    """Paired only: it needs the per-configuration difference."""
+    kinds = {p: _is_categorical(x.distributions[p]) for p in x.params}
+    het = heterogeneity_table(x.pairs, kinds) if x.pairs is not None else \
         pd.DataFrame(columns=[*TABLE_KEYS["heterogeneity"], *_VALUE_COLS])
-    if pairs is None and all(len(t) for t in trials.values()):
+    if x.pairs is None and all(len(t) for t in x.trials.values()):
         notes.append("where-it-differs tables need the paired design (per-configuration differences)")
+    return het
+
+
+def _primary_dict(primary: PrimaryResult, margin: float) -> dict:
+    return {"paired": primary.paired, "n_on": primary.n_on, "n_off": primary.n_off,
+            "k_on": primary.k_on, "k_off": primary.k_off, "diff": primary.diff,
+            "lo": primary.lo, "hi": primary.hi, "p_value": primary.p_value,
+            "eq_lo": primary.eq_lo, "eq_hi": primary.eq_hi, "margin": margin,
+            "trials_needed": primary.trials_needed, "settles": primary.settles,
+            "only_on": primary.discordant[0], "only_off": primary.discordant[1]}
+
+
+def summarize(df: pd.DataFrame, *, distributions: Mapping, tolerance: float | None, paired: bool, sampler: str,
+              task: str, seed: int = 0, n_boot: int = N_BOOT, evaluator=None, arms: tuple[str, str] = ARMS,
+              n_val: int | None = None, baseline: float | None = None, reference: Mapping | None = None,
+              margin: float = EQUIVALENCE_MARGIN) -> Summary:
+    """All metrics of docs/design.md (Analysis) for one comparison (treatment arm vs reference arm).
+
+    arms: (treatment, reference) labels in df["arm"]. tolerance: delta, or None to derive it from the
+    validation noise of the best score (needs n_val). baseline: validation score of the majority-class /
+    constant predictor (for the failed-to-train rate). reference: {"model", "val_score", "test_score"}
+    of a simple model on the same split, shown for context.
+    """
+    arms = tuple(arms)
+    notes: list[str] = []  # each builder appends its own, in table order
+    x = _inputs(df, distributions=distributions, tolerance=tolerance, paired=paired, sampler=sampler, task=task,
+                seed=seed, n_boot=n_boot, arms=arms, n_val=n_val, baseline=baseline, margin=margin, notes=notes)
+    ends = _Endpoints(primary=x.endpoint(x.good, drop_reference=True),
+                      diverged=x.endpoint(x.diverged, drop_reference=False),
+                      failed=x.endpoint(x.failed, drop_reference=False) if x.has_baseline else None)
+    metrics = _metrics_table(x, ends, notes)
+    curves = _curves_table(x, notes)
+    importance = _importance_table(x, evaluator, notes)
+    sensitivity = _sensitivity_table(x)
+    tests = _tests_table(x, ends)
+    profile = _tolerance_profile_table(x)
+    het = _heterogeneity_table(x, notes)
     notes += hardware_notes(df[df["arm"].astype(str).isin(arms)] if len(df) else df)
 
     context = {"n_val": n_val, "baseline": baseline}
     if reference:
         context.update({f"reference_{k}": v for k, v in reference.items()})
-    summary = Summary(experiment=experiment, task=task, sampler=sampler, paired=pairs is not None,
-                      tolerance=tolerance, s_star=s_star, params=params, metrics=metrics, curves=curves,
+    experiment = str(df["experiment"].iloc[0]) if len(df) and "experiment" in df else ""
+    summary = Summary(experiment=experiment, task=task, sampler=sampler, paired=x.pairs is not None,
+                      tolerance=x.tolerance, s_star=x.s_star, params=x.params, metrics=metrics, curves=curves,
                       importance=importance, sensitivity=sensitivity, tests=tests, profile=profile,
-                      heterogeneity=het, arms=arms, context=context, tolerance_source=source, notes=notes,
-                      outcome=primary.outcome,
-                      primary={"paired": primary.paired, "n_on": primary.n_on, "n_off": primary.n_off,
-                               "k_on": primary.k_on, "k_off": primary.k_off, "diff": primary.diff,
-                               "lo": primary.lo, "hi": primary.hi, "p_value": primary.p_value,
-                               "eq_lo": primary.eq_lo, "eq_hi": primary.eq_hi, "margin": margin,
-                               "trials_needed": primary.trials_needed, "settles": primary.settles,
-                               "only_on": primary.discordant[0], "only_off": primary.discordant[1]})
+                      heterogeneity=het, arms=arms, context=context, tolerance_source=x.tolerance_source,
+                      notes=notes, outcome=ends.primary.outcome, primary=_primary_dict(ends.primary, margin))
     summary.verdict = verdict(summary)
     return summary

@@ -61,27 +61,22 @@ def _holm(s: Summary, test: str) -> float:
     return s.test(test, "p_holm")[0]
 
 
-def verdict(s: Summary) -> str:
-    """Plain sentences from the numbers, conclusion first; says so when the data cannot tell."""
+def _ci_name(s: Summary) -> str:
+    return "95% interval across repeats" if s.n_repeats > 1 else "95% CI"
+
+
+def _primary_sentences(s: Summary, w: dict, n_on: float, n_off: float) -> list[str]:
+    """The outcome of the primary endpoint, then what would settle it when the data cannot tell."""
     treat, ref = s.arms
-    w = arm_phrases(s.arms)
-    n_on, n_off = s.metric("n_complete", treat)[0], s.metric("n_complete", ref)[0]
-    n_on, n_off = (0 if np.isnan(x) else x for x in (n_on, n_off))
     repeats = s.n_repeats > 1
     count = (lambda x: f"{x:.0f}") if not repeats else (lambda x: f"{x:.1f}")
-    if n_on == 0 or n_off == 0:
-        missing = [arm_label(a) for a, n in zip(s.arms, (n_on, n_off)) if n == 0]
-        who = f"{missing[0]} has no" if len(missing) == 1 else "Neither arm has any"
-        return (f"{who} completed trials, so the arms cannot be compared: "
-                f"the data cannot tell whether the search is easier {w['with_t']} than {w['with_r']}.")
-
     g_on, g_off = s.metric("good_fraction", treat)[0], s.metric("good_fraction", ref)[0]
     pr = s.primary
     d, lo, hi = pr.get("diff", math.nan), pr.get("lo", math.nan), pr.get("hi", math.nan)
     margin = pr.get("margin", math.nan)
     cls = s.task == "classification"
     unit = " pts" if cls else " percentage points"
-    ci_name = "95% interval across repeats" if repeats else "95% CI"
+    ci_name = _ci_name(s)
     test_name = ("" if repeats else
                  f", exact McNemar {_p(pr.get('p_value', math.nan))}" if pr.get("paired")
                  else f", Newcombe {_p(pr.get('p_value', math.nan))}")
@@ -119,13 +114,22 @@ def verdict(s: Summary) -> str:
                 sentences.append(f"About {need:.0f} {'configurations' if pr.get('paired') else 'trials'} per arm "
                                  f"would likely settle it (80% power to show {pr.get('settles')}, if the "
                                  f"observed difference is the true one): rerun with --trials {need:.0f}.")
+    return sentences
 
+
+def _trials_to_target_sentence(s: Summary, w: dict) -> str:
+    treat, ref = s.arms
+    ci_name = _ci_name(s)
     t_on, t_off = s.metric("trials_to_target", treat), s.metric("trials_to_target", ref)
     search = ("A random search" if s.sampler not in ADAPTIVE_SAMPLERS
               else f"Drawing at random from the {s.sampler.upper()} trials, one")
-    sentences.append(f"{search} needs {ttt_text(*t_on, ci=ci_name)} to get there {w['with_t']}, "
-                     f"{ttt_text(*t_off, ci=ci_name)} {w['with_r']}.")
+    return (f"{search} needs {ttt_text(*t_on, ci=ci_name)} to get there {w['with_t']}, "
+            f"{ttt_text(*t_off, ci=ci_name)} {w['with_r']}.")
 
+
+def _failure_sentence(s: Summary, w: dict) -> str | None:
+    """Divergence and failed-to-train rates, only when some run diverged or failed."""
+    treat, ref = s.arms
     div_on, div_off = s.metric("divergence_rate", treat)[0], s.metric("divergence_rate", ref)[0]
     fail_on, fail_off = s.metric("failed_rate", treat)[0], s.metric("failed_rate", ref)[0]
     parts = []
@@ -134,9 +138,15 @@ def verdict(s: Summary) -> str:
     if np.isfinite(fail_on) and np.isfinite(fail_off) and (fail_on > 0 or fail_off > 0):
         parts.append(f"{_pct(fail_on)} and {_pct(fail_off)} failed to train (no better than a constant predictor)")
     if parts:
-        sentences.append("; ".join(parts)[0].upper() + "; ".join(parts)[1:] + ".")
+        return "; ".join(parts)[0].upper() + "; ".join(parts)[1:] + "."
+    return None
 
-    # Secondary: typical configurations, only when Holm-significant.
+
+def _secondary_sentence(s: Summary, w: dict) -> str | None:
+    """Typical configurations, only when Holm-significant."""
+    treat, ref = s.arms
+    repeats = s.n_repeats > 1
+    ci_name = _ci_name(s)
     if s.paired:
         md, md_lo, md_hi = s.test("wilcoxon", "median_d")
         p_adj = _holm(s, "wilcoxon")
@@ -146,18 +156,36 @@ def verdict(s: Summary) -> str:
             band = f", {ci_name} {_score_diff(md_lo, s.task, False)} to {_score_diff(md_hi, s.task)}" \
                 if np.isfinite(md_lo) else ""
             ptext = "" if repeats else f"; Wilcoxon Holm-adjusted {_p(p_adj)}, a secondary test"
-            sentences.append(f"Configuration by configuration, {w['t']} scores higher in {_pct(win)} of the pairs "
-                             f"(median difference {_score_diff(md, s.task)}{band}{ptext}).")
+            return (f"Configuration by configuration, {w['t']} scores higher in {_pct(win)} of the pairs "
+                    f"(median difference {_score_diff(md, s.task)}{band}{ptext}).")
     else:
         p_adj = _holm(s, "mann_whitney")
         prob = s.test("mann_whitney", "prob_on_better")[0]
         if np.isfinite(p_adj) and p_adj < ALPHA and not repeats:
-            sentences.append(f"A random {treat} trial beats a random {ref} trial {_pct(prob)} of the time "
-                             f"(Mann-Whitney Holm-adjusted {_p(p_adj)}, a secondary test).")
+            return (f"A random {treat} trial beats a random {ref} trial {_pct(prob)} of the time "
+                    f"(Mann-Whitney Holm-adjusted {_p(p_adj)}, a secondary test).")
+    return None
 
-    if not repeats and not s.heterogeneity.empty:
-        for c in crossovers(s.heterogeneity):
-            sentences.append(f"It depends on {c['factor']}: {w['t']} helps at {', '.join(c['helps'])} and hurts at "
-                             f"{', '.join(c['hurts'])} (sign tests, Holm-adjusted p < 0.05).")
-    sentences.append("These conclusions hold for this search space.")
-    return " ".join(sentences)
+
+def _crossover_sentences(s: Summary, w: dict) -> list[str]:
+    if s.n_repeats > 1 or s.heterogeneity.empty:
+        return []
+    return [f"It depends on {c['factor']}: {w['t']} helps at {', '.join(c['helps'])} and hurts at "
+            f"{', '.join(c['hurts'])} (sign tests, Holm-adjusted p < 0.05)." for c in crossovers(s.heterogeneity)]
+
+
+def verdict(s: Summary) -> str:
+    """Plain sentences from the numbers, conclusion first; says so when the data cannot tell."""
+    treat, ref = s.arms
+    w = arm_phrases(s.arms)
+    n_on, n_off = s.metric("n_complete", treat)[0], s.metric("n_complete", ref)[0]
+    n_on, n_off = (0 if np.isnan(x) else x for x in (n_on, n_off))
+    if n_on == 0 or n_off == 0:
+        missing = [arm_label(a) for a, n in zip(s.arms, (n_on, n_off)) if n == 0]
+        who = f"{missing[0]} has no" if len(missing) == 1 else "Neither arm has any"
+        return (f"{who} completed trials, so the arms cannot be compared: "
+                f"the data cannot tell whether the search is easier {w['with_t']} than {w['with_r']}.")
+    sentences = [*_primary_sentences(s, w, n_on, n_off), _trials_to_target_sentence(s, w),
+                 _failure_sentence(s, w), _secondary_sentence(s, w), *_crossover_sentences(s, w),
+                 "These conclusions hold for this search space."]
+    return " ".join(x for x in sentences if x is not None)
