@@ -212,10 +212,7 @@ def _plot_budget(a: ArmsAnalysis, out: Path) -> list[Path]:
         ax.set_title(title)
         ax.legend(fontsize=8)
     fig.suptitle("advantage vs training budget")
-    fig.tight_layout()
-    path = out / "budget.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    path = _save(fig, out / "budget.png")
     files.append(path)
 
     c = a.compute
@@ -235,12 +232,18 @@ def _plot_budget(a: ArmsAnalysis, out: Path) -> list[Path]:
         ax.set_ylabel("expected best validation score")
         ax.set_title("tuning curves against compute")
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = out / "compute.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
+        path = _save(fig, out / "compute.png")
         files.append(path)
     return files
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def _plot_tuning(a: ArmsAnalysis, out: Path) -> Path | None:
@@ -263,10 +266,7 @@ def _plot_tuning(a: ArmsAnalysis, out: Path) -> Path | None:
     ax.set_ylabel("expected best validation score")
     ax.set_title("tuning curves (V-estimate, 95% bootstrap band)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out / "tuning_curves.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    path = _save(fig, out / "tuning_curves.png")
     return path
 
 
