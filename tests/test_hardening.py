@@ -202,6 +202,30 @@ def test_locked_sqlite_is_one_line_exit_1_within_the_lock_timeout(tmp_path, smok
     assert took < 60
 
 
+def test_reopening_storage_keeps_this_process_s_sqlite_locks(tmp_path, smoke):
+    """A process that already holds a WAL connection opens the storage again (a worker inside the
+    CLI parent does): the integrity check must not drop the SHARED lock that connection holds.
+    Without it, another process closing its last connection believes it is the last user,
+    checkpoints and deletes the -wal under the live connection, and later commits are lost (the CI
+    failure this test pins: 'database disk image is malformed' after a kill and resume)."""
+    db = tmp_path / "bn.db"
+    url = f"sqlite:///{db}"
+    prepare_experiment(smoke, url, ["bn-on"])
+    live = search.open_storage(url)
+    study_id = live.get_study_id_from_name(search.load_arm(url, "smoke", "bn-on").study.study_name)
+    live.get_all_trials(study_id)  # a read: the pooled connection now holds its WAL SHARED lock
+    search.storage._checked_files.clear()  # as after the file grew: the check reads the file again
+    search.open_storage(url)
+    other = "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('SELECT 1 FROM trials').fetchall(); c.close()"
+    subprocess.run([sys.executable, "-c", other, str(db)], check=True, timeout=60)
+    assert Path(f"{db}-wal").exists(), "another process's close deleted the -wal of a live connection"
+    n = len(live.get_all_trials(study_id))
+    trial_id = live.create_new_trial(study_id)
+    assert len(live.get_all_trials(study_id)) == n + 1 and trial_id is not None
+    live.engine.dispose()
+    with sqlite3.connect(db) as con:
+        assert con.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+
 # --------------------------------------------------------------------------- slow: servers, disks, signals
 
 @pytest.fixture

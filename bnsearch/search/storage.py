@@ -199,37 +199,52 @@ _checked_files: set[tuple[str, int, int]] = set()
 
 def _check_sqlite_file(db: Path, shown: str) -> None:
     """Refuse a file that is not an intact SQLite database before anything writes to it (opening
-    one in WAL mode and creating tables would modify a damaged or foreign file)."""
+    one in WAL mode and creating tables would modify a damaged or foreign file).
+
+    The file is read through SQLite only, never with open(): closing any descriptor of a file drops
+    every POSIX lock this process holds on it, including the SHARED lock a live WAL connection keeps.
+    Another process closing its last connection then checkpoints and deletes the -wal under ours,
+    and later commits are lost or the file is damaged (SQLite's "How To Corrupt", section 2.2;
+    reproduced here: a worker reopening storage lost two thirds of 2,000 concurrent commits).
+    SQLite's own descriptors are safe: it defers closing them while the process holds locks.
+    """
     try:
         st = db.stat()
-        key = (str(db.resolve()), st.st_ino, st.st_size)
-        if key in _checked_files or st.st_size == 0:
-            return
-        with open(db, "rb") as f:
-            header = f.read(16)
     except OSError as exc:
         raise SearchError(f"--storage: cannot read {db} ({exc.strerror}); check the path and its permissions") from None
+    key = (str(db.resolve()), st.st_ino, st.st_size)
+    if key in _checked_files or st.st_size == 0:
+        return
     fix = ("nothing was written to it; restore it from a backup, or move it aside and rerun "
            "(`sqlite3 FILE .recover` can salvage rows)")
-    if header != b"SQLite format 3\x00":
+    rows = _quick_check(db, shown, live=Path(f"{db}-wal").exists())
+    if rows != ["ok"] and Path(f"{db}-wal").exists():
+        # Another process began writing after the -wal test: the immutable read may have seen a
+        # checkpoint half done. Read again the way a live database must be read.
+        rows = _quick_check(db, shown, live=True)
+    if rows == ["file is not a database"]:
         raise SearchError(f"--storage: {db} is not an SQLite database (from {shown}); {fix}")
+    if rows != ["ok"]:
+        raise SearchError(f"--storage: {db} is damaged ({'; '.join(rows)[:160]}); {fix}")
+    _checked_files.add(key)
+
+
+def _quick_check(db: Path, shown: str, live: bool) -> list[str]:
+    # Without a -wal file nothing else is writing: `immutable` reads without creating -wal/-shm
+    # files next to a file that may not even be ours.
+    uri = f"file:{quote(str(db))}?mode=ro{'' if live else '&immutable=1'}"
     try:
-        # Without a -wal file nothing else is writing: `immutable` reads without creating -wal/-shm
-        # files next to a file that may not even be ours.
-        live = Path(f"{db}-wal").exists()
-        con = sqlite3.connect(f"file:{quote(str(db))}?mode=ro{'' if live else '&immutable=1'}", uri=True,
-                              timeout=lock_timeout())
+        con = sqlite3.connect(uri, uri=True, timeout=lock_timeout())
         try:
-            rows = [r[0] for r in con.execute("PRAGMA quick_check(3)")]
+            return [r[0] for r in con.execute("PRAGMA quick_check(3)")]
         finally:
             con.close()
     except sqlite3.DatabaseError as exc:
         if "locked" in str(exc):
             raise StorageFailure(_describe("locked", shown, str(exc)), 1, "locked") from None
-        rows = [str(exc)]
-    if rows != ["ok"]:
-        raise SearchError(f"--storage: {db} is damaged ({'; '.join(rows)[:160]}); {fix}")
-    _checked_files.add(key)
+        if "unable to open" in str(exc):
+            raise SearchError(f"--storage: cannot read {db} ({exc}); check the path and its permissions") from None
+        return [str(exc)]
 
 
 _KINDS = (  # (kind, exit code, substrings of the driver's message, lower case)
