@@ -21,6 +21,11 @@ Training time is measured without touching bnsearch: a `sitecustomize.py` put fi
                    next one. "start" / "end" are the medians over the first / last 10% of these gaps.
     tail           command end - end of the last train() call (analysis, plots, worker exit)
 
+The prepared-split cache (bnsearch.data.load_prepared) is the bench's own: --cache warm (default)
+fills a fresh cache folder once, untimed, as any earlier run on the machine would have, and every
+run then starts with it; --cache cold gives every run an empty one (a first run after installing:
+each worker imports scikit-learn and splits the data, and the reference model is fitted).
+
 With --max-wall the command is interrupted (SIGINT, like Ctrl-C) after that many seconds; wall is then
 the time until the interrupt, and efficiency and trials/min cover the trials finished by then.
 
@@ -111,13 +116,23 @@ def _config(epochs: int | None, tmp: Path) -> list[str]:
     return [str(p)]
 
 
-def one_run(trials: int, jobs: int, url: str, tmp: Path, *, epochs: int | None, max_wall: float | None) -> dict:
+def fill_cache(cache: Path, epochs: int | None, tmp: Path) -> None:
+    """What a first run leaves in the cache: the default config's split and reference model."""
+    code = ("import sys; from bnsearch.api import reference_context; from bnsearch.config import load_config; "
+            "from bnsearch.data import load_prepared; s = load_config(sys.argv[1] if len(sys.argv) > 1 else None); "
+            "load_prepared(s.data, s.seed); reference_context(s)")
+    subprocess.run([sys.executable, "-c", code, *_config(epochs, tmp)], check=True, cwd=tmp,
+                   env={**os.environ, "BNSEARCH_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT)})
+
+
+def one_run(trials: int, jobs: int, url: str, tmp: Path, *, epochs: int | None, max_wall: float | None,
+            cache: Path) -> dict:
     hook_dir = tmp / "hook"
     hook_dir.mkdir(exist_ok=True)
     (hook_dir / "sitecustomize.py").write_text(HOOK)
     log = tmp / "train.log"
     log.unlink(missing_ok=True)
-    env = {**os.environ, "BENCH_E2E_LOG": str(log),
+    env = {**os.environ, "BENCH_E2E_LOG": str(log), "BNSEARCH_CACHE_DIR": str(cache),
            "PYTHONPATH": os.pathsep.join([str(hook_dir), str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
     cmd = [sys.executable, "-m", "bnsearch", "compare", *_config(epochs, tmp), "--trials", str(trials),
            "--jobs", str(jobs), "--storage", url, "--out", str(tmp / "out"), "--device", "cpu"]
@@ -216,12 +231,18 @@ def main() -> None:
     ap.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"], choices=["sqlite", "postgresql"])
     ap.add_argument("--max-wall", type=float, default=None, help="interrupt a run after this many seconds")
     ap.add_argument("--quick", action="store_true", help="20 trials/arm, one run, SQLite only")
+    ap.add_argument("--cache", choices=["warm", "cold"], default="warm",
+                    help="prepared-split cache: filled once before the runs (warm), or empty for every run (cold)")
     args = ap.parse_args()
     if args.quick:
         args.trials, args.repeats, args.repeats_large, args.backends = [20], 1, 1, ["sqlite"]
 
     print(f"CPU: {cpu_model()}, {os.cpu_count()} CPUs; python {platform.python_version()}; "
-          f"jobs {args.jobs}; epochs {args.epochs or 'config default (20)'}; load {load()}", flush=True)
+          f"jobs {args.jobs}; epochs {args.epochs or 'config default (20)'}; cache {args.cache}; load {load()}",
+          flush=True)
+    cache_root = Path(tempfile.mkdtemp(prefix="bench-e2e-cache-"))
+    if args.cache == "warm":
+        fill_cache(cache_root, args.epochs, cache_root)
     pg = _pg() if "postgresql" in args.backends else None
     if "postgresql" in args.backends and pg is None:
         print("PostgreSQL: no server binaries or driver found; SQLite only", flush=True)
@@ -235,7 +256,8 @@ def main() -> None:
                     tmp = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
                     try:
                         url = f"sqlite:///{tmp / 'bench.db'}" if backend == "sqlite" else pg.create_database()
-                        res = one_run(n, args.jobs, url, tmp, epochs=args.epochs, max_wall=args.max_wall)
+                        cache = cache_root if args.cache == "warm" else tmp / "cache"
+                        res = one_run(n, args.jobs, url, tmp, epochs=args.epochs, max_wall=args.max_wall, cache=cache)
                     finally:
                         shutil.rmtree(tmp, ignore_errors=True)
                     results.setdefault((backend, n), []).append(res)
@@ -249,6 +271,7 @@ def main() -> None:
     finally:
         if pg is not None:
             pg.stop()
+        shutil.rmtree(cache_root, ignore_errors=True)
 
     print()
     print(f"{'backend':10} | {'trials/arm':>10} | {'runs':>4} | {'wall s':>7} | {'trials/min':>10} | {'efficiency':>10} | "
@@ -259,7 +282,7 @@ def main() -> None:
         print(f"{backend:10} | {n:>10} | {len(rs):>4} | {med(rs, 'wall'):>7.1f} | {med(rs, 'tpm'):>10.1f} | "
               f"{med(rs, 'eff'):>10.3f} | {med(rs, 'first_claim'):>13.2f} | {med(rs, 'bk_start'):>11.1f} | "
               f"{med(rs, 'bk_end'):>9.1f} | {med(rs, 'tail'):>6.2f}")
-    print(f"CPU: {cpu_model()}; load at end {load()}")
+    print(f"CPU: {cpu_model()}; cache {args.cache}; load at end {load()}")
     first = args.backends[0] if any(k[0] == args.backends[0] for k in results) else "sqlite"
 
     def pick(n: int, key: str) -> str:

@@ -7,6 +7,7 @@ Nothing here prints or configures logging; progress is reported through callback
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -156,7 +157,8 @@ def run_compare(config=None, *, trials=None, repeats: int = 1, jobs=None, storag
         for i, s in enumerate(runs):
             if on_repeat:
                 on_repeat(i, s)
-            run_arms(s, storage, s.arm_names(), jobs=jobs, progress=progress, warmup=_warm_report_imports)
+            run_arms(s, storage, s.arm_names(), jobs=jobs, progress=progress,
+                     warmup=lambda s=s: _warm_report(s))
         report = build_report(storage, settings.name)
         report.files = publish(report, out_dir)
     except BaseException:
@@ -167,15 +169,19 @@ def run_compare(config=None, *, trials=None, repeats: int = 1, jobs=None, storag
     return report
 
 
-def _warm_report_imports() -> None:
-    """Import what the analysis and the plots need (~1.4 s) while the last trials of the other
-    workers run, instead of after them (search.run_arms calls this when its own worker is idle)."""
+def _warm_report(settings: Settings) -> None:
+    """What the report needs besides the trials: the analysis and plotting imports (~1.4 s) and the
+    reference model (data.load_prepared's split, a scikit-learn fit). search.run_arms calls this in
+    this process while the spawned workers already train, instead of after the last trial."""
     import matplotlib
 
     matplotlib.use("Agg")  # what report.write_plots selects; headless
     import matplotlib.pyplot  # noqa: F401
 
     from . import analysis, report  # noqa: F401
+
+    with contextlib.suppress(OSError, ValueError):  # build_report reports without it
+        reference_context(settings)
 
 
 class Report:
@@ -213,16 +219,50 @@ def _task(settings: Settings) -> str:
     return settings.data.task or load_arrays(settings.data, settings.seed)[2]
 
 
+_references: dict[tuple, dict] = {}
+
+
 def reference_context(settings: Settings) -> dict:
     """What the analysis needs from the data split but cannot read from the trials: the validation-set
     size (for the noise-derived tolerance), the constant predictor's validation score (for the
     failed-to-train rate) and a simple model fitted on the same split (logistic / ridge regression),
-    so a reader sees how good "good" is. Loads the split (seconds); nothing is trained with torch."""
+    so a reader sees how good "good" is. Nothing is trained with torch.
+
+    Remembered like the split itself (data.load_prepared): in this process, and for a built-in data
+    set on disk next to its split, so a report does not wait for scikit-learn's import and fit."""
+    import json
+
+    from .data import cache_dir, cache_key
+
+    spec, seed = settings.data, settings.seed
+    builtin = spec.dataset != "csv"
+    memo = (spec, seed, settings.data_digest())
+    if memo in _references:
+        return _references[memo]
+    folder = cache_dir() if builtin else None
+    path = folder / "data" / f"reference-{spec.dataset}-{cache_key(spec, seed)}.json" if folder else None
+    if path is not None:
+        with contextlib.suppress(OSError, ValueError):
+            stored = json.loads(path.read_text())
+            if isinstance(stored, dict) and {"n_val", "baseline", "reference"} <= set(stored):
+                _references[memo] = stored
+                return stored
+    context = _references[memo] = _reference_context(settings)
+    if path is not None:
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(context))
+            os.replace(tmp, path)
+    return context
+
+
+def _reference_context(settings: Settings) -> dict:
     import numpy as np
 
-    from .data import load_dataset
+    from .data import load_prepared
 
-    data = load_dataset(settings.data, settings.seed)
+    data = load_prepared(settings.data, settings.seed)
     Xtr, Xva, Xte = (t.numpy().astype(np.float64) for t in (data.X_train, data.X_val, data.X_test))
     ytr, yva, yte = (t.numpy() for t in (data.y_train, data.y_val, data.y_test))
     import warnings
@@ -275,9 +315,9 @@ def build_report(storage, experiment: str) -> Report:
                               "`bnsearch compare` to add it")
         first = search.load_arm(url, name, arm_names[0])
         settings = first.settings
-        df = load_trials(url, name, arm_names)
+        df, arm_records = search.load_trials_and_records(url, name, arm_names)
         frames.append(df)
-        records += search.trial_records(url, name, arm_names)
+        records += arm_records
         try:
             context = reference_context(settings)
         except (OSError, ValueError):  # data no longer readable (a moved CSV): report without the context

@@ -1,5 +1,7 @@
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,13 @@ CONFIGS = ROOT / "configs"
 
 # Short heartbeats so stale-trial tests take seconds, not minutes.
 os.environ.setdefault("BNSEARCH_HEARTBEAT", "1")
+# The prepared-split cache of this test session (inherited by every subprocess), not the user's.
+_CACHE = tempfile.mkdtemp(prefix="bnsearch-test-cache-")
+os.environ["BNSEARCH_CACHE_DIR"] = _CACHE
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_CACHE, ignore_errors=True)
 
 
 @pytest.fixture

@@ -117,3 +117,66 @@ def test_integer_target_loads_as_regression_when_told(tmp_path):
     # Few whole-number values are still class labels (e.g. 0/1/2), as before.
     body = "a,b,y\n" + "".join(f"{i},{i % 7},{i % 3}\n" for i in range(30))
     assert load_dataset(_csv(tmp_path, body, "y")).task == "classification"
+
+
+# --------------------------------------------------------------------------- prepared-split cache
+
+FIELDS = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")
+
+
+def _same(a, b) -> bool:
+    return a.name == b.name and a.task == b.task and all(
+        getattr(a, k).dtype == getattr(b, k).dtype and torch.equal(getattr(a, k), getattr(b, k)) for k in FIELDS)
+
+
+def test_prepared_split_cache_is_bit_exact_and_a_damaged_file_is_rebuilt(tmp_path, monkeypatch):
+    from bnsearch import data
+
+    monkeypatch.setenv("BNSEARCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(data, "_prepared", {})
+    spec = DataSpec(dataset="skewed", inputs="raw")
+    fresh = load_dataset(spec, seed=3)
+    assert _same(data.load_prepared(spec, 3), fresh)
+    (file,) = (tmp_path / "cache" / "data").glob("skewed-*.npz")
+    data._prepared.clear()
+    assert _same(data.load_prepared(spec, 3), fresh)  # read back from the file
+    assert not _same(data.load_prepared(spec, 4), fresh)  # another seed is another file
+    assert len(list((tmp_path / "cache" / "data").glob("skewed-*.npz"))) == 2
+    file.write_bytes(b"not an npz")
+    data._prepared.clear()
+    assert _same(data.load_prepared(spec, 3), fresh)  # a damaged file is a missed shortcut, then rewritten
+    assert data.read_split(file) is not None
+    assert not list((tmp_path / "cache" / "data").glob("*.tmp*"))
+
+
+def test_a_users_csv_is_never_copied_into_the_cache_and_an_edit_is_a_new_split(tmp_path, monkeypatch):
+    from bnsearch import data
+
+    monkeypatch.setenv("BNSEARCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(data, "_prepared", {})
+    rng = np.random.default_rng(0)
+    path = tmp_path / "d.csv"
+    path.write_text("a,b,label\n" + "".join(f"{a},{b},{int(a > 0)}\n" for a, b in rng.normal(size=(60, 2))))
+    spec = DataSpec(dataset="csv", path=str(path), target="label")
+    first = data.load_prepared(spec, 0)
+    assert data.load_prepared(spec, 0) is first and not (tmp_path / "cache").exists()
+    path.write_text(path.read_text().replace("label\n", "label\n5,5,1\n", 1))  # one more row
+    assert len(data.load_prepared(spec, 0).y_train) + len(data.load_prepared(spec, 0).y_val) \
+        + len(data.load_prepared(spec, 0).y_test) == 61
+
+
+def test_a_second_process_reads_split_and_reference_without_importing_scikit_learn(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json, sys; from bnsearch.config import load_config; from bnsearch.api import reference_context; "
+            "from bnsearch.data import load_prepared; s = load_config(None); d = load_prepared(s.data, s.seed); "
+            "print(json.dumps([reference_context(s), 'sklearn' in sys.modules, d.X_train.sum().item()]))")
+    env = {**os.environ, "BNSEARCH_CACHE_DIR": str(tmp_path / "cache")}
+    runs = [json.loads(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                      check=True, timeout=300).stdout) for _ in range(2)]
+    assert runs[0][1] is True and runs[1][1] is False  # built with scikit-learn once, then read back
+    assert runs[0][0] == runs[1][0] and runs[0][2] == runs[1][2]
+    assert runs[1][0]["reference"]["model"] == "logistic regression" and runs[1][0]["n_val"] > 0

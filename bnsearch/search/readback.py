@@ -48,16 +48,36 @@ TRIAL_COLUMNS = ["experiment", "arm", "number", "state", "config_index", "seed",
 @quiet
 def load_trials(url: str | None, experiment: str, arms: Iterable[str] = ARMS) -> "pd.DataFrame":
     """Every trial of the experiment's studies, one row each (all states), params as columns."""
+    return _frame(experiment, _read(url, experiment, arms))
+
+
+@quiet
+def load_trials_and_records(url: str | None, experiment: str,
+                            arms: Iterable[str] = ARMS) -> tuple["pd.DataFrame", list[dict[str, Any]]]:
+    """load_trials and trial_records from one read of the storage (a report needs both; reading
+    every trial through Optuna twice cost ~0.3 s per 200 trials)."""
+    read = _read(url, experiment, arms)
+    return _frame(experiment, read), _records(experiment, read)
+
+
+def _read(url, experiment, arms) -> list[tuple[str, Arm, list]]:
+    out = []
+    for arm_name in arms:
+        arm = load_arm(url, experiment, arm_name)
+        out.append((arm_name, arm, arm.study.get_trials(deepcopy=False)))
+    return out
+
+
+def _frame(experiment: str, read) -> "pd.DataFrame":
     import pandas as pd
 
     rows = []
     param_names: list[str] = []
-    for arm_name in arms:
-        arm = load_arm(url, experiment, arm_name)
+    for arm_name, arm, trials in read:
         for n in arm.settings.distributions():
             if n not in param_names:
                 param_names.append(n)
-        for t in arm.study.get_trials(deepcopy=False):
+        for t in trials:
             ua = t.user_attrs
             rows.append({
                 "experiment": experiment, "arm": arm_name, "number": t.number, "state": t.state.name,
@@ -103,12 +123,15 @@ def trial_records(url: str | None, experiment: str, arms: Iterable[str] = ARMS) 
     Unlike load_trials' flat table this keeps the per-epoch curves, every user attr, the parameter
     distributions and the timestamps, so a write-up can be redone from the file alone.
     """
+    return _records(experiment, _read(url, experiment, arms))
+
+
+def _records(experiment: str, read) -> list[dict[str, Any]]:
     from optuna.distributions import distribution_to_json
 
     out = []
-    for arm_name in arms:
-        arm = load_arm(url, experiment, arm_name)
-        for t in arm.study.get_trials(deepcopy=False):
+    for arm_name, arm, trials in read:
+        for t in trials:
             out.append({
                 "experiment": experiment, "arm": arm_name, "study": arm.study.study_name, "number": t.number,
                 "state": t.state.name, "value": t.value, "params": dict(t.params),

@@ -10,6 +10,7 @@ import os
 import re
 import sqlite3
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
@@ -191,7 +192,20 @@ def open_storage(url: str | None = None, *, create: bool = True) -> RDBStorage:
             raise failure from None
     if url.startswith("sqlite"):
         _serialize_sqlite(storage.engine, wal=db is not None)
+    _engines.add(storage.engine)
     return storage
+
+
+_engines: weakref.WeakSet = weakref.WeakSet()
+
+
+def close_all() -> None:
+    """Close every pooled connection this process opened. The last SQLite connection to close
+    checkpoints the -wal into the database file and removes it, so a finished command leaves one
+    self-contained .db file (copying only that file then copies every trial)."""
+    for engine in list(_engines):
+        with contextlib.suppress(Exception):
+            engine.dispose()
 
 
 _checked_files: set[tuple[str, int, int]] = set()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import hashlib
 import math
 import os
@@ -184,45 +185,33 @@ def _cache_file(folder: str, settings: Settings) -> Path:
 
 
 def _load_data(settings: Settings, device: str, cache: str | None):
-    """The prepared split: from the run's cache file when another worker (usually the parent) has
-    written it, else built here (scikit-learn import, split, scaling) and written for the others.
-    Spawned workers thereby skip scikit-learn and the split (docs/design.md, section 5, Workers)."""
-    import numpy as np
-    import torch
+    """The prepared split. A built-in set comes from the on-disk cache of prepared splits
+    (data.load_prepared); a CSV's split is built by the first worker that needs it and shared with
+    the run's other workers through the run's `cache` folder, so they skip scikit-learn and the
+    split (docs/design.md, Workers)."""
+    from ..data import load_prepared, read_split, save_split
 
-    from ..data import Dataset, load_dataset
-
-    path = _cache_file(cache, settings) if cache else None
-    if path is not None and path.exists():
-        # An unreadable cache is only a missed shortcut.
-        with contextlib.suppress(Exception), np.load(path, allow_pickle=False) as z:
-            return Dataset(str(z["name"]), str(z["task"]),
-                           *(torch.from_numpy(z[k].copy()) for k in _FIELDS)).to(device)
-    data = load_dataset(settings.data, settings.seed)
-    if path is not None:
-        with contextlib.suppress(OSError):
-            tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-            np.savez(tmp, name=data.name, task=data.task, **{k: getattr(data, k).numpy() for k in _FIELDS})
-            os.replace(tmp, path)  # readers see a whole file or none
+    if settings.data.dataset != "csv" or not cache:
+        return load_prepared(settings.data, settings.seed).to(device)
+    path = _cache_file(cache, settings)
+    data = read_split(path) if path.exists() else None
+    if data is None:
+        data = load_prepared(settings.data, settings.seed)
+        save_split(path, data)
     return data.to(device)
-
-
-_FIELDS = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")
 
 
 @quiet
 def run_worker(url: str | None, experiment: str, arms: Iterable[str], *, device: str = "auto",
                on_trial: Callable[[str, FrozenTrial], None] | None = None,
-               max_storage_retry_s: float = 300.0, data_cache: str | None = None,
-               on_idle: Callable[[], None] | None = None) -> int:
+               max_storage_retry_s: float = 300.0, data_cache: str | None = None) -> int:
     """Run trials of the given arms until none is left. Returns the number of trials this worker
     finished. Survives transient storage errors (a database restart) with backoff.
 
     When the rest of an arm is held by other workers, this one moves on to the next arm instead of
     idling, and only waits (for them to finish, or to go stale and be re-queued) once every arm is
-    in that state; `on_idle()` is called once, the first time that happens. Dead workers' trials
-    are swept every STALE_SWEEP heartbeat intervals, not before every trial. `data_cache`: a
-    folder where workers of one run share the prepared data split.
+    in that state. Dead workers' trials are swept every STALE_SWEEP heartbeat intervals, not before
+    every trial. `data_cache`: a folder where workers of one run share a CSV's prepared split.
     """
     import torch
 
@@ -230,7 +219,7 @@ def run_worker(url: str | None, experiment: str, arms: Iterable[str], *, device:
     torch.set_num_threads(1)  # one process per core beats threads for small nets (docs/design.md, Speed)
     try:
         return _worker_loop(url, experiment, list(dict.fromkeys(arms)), resolve_device(device), on_trial,
-                            max_storage_retry_s, data_cache, on_idle)
+                            max_storage_retry_s, data_cache)
     finally:
         torch.set_num_threads(threads)  # the caller's process may be the CLI's, which goes on
 
@@ -238,7 +227,7 @@ def run_worker(url: str | None, experiment: str, arms: Iterable[str], *, device:
 STALE_SWEEP = 2  # heartbeat intervals between stale-trial sweeps; a dead worker's trial is stale after 3
 
 
-def _worker_loop(url, experiment, pending, device, on_trial, max_storage_retry_s, data_cache, on_idle) -> int:
+def _worker_loop(url, experiment, pending, device, on_trial, max_storage_retry_s, data_cache) -> int:
     done = 0
     state: dict[str, tuple[Arm, Any]] = {}
     swept: dict[str, float] = {}
@@ -282,9 +271,6 @@ def _worker_loop(url, experiment, pending, device, on_trial, max_storage_retry_s
                 waiting.append(arm_name)
         pending = waiting
         if pending:
-            if on_idle is not None:
-                on_idle, idle = None, on_idle
-                idle()
             time.sleep(min(0.5, heartbeat_interval()))  # a cheap poll; idle workers shorten the tail
     return done
 
@@ -303,6 +289,13 @@ def _worker_entry(url, experiment, arms, device, data_cache=None) -> None:
             raise
         # The parent names the storage and the fix once; N workers printing N tracebacks did not.
         sys.exit(lifecycle.STORAGE_EXIT[failure.kind])
+    finally:
+        # The parent waits for this exit before its report: skip shutdown's walk over torch's
+        # objects (0.4-0.8 s, see cli.main), closing the connections first.
+        from .storage import close_all
+
+        close_all()
+        gc.freeze()
 
 
 def start_workers(url: str | None, experiment: str, arms: list[str], jobs: int, device: str,
@@ -343,9 +336,11 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
     """Prepare the studies, then run what is missing with `jobs` workers: jobs - 1 spawned
     processes, and one in this process (so jobs = 1 spawns none).
 
-    `progress(arms)` is called at most about once a second while trials run. `warmup()` runs in a
-    thread once this process's worker has no more trials to claim while others still train (the
-    caller warms up what it needs afterwards, e.g. the analysis imports).
+    `progress(arms)` is called at most about once a second while trials run. With jobs > 1,
+    `warmup()` runs in this process once the spawned workers are started and before its own worker
+    claims a trial: what the caller needs afterwards (the report's imports, its reference model) is
+    done while the other cores already train, and the shared queue evens out the trials. At the end
+    of the run it would keep a core idle instead (measured: ~1 s of a 2-core run's wall time).
     """
     jobs = default_jobs() if jobs is None else jobs  # `--jobs 0` is an error, not "default"
     if jobs < 1:
@@ -374,20 +369,14 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
         if progress:
             _show(progress, prepared)
         return prepared
-    warm: list[threading.Thread] = []
-
-    def on_idle():
-        if warmup is not None:
-            warm.append(threading.Thread(target=warmup, daemon=True))
-            warm[0].start()
-
     cache = tempfile.mkdtemp(prefix="bnsearch-data-")
     # The parent is one of the workers: the spawned ones start first so their imports overlap its own.
     procs = start_workers(url, settings.name, todo, jobs - 1, settings.device, data_cache=cache)
     refresh = (lambda: _show(progress, prepared)) if progress else None
     try:
-        run_worker(url, settings.name, todo, device=settings.device, on_trial=on_trial, data_cache=cache,
-                   on_idle=on_idle)
+        if warmup is not None:
+            warmup()
+        run_worker(url, settings.name, todo, device=settings.device, on_trial=on_trial, data_cache=cache)
         while any(p.is_alive() for p in procs):
             if progress:
                 _show(progress, prepared)
@@ -410,8 +399,6 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
         for p in procs:
             if p.is_alive():
                 p.kill()
-        for t in warm:
-            t.join()
         shutil.rmtree(cache, ignore_errors=True)
     bad = [p.exitcode for p in procs if p.exitcode not in (0, -signal.SIGINT)]
     if progress:
