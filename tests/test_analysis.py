@@ -495,3 +495,20 @@ def test_trials_from_two_cpus_produce_a_warning():
     assert note.startswith("WARNING: these trials ran on 2 different CPUs")
     assert "AMD EPYC (avx512)" in note and "Intel Xeon (avx2)" in note
     assert hardware_notes(df.drop(columns="hardware")) == []  # storage from before trials recorded it
+
+
+def test_rowwise_bootstrap_equals_the_per_replicate_loop_bit_for_bit():
+    """bootstrap_ci computes the common statistics for all replicates at once; the interval must
+    be exactly the one the per-replicate loop gives (a lambda wrapper takes the loop path)."""
+    from bnsearch.analysis.inference import _diff_of_means, _diff_of_medians, _median, bootstrap_ci
+
+    rng = np.random.default_rng(7)
+    for n in (1, 2, 5, 40, 41, 3001):  # 3001 rows: the resamples are processed in several blocks
+        a = np.round(rng.normal(0.9, 0.05, n), 3)  # rounded: ties, as real scores have
+        b = np.round(rng.normal(0.88, 0.08, n), 3)
+        for stat, args, paired in ((_median, (a - b,), False), (_diff_of_means, (a, b), True),
+                                   (_diff_of_means, (a, b), False), (_diff_of_medians, (a, b), False)):
+            fast = bootstrap_ci(stat, *args, paired=paired, n_boot=1000, seed=3, tag="t")
+            loop = bootstrap_ci(lambda *x, f=stat: f(*x), *args, paired=paired, n_boot=1000, seed=3, tag="t")
+            assert fast == loop, (n, stat.__name__, paired, fast, loop)
+            assert all(np.isfinite(fast))
