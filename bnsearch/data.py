@@ -6,6 +6,7 @@ steps and a DataLoader's per-sample indexing would cost more than the arithmetic
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -276,12 +277,17 @@ def cache_dir() -> Path | None:
     return Path(base) / "bnsearch"
 
 
+@functools.lru_cache(maxsize=1)
 def _versions() -> tuple[str, ...]:
+    import hashlib
     import importlib.metadata as md
 
     from . import __version__
 
-    out = [__version__]
+    # The code that builds a split (this file) and the reference model (api.py) is in the key too:
+    # an edited checkout must not read splits an older one wrote under the same version number.
+    here = Path(__file__).parent
+    out = [__version__, *(hashlib.sha256((here / f).read_bytes()).hexdigest()[:12] for f in ("data.py", "api.py"))]
     for dist in ("numpy", "scikit-learn", "mnist1d"):
         try:
             out.append(md.version(dist))

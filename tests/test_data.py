@@ -180,3 +180,15 @@ def test_a_second_process_reads_split_and_reference_without_importing_scikit_lea
     assert runs[0][1] is True and runs[1][1] is False  # built with scikit-learn once, then read back
     assert runs[0][0] == runs[1][0] and runs[0][2] == runs[1][2]
     assert runs[1][0]["reference"]["model"] == "logistic regression" and runs[1][0]["n_val"] > 0
+
+
+def test_an_empty_cache_dir_setting_turns_the_cache_off(tmp_path, monkeypatch):
+    from bnsearch import data
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BNSEARCH_CACHE_DIR", "")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setattr(data, "_prepared", {})
+    assert data.cache_dir() is None
+    assert _same(data.load_prepared(DataSpec(dataset="iris"), 1), load_dataset(DataSpec(dataset="iris"), 1))
+    assert list(tmp_path.iterdir()) == []
