@@ -277,6 +277,8 @@ def test_two_compares_on_a_fresh_sqlite_file_both_succeed(tmp_path):
     outs = [p.communicate(timeout=240) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[1][-800:] for o in outs]
     assert all("Traceback" not in o[1] for o in outs)
+    # Both closed their connections on exit: the last one folded the -wal into one self-contained file.
+    assert not Path(f"{tmp_path / 'fresh.db'}-wal").exists()
     for arm in ARMS:
         check_arm_exact(url, "smoke", arm, 3)
 

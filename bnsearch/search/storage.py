@@ -231,16 +231,30 @@ def _check_sqlite_file(db: Path, shown: str) -> None:
         return
     fix = ("nothing was written to it; restore it from a backup, or move it aside and rerun "
            "(`sqlite3 FILE .recover` can salvage rows)")
-    rows = _quick_check(db, shown, live=Path(f"{db}-wal").exists())
-    if rows != ["ok"] and Path(f"{db}-wal").exists():
-        # Another process began writing after the -wal test: the immutable read may have seen a
-        # checkpoint half done. Read again the way a live database must be read.
-        rows = _quick_check(db, shown, live=True)
+    for attempt in range(20):
+        before = _file_state(db)
+        rows = _quick_check(db, shown, live=before[2])
+        if rows == ["ok"] or before[2] or _file_state(db) == before:
+            break  # intact; or damaged, read under SQLite's locks or in a file nobody changed meanwhile
+        # Another process wrote meanwhile (two commands creating one fresh file at once): an
+        # `immutable` read can see a checkpoint half done ("invalid rootpage", measured once in
+        # 12 concurrent starts). Read again; with a -wal present, the locked way.
+        time.sleep(0.05 * (attempt + 1))
+    else:
+        return  # still being written after ~10 s: a live database, not a damaged one
     if rows == ["file is not a database"]:
         raise SearchError(f"--storage: {db} is not an SQLite database (from {shown}); {fix}")
     if rows != ["ok"]:
         raise SearchError(f"--storage: {db} is damaged ({'; '.join(rows)[:160]}); {fix}")
     _checked_files.add(key)
+
+
+def _file_state(db: Path) -> tuple[int, int, bool]:
+    try:
+        st = db.stat()
+    except OSError:
+        return (-1, -1, False)
+    return (st.st_size, st.st_mtime_ns, Path(f"{db}-wal").exists())
 
 
 def _quick_check(db: Path, shown: str, live: bool) -> list[str]:
