@@ -409,6 +409,41 @@ def _alive(pids) -> list[int]:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc and ps")
+def test_ctrl_c_while_a_worker_is_still_starting_is_one_line(tmp_path):
+    """Ctrl-C (SIGINT to the whole group) while the spawned worker is still importing: it used to
+    die with a KeyboardInterrupt traceback out of an import. Its stop signals stay blocked until it
+    can handle them, so the command prints its one line, and nothing is left running."""
+    db = tmp_path / "bn.db"
+    cmd = [sys.executable, "-m", "bnsearch", "compare", SMOKE, "--jobs", "2", "--storage", f"sqlite:///{db}",
+           "--out", str(tmp_path / "o")]
+    for delay in (0.05, 0.3):  # into the worker's interpreter start-up, then into its imports
+        proc = subprocess.Popen(cmd, cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        workers: list[int] = []
+        try:
+            while not workers and time.monotonic() < deadline and proc.poll() is None:
+                workers = [w for w in _workers_of(proc.pid)
+                           if "spawn_main" in Path(f"/proc/{w}/cmdline").read_text(errors="replace")]
+                time.sleep(0.005)
+            assert workers, "no worker was spawned"
+            time.sleep(delay)
+            os.killpg(proc.pid, signal.SIGINT)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        assert proc.returncode == 130 and "Traceback" not in err, err
+        assert len(err.strip().splitlines()) == 1 and err.startswith("interrupted (Ctrl-C)"), err
+        time.sleep(0.5)
+        assert not _alive(workers)
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT COUNT(*) FROM trials WHERE state = 'RUNNING'").fetchone()[0] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc and ps")
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
 def test_workers_never_outlive_their_parent(tmp_path, sig):
     """The parent alone gets the signal (kill -9 / kill / kill -INT, not a terminal's Ctrl-C): its

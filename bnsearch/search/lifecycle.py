@@ -18,6 +18,7 @@ end) is caught by sys.unraisablehook and delivered again.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -36,8 +37,34 @@ class Terminated(KeyboardInterrupt):
 _redeliver = False
 
 
+_deferring = 0
+_deferred: int | None = None
+
+
+@contextlib.contextmanager
+def deferred_stop():
+    """Hold a stop signal (Ctrl-C, SIGTERM) that arrives inside the block until the block ends.
+
+    For imports of C extensions (torch, pandas, scikit-learn): a KeyboardInterrupt raised inside
+    an extension's initialisation surfaces as a SystemError with a traceback, not as a clean stop.
+    Only the handlers of handle_stop_signals defer; elsewhere the block changes nothing."""
+    global _deferring, _deferred
+    _deferring += 1
+    try:
+        yield
+    finally:
+        _deferring -= 1
+        if _deferring == 0 and _deferred is not None:
+            signum, _deferred = _deferred, None
+            _handler(signum, None)
+
+
 def _handler(signum, _frame):
-    global received, _redeliver
+    global received, _redeliver, _deferred
+    if _deferring:
+        if _deferred is None:
+            _deferred = signum
+        return
     if received is not None and not _redeliver:
         return  # already stopping: never interrupt the clean-up of the first signal
     _redeliver = False
@@ -72,6 +99,35 @@ def handle_stop_signals() -> None:
     signal.signal(signal.SIGTERM, _handler)
     if sys.unraisablehook is not _unraisable:
         _previous_unraisablehook, sys.unraisablehook = sys.unraisablehook, _unraisable
+
+
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextlib.contextmanager
+def stop_signals_blocked():
+    """Block SIGINT/SIGTERM in this thread while starting worker processes. A spawned child inherits
+    the mask, so a Ctrl-C during its first second (interpreter start, unpickling, imports) stays
+    pending until unblock_stop_signals() instead of raising a traceback out of an import; a Ctrl-C
+    to this process meanwhile is delivered when the block ends."""
+    if not hasattr(signal, "pthread_sigmask"):  # Windows
+        yield
+        return
+    from multiprocessing import resource_tracker
+
+    # Process.start() launches multiprocessing's resource tracker the first time, and that launch
+    # ends by unblocking these very signals (CPython uses the same mask trick for it, bpo-33613).
+    resource_tracker.ensure_running()
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def unblock_stop_signals() -> None:
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
 
 def die_with_parent(parent_pid: int | None) -> None:

@@ -189,6 +189,11 @@ def _load_data(settings: Settings, device: str, cache: str | None):
     (data.load_prepared); a CSV's split is built by the first worker that needs it and shared with
     the run's other workers through the run's `cache` folder, so they skip scikit-learn and the
     split (docs/design.md, Workers)."""
+    with lifecycle.deferred_stop():  # scikit-learn's import, when the split is built here
+        return _load_data_now(settings, device, cache)
+
+
+def _load_data_now(settings: Settings, device: str, cache: str | None):
     from ..data import load_prepared, read_split, save_split
 
     if settings.data.dataset != "csv" or not cache:
@@ -213,7 +218,8 @@ def run_worker(url: str | None, experiment: str, arms: Iterable[str], *, device:
     in that state. Dead workers' trials are swept every STALE_SWEEP heartbeat intervals, not before
     every trial. `data_cache`: a folder where workers of one run share a CSV's prepared split.
     """
-    import torch
+    with lifecycle.deferred_stop():  # see lifecycle.deferred_stop: torch's import is C extensions
+        import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one process per core beats threads for small nets (docs/design.md, Speed)
@@ -280,6 +286,10 @@ def _worker_entry(url, experiment, arms, device, data_cache=None) -> None:
     # run_trial fails and re-queues the trial in flight (docs/design.md, Worker life cycle).
     lifecycle.start_worker()
     try:
+        # Ctrl-C and SIGTERM were blocked while this process started (start_workers): one that came
+        # during the imports is delivered here, as KeyboardInterrupt, instead of as a traceback from
+        # the middle of an import.
+        lifecycle.unblock_stop_signals()
         run_worker(url, experiment, arms, device=device, data_cache=data_cache)
     except KeyboardInterrupt:
         lifecycle.release_own_trials(url, experiment, arms)
@@ -306,8 +316,9 @@ def start_workers(url: str | None, experiment: str, arms: list[str], jobs: int, 
     procs = [ctx.Process(target=_worker_entry, args=(storage_url(url), experiment, arms, device, data_cache),
                          daemon=False)
              for _ in range(jobs)]
-    for p in procs:
-        p.start()
+    with lifecycle.stop_signals_blocked():  # the children inherit the mask until _worker_entry lifts it
+        for p in procs:
+            p.start()
     return procs
 
 
@@ -375,7 +386,8 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
     refresh = (lambda: _show(progress, prepared)) if progress else None
     try:
         if warmup is not None:
-            warmup()
+            with lifecycle.deferred_stop():  # mostly imports: a Ctrl-C is taken once they are done
+                warmup()
         run_worker(url, settings.name, todo, device=settings.device, on_trial=on_trial, data_cache=cache)
         while any(p.is_alive() for p in procs):
             if progress:
