@@ -407,6 +407,31 @@ def _alive(pids) -> list[int]:
     return alive
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/PID/maps")
+def test_ctrl_c_during_the_cli_s_own_imports_is_one_line(tmp_path):
+    """Ctrl-C while `bnsearch` is still importing its libraries (numpy is loaded, typer/Optuna are
+    not yet): one line, exit 130, no traceback and no storage file."""
+    db = tmp_path / "bn.db"
+    proc = subprocess.Popen([sys.executable, "-m", "bnsearch", "compare", SMOKE, "--storage", f"sqlite:///{db}"],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            with contextlib.suppress(OSError):
+                if "_multiarray_umath" in Path(f"/proc/{proc.pid}/maps").read_text():
+                    break
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "interrupted (Ctrl-C)" in err, err
+    assert not db.exists()
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc and ps")
 def test_ctrl_c_while_a_worker_is_still_starting_is_one_line(tmp_path):
