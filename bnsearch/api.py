@@ -232,15 +232,13 @@ def reference_context(settings: Settings) -> dict:
     set on disk next to its split, so a report does not wait for scikit-learn's import and fit."""
     import json
 
-    from .data import cache_dir, cache_key
+    from .data import cache_file
 
     spec, seed = settings.data, settings.seed
-    builtin = spec.dataset != "csv"
     memo = (spec, seed, settings.data_digest())
     if memo in _references:
         return _references[memo]
-    folder = cache_dir() if builtin else None
-    path = folder / "data" / f"reference-{spec.dataset}-{cache_key(spec, seed)}.json" if folder else None
+    path = cache_file(spec, seed, "reference", ".json")
     if path is not None:
         with contextlib.suppress(OSError, ValueError):
             stored = json.loads(path.read_text())

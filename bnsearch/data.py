@@ -303,6 +303,15 @@ def cache_key(spec: DataSpec, seed: int) -> str:
     return hashlib.sha256(repr((spec, int(seed), _versions())).encode()).hexdigest()[:20]
 
 
+def cache_file(spec: DataSpec, seed: int, kind: str, suffix: str) -> Path | None:
+    """The cache file of one kind of prepared result for a built-in data set; None for a user's
+    file (never copied into the cache) or when the cache is off."""
+    folder = cache_dir()
+    if folder is None or spec.dataset == "csv":
+        return None
+    return folder / "data" / f"{kind}-{spec.dataset}-{cache_key(spec, seed)}{suffix}"
+
+
 def save_split(path: Path, data: Dataset) -> None:
     """Write a split as one .npz, atomically: readers see the whole file or none. Failing to write
     (read-only or full disk) only costs the next process the rebuild."""
@@ -338,17 +347,12 @@ def load_prepared(spec: DataSpec, seed: int = 0) -> Dataset:
     and the split (~1.3 s on a 2-core VM), most of a run's start-up after torch's own import. A user's
     CSV or Parquet file is never copied into the cache: only this process remembers it.
     """
-    builtin = spec.dataset != "csv"
-    if builtin:
-        key: tuple = (spec, int(seed))
-    else:
-        from .config import data_digest  # the file's contents: an edited file is a new split
+    from .config import data_digest  # a CSV's contents: an edited file is a new split
 
-        key = (spec, int(seed), data_digest(spec))
+    key = (spec, int(seed), data_digest(spec))
     if key in _prepared:
         return _prepared[key]
-    folder = cache_dir() if builtin else None
-    path = folder / "data" / f"{spec.dataset}-{cache_key(spec, seed)}.npz" if folder else None
+    path = cache_file(spec, seed, "split", ".npz")
     data = read_split(path) if path is not None and path.exists() else None
     if data is None:
         data = load_dataset(spec, seed)

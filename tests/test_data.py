@@ -137,11 +137,11 @@ def test_prepared_split_cache_is_bit_exact_and_a_damaged_file_is_rebuilt(tmp_pat
     spec = DataSpec(dataset="skewed", inputs="raw")
     fresh = load_dataset(spec, seed=3)
     assert _same(data.load_prepared(spec, 3), fresh)
-    (file,) = (tmp_path / "cache" / "data").glob("skewed-*.npz")
+    (file,) = (tmp_path / "cache" / "data").glob("split-skewed-*.npz")
     data._prepared.clear()
     assert _same(data.load_prepared(spec, 3), fresh)  # read back from the file
     assert not _same(data.load_prepared(spec, 4), fresh)  # another seed is another file
-    assert len(list((tmp_path / "cache" / "data").glob("skewed-*.npz"))) == 2
+    assert len(list((tmp_path / "cache" / "data").glob("split-skewed-*.npz"))) == 2
     file.write_bytes(b"not an npz")
     data._prepared.clear()
     assert _same(data.load_prepared(spec, 3), fresh)  # a damaged file is a missed shortcut, then rewritten

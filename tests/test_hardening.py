@@ -23,7 +23,7 @@ import pytest
 
 from bnsearch import api, search
 from bnsearch.search import ARMS, prepare_experiment, run_arms
-from conftest import CONFIGS, run_cli
+from conftest import CONFIGS, killed_on_exit, run_cli
 from pg import pg_url, postgres  # noqa: F401  (fixtures)
 
 SMOKE = str(CONFIGS / "smoke.toml")
@@ -373,12 +373,8 @@ def test_disk_full_during_training_stops_promptly(tmp_path):
         proc = _start_mid_trial(cmd, db, {**os.environ, "BNSEARCH_HEARTBEAT": "1"}, min_complete=1)
         filler = fill(mnt)
         t0 = time.monotonic()
-        try:
+        with killed_on_exit(proc):
             _, err = proc.communicate(timeout=120)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
         took = time.monotonic() - t0
         assert proc.returncode == 1 and "is full" in err and "Traceback" not in err, err
         assert len(err.strip().splitlines()) == 1, err
@@ -414,7 +410,7 @@ def test_ctrl_c_during_the_cli_s_own_imports_is_one_line(tmp_path):
     db = tmp_path / "bn.db"
     proc = subprocess.Popen([sys.executable, "-m", "bnsearch", "compare", SMOKE, "--storage", f"sqlite:///{db}"],
                             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
+    with killed_on_exit(proc):
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
             with contextlib.suppress(OSError):
@@ -423,10 +419,6 @@ def test_ctrl_c_during_the_cli_s_own_imports_is_one_line(tmp_path):
             time.sleep(0.002)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 130 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert "interrupted (Ctrl-C)" in err, err
     assert not db.exists()
@@ -446,7 +438,7 @@ def test_ctrl_c_while_a_worker_is_still_starting_is_one_line(tmp_path):
                                 stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 60
         workers: list[int] = []
-        try:
+        with killed_on_exit(proc):
             while not workers and time.monotonic() < deadline and proc.poll() is None:
                 workers = [w for w in _workers_of(proc.pid)
                            if "spawn_main" in Path(f"/proc/{w}/cmdline").read_text(errors="replace")]
@@ -455,10 +447,6 @@ def test_ctrl_c_while_a_worker_is_still_starting_is_one_line(tmp_path):
             time.sleep(delay)
             os.killpg(proc.pid, signal.SIGINT)
             _, err = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
         assert proc.returncode == 130 and "Traceback" not in err, err
         assert len(err.strip().splitlines()) == 1 and err.startswith("interrupted (Ctrl-C)"), err
         time.sleep(0.5)

@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 from bnsearch import search
 from bnsearch.search import ARMS, load_trials, prepare_experiment, run_arms
-from conftest import CONFIGS, run_cli
+from conftest import CONFIGS, killed_on_exit, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -179,12 +179,8 @@ def test_ctrl_c_then_sigkill_mid_trial_then_resume_loses_nothing(tmp_path):
     t_int = time.perf_counter() - t0
     in_flight = {n for n, t in _snapshot(url, "killme").items() if t.state == TrialState.RUNNING}
     os.killpg(proc.pid, signal.SIGINT)
-    try:
+    with killed_on_exit(proc):
         _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
     assert proc.returncode == 130, err
     t_int_exit = time.perf_counter() - t0
     assert "interrupted" in err and "Traceback" not in err, err

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from bnsearch.search import ARMS, load_trials, run_arms
-from conftest import CONFIGS
+from conftest import CONFIGS, killed_on_exit
 from pg import pg_url, postgres  # noqa: F401  (fixtures)
 from test_parallel import check_arm_exact
 
@@ -41,7 +41,7 @@ def test_workers_survive_a_postgres_restart(postgres, pg_url, tmp_path):
            "--jobs", "4", "--storage", pg_url]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env={**os.environ, "BNSEARCH_HEARTBEAT": "1"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
+    with killed_on_exit(proc):
         deadline = time.monotonic() + 180
         while True:
             assert proc.poll() is None, f"run ended before the restart: {proc.stderr.read()}"
@@ -56,10 +56,6 @@ def test_workers_survive_a_postgres_restart(postgres, pg_url, tmp_path):
         before = c["COMPLETE"]
         postgres.restart()
         _, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 0, err
     assert before < budget
     check_arm_exact(pg_url, "smoke", "bn-on", budget)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
-import hashlib
 import math
 import os
 import random
@@ -180,8 +179,9 @@ def _show(progress: Callable[[list["Arm"]], None], arms: list["Arm"]) -> None:
 # --------------------------------------------------------------------------- data shared between workers
 
 def _cache_file(folder: str, settings: Settings) -> Path:
-    key = hashlib.sha256(repr((settings.data, settings.seed)).encode()).hexdigest()[:16]
-    return Path(folder) / f"data-{key}.npz"
+    from ..data import cache_key
+
+    return Path(folder) / f"data-{cache_key(settings.data, settings.seed)}.npz"
 
 
 def _load_data(settings: Settings, device: str, cache: str | None):
