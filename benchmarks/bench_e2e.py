@@ -10,8 +10,9 @@ in a fresh subprocess on a fresh database, timed from just before the subprocess
 start-up, imports, the plan, worker start-up, every trial, the analysis, plots and exit all count).
 
 Training time is measured without touching bnsearch: a `sitecustomize.py` put first on PYTHONPATH wraps
-`bnsearch.train.train` (in the parent and in every spawned worker) so that each call appends
-"pid start end" (wall-clock seconds) to a log file. From that log:
+`bnsearch.train.train` in every process that imports it (the command, the fork server its workers are
+forked from, spawned workers) so that each call appends "pid start end" (wall-clock seconds) to a log
+file. From that log:
 
     training s     sum of all train() calls
     efficiency     training s / (wall x jobs): the share of the workers' time spent training
@@ -53,7 +54,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 # Installed as sitecustomize.py in a temporary folder first on PYTHONPATH: runs at interpreter start in
-# the command and in every spawned worker, and wraps bnsearch.train.train once that module is imported
+# the command, the fork server and every spawned worker, and wraps bnsearch.train.train once that module is imported
 # (importing it eagerly would move torch's import into start-up and distort what is measured).
 HOOK = textwrap.dedent('''
     import os, sys, time, importlib.util

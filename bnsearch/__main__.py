@@ -2,6 +2,9 @@
 
 import os
 import signal
+import sys
+
+from . import launch
 
 
 def run() -> None:
@@ -10,9 +13,12 @@ def run() -> None:
     # read or written yet, so stopping at once is all there is to do.
     def early_stop(_signum, _frame):
         os.write(2, b"interrupted (Ctrl-C) before anything started; nothing was written\n")
+        launch.stop_server()
         os._exit(130)
 
     signal.signal(signal.SIGINT, early_stop)
+    # Workers' libraries load in the fork server while the CLI imports its own and plans (launch.py).
+    launch.start_server(sys.argv[1:])
     from .cli import main
 
     main()

@@ -7,15 +7,19 @@ Nothing here prints or configures logging; progress is reported through callback
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import sqlalchemy
 
 from . import search
 from .config import ConfigError, Settings, check_jobs, load_config
 from .search import ARMS, SearchError, arm_of, arm_state, list_experiments, load_trials  # noqa: F401
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class RunFailed(RuntimeError):
@@ -289,8 +293,11 @@ def _reference_context(settings: Settings) -> dict:
 
 def build_report(storage, experiment: str) -> Report:
     """Everything `summary`/`export`/`plot` need, from storage alone (no config file, no training)."""
+    import functools
+
     import pandas as pd
 
+    from ._fork import Forked
     from .analysis import aggregate_repeats, summarize
 
     url = search.storage_url(storage)
@@ -298,46 +305,60 @@ def build_report(storage, experiment: str) -> Report:
     studies = {s.study_name for s in st.get_all_studies()}
     names = {n.rsplit("/", 1)[0] for n in studies if "/" in n}
     if experiment not in names:
-        raise SearchError(f"no experiment {experiment!r} in {search.masked(url)}; experiments here: {', '.join(sorted(names)) or 'none'}"
-                          " (run `bnsearch compare` first)")
+        raise SearchError(f"no experiment {experiment!r} in {search.masked(url)}; experiments here: "
+                          f"{', '.join(sorted(names)) or 'none'} (run `bnsearch compare` first)")
     reps = sorted((n for n in names if n.startswith(f"{experiment}-rep") and n[len(experiment) + 4:].isdigit()),
                   key=lambda n: int(n[len(experiment) + 4:]))
-    frames, summaries, records = [], [], []
-    by_arm: dict[str, list] = {}
-    for name in [experiment, *reps]:
-        arm_names = stored_arms(url, name)
-        missing = [a for a in arm_names if f"{name}/{a}" not in studies]
-        if missing:
-            flag = f"--bn {missing[0][3:]}" if missing[0] in ARMS else f"--arm {missing[0]}"
-            raise SearchError(f"experiment {name!r} lacks arm {missing[0]}; run `bnsearch study {flag}` or "
-                              "`bnsearch compare` to add it")
-        first = search.load_arm(url, name, arm_names[0])
-        settings = first.settings
-        df, arm_records = search.load_trials_and_records(url, name, arm_names)
-        frames.append(df)
-        records += arm_records
-        try:
-            context = reference_context(settings)
-        except (OSError, ValueError):  # data no longer readable (a moved CSV): report without the context
-            context = {}
-        if name == experiment:  # the experiment's own metadata labels every export
-            attrs = first.study.user_attrs
-            first_settings, first_df, first_context = settings, df, context
-        kw = dict(distributions=settings.distributions(), tolerance=settings.tolerance, paired=settings.paired,
-                  sampler=settings.sampler, task=_task(settings), seed=settings.seed, **context)
-        for a in arm_names:
-            if a != settings.reference:
-                by_arm.setdefault(a, []).append(summarize(df, **kw, arms=(a, settings.reference)))
-    comparisons = {a: s[0] if len(s) == 1 else aggregate_repeats(s) for a, s in by_arm.items()}
+    runs = [_read_run(url, name, studies) for name in [experiment, *reps]]
+    first = runs[0]  # the experiment's own run: its metadata labels every export, its trials the budgets
+    # The N-arm layer (budgets, ~0.4 s) does not need the comparisons: a forked child computes it
+    # while this process summarizes (_fork.py; computed here instead where that is not possible).
+    with Forked(functools.partial(_analyse_arms, first.df, first.settings, {}, first.context)) as arms_layer:
+        by_arm: dict[str, list] = {}
+        for run in runs:
+            s = run.settings
+            kw = dict(distributions=s.distributions(), tolerance=s.tolerance, paired=s.paired, sampler=s.sampler,
+                      task=_task(s), seed=s.seed, **run.context)
+            for a in s.arm_names():
+                if a != s.reference:
+                    by_arm.setdefault(a, []).append(summarize(run.df, **kw, arms=(a, s.reference)))
+        comparisons = {a: s[0] if len(s) == 1 else aggregate_repeats(s) for a, s in by_arm.items()}
+        arms = arms_layer.result()
+    arms.comparisons = comparisons
     summary = next(iter(comparisons.values()))
-    summaries = next(iter(by_arm.values()))
-    meta = {k: attrs.get(k) for k in ("experiment", "config_hash", "seed", "bnsearch_version", "torch_version",
-                                      "optuna_version")}
-    meta["repeats"] = len(summaries)
+    meta = {k: first.attrs.get(k) for k in ("experiment", "config_hash", "seed", "bnsearch_version", "torch_version",
+                                            "optuna_version")}
+    meta["repeats"] = len(runs)
     # Never write a database password into exported files.
     meta["storage"] = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    return Report(pd.concat(frames, ignore_index=True), summary, meta, records=records,
-                  arms=_analyse_arms(first_df, first_settings, comparisons, first_context))
+    return Report(pd.concat([r.df for r in runs], ignore_index=True), summary, meta,
+                  records=[rec for r in runs for rec in r.records], arms=arms)
+
+
+@dataclasses.dataclass
+class _Run:
+    df: "pd.DataFrame"
+    records: list[dict]
+    settings: Settings
+    context: dict
+    attrs: dict
+
+
+def _read_run(url: str, name: str, studies: set[str]) -> _Run:
+    """One run's trials (the experiment, or one of its repeats) and what summarizing them needs."""
+    arm_names = stored_arms(url, name)
+    missing = [a for a in arm_names if f"{name}/{a}" not in studies]
+    if missing:
+        flag = f"--bn {missing[0][3:]}" if missing[0] in ARMS else f"--arm {missing[0]}"
+        raise SearchError(f"experiment {name!r} lacks arm {missing[0]}; run `bnsearch study {flag}` or "
+                          "`bnsearch compare` to add it")
+    first = search.load_arm(url, name, arm_names[0])
+    df, records = search.load_trials_and_records(url, name, arm_names)
+    try:
+        context = reference_context(first.settings)
+    except (OSError, ValueError):  # data no longer readable (a moved CSV): report without the context
+        context = {}
+    return _Run(df, records, first.settings, context, first.study.user_attrs)
 
 
 def _analyse_arms(df, settings: Settings, comparisons, context: dict):
@@ -374,15 +395,21 @@ def publish(report: Report, out_dir: Path, *, csv: bool = True, plots: bool = Tr
     check_out_dir(out_dir)
     if report.arms is not None and not report.arms.is_default_pair:
         return report_arms.publish_arms(report, out_dir, csv=csv, plots=plots)
-    if csv:
-        # Per-epoch curves stay in storage (and budget.csv): a list per cell would bloat trials.csv.
-        files += rpt.write_csvs(report.df.drop(columns=["val_curve"], errors="ignore"), report.summary, out_dir,
-                                report.meta)
-        files.append(rpt.write_trials_jsonl(report.records, out_dir, report.meta))
-    if plots:
-        files += rpt.write_plots(report.df, report.summary, out_dir)
-    if report.arms is not None:
-        files += report_arms.write_budget(report.arms, out_dir, report.meta, csv=csv, plots=plots)
+    jobs = rpt.plot_jobs(report.df, report.summary, out_dir) if plots else []
+    n_main = len(jobs)
+    if plots and report.arms is not None:
+        jobs += report_arms.budget_plot_jobs(report.arms, out_dir)
+    with rpt.PlotRun(jobs) as run:  # a forked child starts drawing while the CSVs are written here
+        if csv:
+            # Per-epoch curves stay in storage (and budget.csv): a list per cell would bloat trials.csv.
+            files += rpt.write_csvs(report.df.drop(columns=["val_curve"], errors="ignore"), report.summary,
+                                    out_dir, report.meta)
+            files.append(rpt.write_trials_jsonl(report.records, out_dir, report.meta))
+        budget_csvs = (report_arms.write_budget(report.arms, out_dir, report.meta, csv=csv, plots=False)
+                       if report.arms is not None else [])
+        drawn = run.finish()
+    files += [p for paths in drawn[:n_main] for p in paths] + budget_csvs
+    files += [p for paths in drawn[n_main:] for p in paths]
     if csv and plots:
         # The budget plots are embedded by the budget section appended below, not listed twice.
         md = rpt.write_markdown(report.summary, out_dir, report.meta,

@@ -17,7 +17,7 @@ from typer.exceptions import TyperException
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__, api
+from . import __version__, api, launch
 from .config import ConfigError
 from .data import DataError
 from .search import SearchError
@@ -445,6 +445,7 @@ def main(argv: list[str] | None = None) -> None:
         from .search.storage import close_all
 
         close_all()
+        launch.stop_server()
         # Interpreter shutdown walks every object torch, pandas and matplotlib made for cycles:
         # 0.7-1.2 s after the last line was printed (measured). Frozen objects are skipped by that
         # last collection, so connections are closed explicitly first; atexit handlers still run.

@@ -7,6 +7,7 @@ renders the whole report.
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -14,6 +15,7 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from .analysis.multiarm import ArmsAnalysis
+from .report import PlotRun, pyplot
 
 _FIXED = {"bn-on": "tab:blue", "bn-off": "tab:orange"}  # the colours report.py gives the default pair
 _PALETTE = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink",
@@ -180,19 +182,19 @@ def write_budget(a: ArmsAnalysis, out_dir, meta: Mapping, *, csv: bool = True, p
             _meta_cols(frame, meta).to_csv(out / name, index=False)
             files.append(out / name)
     if plots:
-        files += _plot_budget(a, out)
+        files += [p for paths in PlotRun(budget_plot_jobs(a, out)).finish() for p in paths]
     return files
 
 
+def budget_plot_jobs(a: ArmsAnalysis, out_dir) -> list:
+    """budget.png and compute.png, as report.PlotRun jobs."""
+    return [functools.partial(_plot_budget, a, Path(out_dir)), functools.partial(_plot_compute, a, Path(out_dir))]
+
+
 def _plot_budget(a: ArmsAnalysis, out: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     colors = arm_colors(a.arms)
     b = a.budget
-    files = []
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     for arm in a.arms:
         g = b[(b["arm"] == arm) & (b["metric"] == "good_fraction")].sort_values("epochs")
@@ -212,29 +214,31 @@ def _plot_budget(a: ArmsAnalysis, out: Path) -> list[Path]:
         ax.set_title(title)
         ax.legend(fontsize=8)
     fig.suptitle("advantage vs training budget")
-    path = _save(fig, out / "budget.png")
-    files.append(path)
+    return [_save(fig, out / "budget.png")]
 
+
+def _plot_compute(a: ArmsAnalysis, out: Path) -> list[Path]:
     c = a.compute
-    if not c.empty:
-        fig, ax = plt.subplots(figsize=(6.5, 4))
-        short = min(set(c["epochs"]) - {a.epochs}, default=None, key=lambda e: abs(e - max(2, a.epochs // 10)))
-        for arm in a.arms:
-            full = c[(c["arm"] == arm) & (c["epochs"] == a.epochs)]
-            ax.plot(full["seconds"], full["value"], marker="o", ms=3, color=colors[arm], label=f"{arm}, {a.epochs} ep")
-            ax.fill_between(full["seconds"], full["lo"].astype(float), full["hi"].astype(float), color=colors[arm],
-                            alpha=0.15)
-            if short is not None:
-                s = c[(c["arm"] == arm) & (c["epochs"] == short)]
-                ax.plot(s["seconds"], s["value"], ls="--", color=colors[arm], label=f"{arm}, {short} ep")
-        ax.set_xscale("log")
-        ax.set_xlabel("cumulative training seconds (n trials × mean seconds per trial)")
-        ax.set_ylabel("expected best validation score")
-        ax.set_title("tuning curves against compute")
-        ax.legend(fontsize=7)
-        path = _save(fig, out / "compute.png")
-        files.append(path)
-    return files
+    if c.empty:
+        return []
+    plt = pyplot()
+    colors = arm_colors(a.arms)
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    short = min(set(c["epochs"]) - {a.epochs}, default=None, key=lambda e: abs(e - max(2, a.epochs // 10)))
+    for arm in a.arms:
+        full = c[(c["arm"] == arm) & (c["epochs"] == a.epochs)]
+        ax.plot(full["seconds"], full["value"], marker="o", ms=3, color=colors[arm], label=f"{arm}, {a.epochs} ep")
+        ax.fill_between(full["seconds"], full["lo"].astype(float), full["hi"].astype(float), color=colors[arm],
+                        alpha=0.15)
+        if short is not None:
+            s = c[(c["arm"] == arm) & (c["epochs"] == short)]
+            ax.plot(s["seconds"], s["value"], ls="--", color=colors[arm], label=f"{arm}, {short} ep")
+    ax.set_xscale("log")
+    ax.set_xlabel("cumulative training seconds (n trials × mean seconds per trial)")
+    ax.set_ylabel("expected best validation score")
+    ax.set_title("tuning curves against compute")
+    ax.legend(fontsize=7)
+    return [_save(fig, out / "compute.png")]
 
 
 def _save(fig, path: Path) -> Path:
@@ -246,15 +250,11 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _plot_tuning(a: ArmsAnalysis, out: Path) -> Path | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _plot_tuning(a: ArmsAnalysis, out: Path) -> list[Path]:
     c = a.compute[a.compute["epochs"] == a.epochs]
     if c.empty:
-        return None
+        return []
+    plt = pyplot()
     colors = arm_colors(a.arms)
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for arm in a.arms:
@@ -266,8 +266,7 @@ def _plot_tuning(a: ArmsAnalysis, out: Path) -> Path | None:
     ax.set_ylabel("expected best validation score")
     ax.set_title("tuning curves (V-estimate, 95% bootstrap band)")
     ax.legend(fontsize=8)
-    path = _save(fig, out / "tuning_curves.png")
-    return path
+    return [_save(fig, out / "tuning_curves.png")]
 
 
 def _relabel(table: pd.DataFrame, arm: str, reference: str) -> pd.DataFrame:
@@ -301,11 +300,13 @@ def publish_arms(report, out_dir, *, csv: bool = True, plots: bool = True) -> li
             _meta_cols(frame, meta).to_csv(out / name, index=False)
             files.append(out / name)
         files.append(write_trials_jsonl(getattr(report, "records", []), out, meta))
-    files += write_budget(a, out, meta, csv=csv, plots=plots)
+    budget_csvs = write_budget(a, out, meta, csv=csv, plots=False)
     if plots:
-        p = _plot_tuning(a, out)
-        if p is not None:
-            files.append(p)
+        with PlotRun([*budget_plot_jobs(a, out), functools.partial(_plot_tuning, a, out)]) as run:
+            drawn = run.finish()
+        files += budget_csvs + [p for paths in drawn for p in paths]
+    else:
+        files += budget_csvs
     if csv and plots:
         path = out / "report.md"
         path.write_text(markdown_arms(a, meta, files))

@@ -58,3 +58,17 @@ def test_compare_seed_is_validated_before_anything_is_written(tmp_path):
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
         "error: --seed must be between 0 and 4294967295 (got -1)"], r.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_fork_server_only_for_the_commands_that_run_workers():
+    """The entry point preloads the workers' libraries (launch.py) only where workers will run:
+    compare/study with more than one job; an unused server would cost a core ~1.5 s for nothing."""
+    from bnsearch.launch import runs_workers
+
+    assert runs_workers(["compare"]) and runs_workers(["study", "cfg.toml", "--bn", "on"])
+    assert runs_workers(["compare", "--jobs", "2"]) and runs_workers(["compare", "-j", "4"])
+    assert not runs_workers(["compare", "--jobs", "1"]) and not runs_workers(["compare", "--jobs=1"])
+    assert not runs_workers(["compare", "-j", "1"]) and not runs_workers(["compare", "--help"])
+    assert not runs_workers([]) and not runs_workers(["--version"])
+    for command in ("summary", "export", "list", "worker", "space", "plot", "datasets"):
+        assert not runs_workers([command])

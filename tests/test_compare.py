@@ -52,6 +52,23 @@ def test_rerun_trains_nothing_and_summary_needs_only_storage(compared, tmp_path)
     assert {f.name for f in files} >= {"trials.csv", "trials.jsonl", "report.md", "tuning_curves.png"}
 
 
+def test_budget_layer_from_the_forked_child_is_the_one_computed_here(compared):
+    """build_report computes the budget analysis in a forked child (api.py, _fork.py) while it
+    summarizes: what comes back through the pipe is what this process computes itself."""
+    _, url, report = compared
+    from bnsearch._fork import Forked, cores
+
+    with Forked(lambda: 1) as probe:  # on 2+ cores with fork, the report below uses a child too
+        assert (probe.pid is not None) == (cores() > 1) and probe.result() == 1
+    run = api._read_run(url, "smoke", {f"smoke/{a}" for a in ("bn-on", "bn-off")})
+    here = api._analyse_arms(run.df, run.settings, {}, run.context)
+    there = api.build_report(url, "smoke").arms
+    for name in ("budget", "compute"):
+        pd.testing.assert_frame_equal(getattr(there, name), getattr(here, name))
+    assert there.budget_verdicts == here.budget_verdicts and there.pairs == here.pairs
+    assert set(there.comparisons) == {"bn-on"}
+
+
 def test_summary_of_unknown_experiment_is_a_usage_error(compared):
     _, url, _ = compared
     with pytest.raises(SearchError, match="no experiment 'nope'"):

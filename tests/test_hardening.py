@@ -386,9 +386,36 @@ def test_disk_full_during_training_stops_promptly(tmp_path):
         check_arm_exact(f"sqlite:///{db}", "killme", "bn-on", 8)
 
 
-def _workers_of(pid: int) -> list[int]:
+def _children_of(pid: int) -> list[int]:
     out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
     return [int(x) for x in out.split()]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid`: the CLI's fork server, its forks (the workers), the resource tracker."""
+    out, todo = [], [pid]
+    while todo:
+        kids = _children_of(todo.pop())
+        out += kids
+        todo += kids
+    return out
+
+
+def _fork_server_of(pid: int) -> int | None:
+    return next((c for c in _children_of(pid) if "multiprocessing.forkserver" in _cmdline(c)), None)
+
+
+def _workers_of(pid: int) -> list[int]:
+    """A CLI run's worker processes: the forks of its fork server (bnsearch/launch.py)."""
+    server = _fork_server_of(pid)
+    return _children_of(server) if server is not None else []
 
 
 def _alive(pids) -> list[int]:
@@ -427,30 +454,34 @@ def test_ctrl_c_during_the_cli_s_own_imports_is_one_line(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc and ps")
 def test_ctrl_c_while_a_worker_is_still_starting_is_one_line(tmp_path):
-    """Ctrl-C (SIGINT to the whole group) while the spawned worker is still importing: it used to
-    die with a KeyboardInterrupt traceback out of an import. Its stop signals stay blocked until it
-    can handle them, so the command prints its one line, and nothing is left running."""
+    """Ctrl-C (SIGINT to the whole group) while the workers' fork server is still loading torch and
+    Optuna, and again once the workers exist: a KeyboardInterrupt used to come out of an import as
+    a traceback. Stop signals stay blocked in those processes until they can handle them, so the
+    command prints its one line, and nothing is left running (the server is killed with it)."""
     db = tmp_path / "bn.db"
     cmd = [sys.executable, "-m", "bnsearch", "compare", SMOKE, "--jobs", "2", "--storage", f"sqlite:///{db}",
            "--out", str(tmp_path / "o")]
-    for delay in (0.05, 0.3):  # into the worker's interpreter start-up, then into its imports
+    # into the server's interpreter start-up, into its imports, and the moment the workers are forked
+    for after, delay in (("server", 0.05), ("server", 0.3), ("workers", 0.0)):
         proc = subprocess.Popen(cmd, cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 60
-        workers: list[int] = []
+        server = None
         with killed_on_exit(proc):
-            while not workers and time.monotonic() < deadline and proc.poll() is None:
-                workers = [w for w in _workers_of(proc.pid)
-                           if "spawn_main" in Path(f"/proc/{w}/cmdline").read_text(errors="replace")]
-                time.sleep(0.005)
-            assert workers, "no worker was spawned"
+            while time.monotonic() < deadline and proc.poll() is None:
+                server = _fork_server_of(proc.pid)
+                if server and (after == "server" or _workers_of(proc.pid)):
+                    break
+                time.sleep(0.002)
+            assert server, "no fork server was started"
             time.sleep(delay)
+            below = _descendants(proc.pid)
             os.killpg(proc.pid, signal.SIGINT)
             _, err = proc.communicate(timeout=60)
-        assert proc.returncode == 130 and "Traceback" not in err, err
+        assert proc.returncode == 130 and "Traceback" not in err, (after, delay, err)
         assert len(err.strip().splitlines()) == 1 and err.startswith("interrupted (Ctrl-C)"), err
         time.sleep(0.5)
-        assert not _alive(workers)
+        assert not _alive([server, *below]), (after, delay)
     with sqlite3.connect(db) as con:
         assert con.execute("SELECT COUNT(*) FROM trials WHERE state = 'RUNNING'").fetchone()[0] == 0
 
@@ -473,9 +504,9 @@ def test_workers_never_outlive_their_parent(tmp_path, sig):
     cmd = [sys.executable, "-m", "bnsearch", "study", str(cfg), "--bn", "on", "--jobs", "2", "--storage", url]
     env = {**os.environ, "BNSEARCH_HEARTBEAT": "10"}  # stale detection alone would take 30 s
     proc = _start_mid_trial(cmd, db, env, min_complete=1)
-    workers = _workers_of(proc.pid)  # the spawned worker and multiprocessing's resource tracker
-    # --jobs 2 = one spawned worker plus the command's own process
-    assert sum("spawn_main" in Path(f"/proc/{w}/cmdline").read_text() for w in workers) == 1, workers
+    # --jobs 2 = two forks of the command's fork server; the command itself only supervises
+    assert len(_workers_of(proc.pid)) == 2, _descendants(proc.pid)
+    workers = _descendants(proc.pid)  # the workers, their fork server, multiprocessing's resource tracker
     t0 = time.monotonic()
     os.kill(proc.pid, sig)  # the parent only
     try:
@@ -499,12 +530,6 @@ def test_workers_never_outlive_their_parent(tmp_path, sig):
     study = search.load_arm(url, "killme", "bn-on").study
     trials = study.get_trials()
     running = [t for t in trials if t.state == TrialState.RUNNING]
-    if sig == signal.SIGKILL:
-        # The killed command was a worker too and could not release its own trial; its owner tag
-        # names a dead process, so the rerun below fails and re-queues it at once.
-        from bnsearch.search.lifecycle import owner_is_dead
-
-        running = [t for t in running if not owner_is_dead(t.user_attrs.get("worker"))]
     assert not running, [(t.number, t.state) for t in trials]
     for t in trials:
         if t.state == TrialState.FAIL:

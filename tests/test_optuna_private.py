@@ -174,6 +174,41 @@ def test_counts_best_diverged_and_missing_heartbeats(storage):
     assert P.arm_counts(other) == {"counts": {}, "best": None, "diverged": 0}
 
 
+def test_read_trials_is_what_get_trials_returns(storage):
+    """The report's fast read: the same FrozenTrials as Study.get_trials, field for field and in the
+    same order (dict key order too: the lossless export writes them as they come), for every state,
+    +-inf values, NaN/inf intermediate values, every distribution type, system attrs, and trials
+    written through the public API as well as through claim/finish; other studies are not mixed in."""
+    study = _study(storage, "s")
+    _study(storage, "other").enqueue_trial({"lr": 0.5})
+    P.enqueue_many(study, PLAN + PLAN)  # 6 WAITING
+    t = [P.claim(study, distributions=DISTS, user_attrs={"worker": f"w{i}", "b": 1, "a": [i, None]}) for i in range(4)]
+    P.finish(study, P.trial_id(t[0]), 0.25, user_attrs={"z": True},
+             intermediate_values={1: 0.1, 2: math.nan, 3: math.inf, 4: -math.inf})
+    P.finish(study, P.trial_id(t[1]), math.inf)
+    P.finish(study, P.trial_id(t[2]), math.nan)  # FAIL
+    study.enqueue_trial({"lr": 0.01}, user_attrs={"config_index": 9})  # a retry-like WAITING trial
+    study.add_trial(optuna.trial.create_trial(
+        params={"lr": 0.02, "n": 5, "choice": None},
+        distributions={"lr": FloatDistribution(1e-4, 1.0, log=True), "n": IntDistribution(1, 9, step=2),
+                       "choice": CategoricalDistribution(["relu", None, 2.5, False])},
+        value=-math.inf, intermediate_values={7: 0.5}, user_attrs={"note": {"nested": [1, 2]}},
+        system_attrs={"s": "x"}))
+    fast, slow = P.read_trials(study), study.get_trials(deepcopy=False)
+    assert [tr.state for tr in fast] == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.FAIL,
+                                         TrialState.RUNNING, TrialState.WAITING, TrialState.WAITING,
+                                         TrialState.WAITING, TrialState.COMPLETE]
+    assert len(fast) == len(slow) == 8
+    for f, s in zip(fast, slow):
+        # NaN != NaN, so intermediate values are compared by their repr
+        assert {k: v for k, v in vars(f).items() if k != "intermediate_values"} == \
+            {k: v for k, v in vars(s).items() if k != "intermediate_values"}
+        assert repr(f.intermediate_values) == repr(s.intermediate_values)
+        for field in ("params", "distributions", "user_attrs", "system_attrs"):
+            assert list(getattr(f, field).items()) == list(getattr(s, field).items()), field
+    assert P.read_trials(_study(storage, "empty")) == []
+
+
 def test_claim_index_is_created_once_and_optuna_still_reads_the_storage(tmp_path):
     url = f"sqlite:///{tmp_path / 'i.db'}"
     backend = open_storage(url)

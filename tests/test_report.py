@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -200,3 +202,64 @@ def test_degenerate_summaries_render(tmp_path):
         R.write_markdown(summary, out, META, files)
         assert len(pd.read_csv(out / "trials.csv")) == len(frame)
         assert "Verdict" in console.export_text()
+
+
+# ----------------------------------------------------------------------------- PlotRun (two processes)
+
+def test_pngs_drawn_on_two_cores_are_the_pngs_drawn_on_one(written, tmp_path):
+    """PlotRun draws every other plot in a forked child: the files, their order and their bytes
+    are those of a serial run (the module fixture drew them with the default, two processes here)."""
+    _, df, summary, _, pngs, _ = written
+    serial = [p for paths in R.PlotRun(R.plot_jobs(df, summary, tmp_path), processes=1).finish() for p in paths]
+    assert [p.name for p in serial] == [p.name for p in pngs] and len(serial) >= 5
+    for a, b in zip(serial, pngs):
+        assert a.read_bytes() == b.read_bytes(), a.name
+
+
+def _job(path, fail_in_child_of=None, how="raise"):
+    def job():
+        if fail_in_child_of is not None and os.getpid() != fail_in_child_of:
+            if how == "exit":
+                os._exit(3)
+            raise RuntimeError("only in the child")
+        path.write_text(f"{path.name} by {os.getpid()}")
+        return [path]
+    return job
+
+
+@pytest.mark.parametrize("how", ["raise", "exit"])
+def test_plot_jobs_that_fail_in_the_child_are_drawn_here(tmp_path, how):
+    """A child that raises, or dies, costs time, not files: its jobs are run in this process."""
+    me = os.getpid()
+    jobs = [_job(tmp_path / f"{i}.txt", fail_in_child_of=me if i == 3 else None, how=how) for i in range(5)]
+    run = R.PlotRun(jobs, processes=2)
+    child = run.pid
+    assert child is not None  # the odd jobs went to a forked child
+    drawn = run.finish()
+    assert [p.name for paths in drawn for p in paths] == [f"{i}.txt" for i in range(5)]
+    # A failed child's results are not trusted at all: its jobs (1 and 3) were all redone here.
+    assert {(tmp_path / f"{i}.txt").read_text().split(" by ")[1] for i in range(5)} == {str(me)}
+    assert run.pid is None and not Path(f"/proc/{child}").exists()  # reaped, no zombie
+
+
+def test_plot_jobs_are_shared_with_a_forked_child(tmp_path):
+    me = os.getpid()
+    run = R.PlotRun([_job(tmp_path / f"{i}.txt") for i in range(5)], processes=2)
+    child = run.pid
+    assert [p.name for paths in run.finish() for p in paths] == [f"{i}.txt" for i in range(5)]
+    authors = [(tmp_path / f"{i}.txt").read_text().split(" by ")[1] for i in range(5)]
+    assert authors == [str(me), str(child), str(me), str(child), str(me)]
+    assert not Path(f"/proc/{child}").exists()
+    serial = R.PlotRun([_job(tmp_path / f"{i}.txt") for i in range(5)], processes=1)
+    assert serial.pid is None and len(serial.finish()) == 5
+
+
+def test_a_failing_plot_job_here_stops_and_reaps_the_child(tmp_path):
+    def boom():
+        raise ValueError("bad data")
+    jobs = [boom, _job(tmp_path / "1.txt")]
+    run = R.PlotRun(jobs, processes=2)
+    child = run.pid
+    with pytest.raises(ValueError, match="bad data"):
+        run.finish()
+    assert run.pid is None and not Path(f"/proc/{child}").exists()

@@ -284,6 +284,63 @@ def running_trials(study: optuna.Study) -> list[tuple[int, datetime | None, bool
                 for tid, start, beat, tag in conn.execute(q)]
 
 
+def read_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """Every trial of the study, as Study.get_trials(deepcopy=False) returns them (same FrozenTrials,
+    same order), from six plain queries. Optuna's ORM read (selectinload of five relationships into
+    mapped objects) took 0.15-0.38 s per 200 trials of 20 epochs, up to a third of a report's time
+    after the last trial; this takes ~0.04 s. Values are decoded by Optuna's own models; tests
+    compare the two field for field."""
+    sid = study_id(study)
+    tc = T_TRIALS.c
+    with _backend(study).engine.connect() as conn:
+        trials = conn.execute(sa.select(tc.trial_id, tc.number, tc.state, tc.datetime_start, tc.datetime_complete)
+                              .where(tc.study_id == sid).order_by(tc.trial_id)).all()
+
+        def rows(table, order, *cols):
+            q = (sa.select(table.c.trial_id, *(table.c[c] for c in cols))
+                 .join(T_TRIALS, tc.trial_id == table.c.trial_id).where(tc.study_id == sid))
+            return conn.execute(q.order_by(table.c.trial_id, table.c[order])).all()
+
+        # Params in param_id order (Optuna sorts them so); attributes by key and intermediate values
+        # by step, the order of the unique (trial_id, key/step) index Optuna's ORM read comes in on
+        # SQLite (elsewhere its order is the planner's; here it is the same on every backend).
+        params = rows(T_PARAMS, "param_id", "param_name", "param_value", "distribution_json")
+        values = rows(T_VALUES, "objective", "objective", "value", "value_type")
+        user = rows(T_USER, "key", "key", "value_json")
+        system = rows(T_SYSTEM, "key", "key", "value_json")
+        inter = rows(T_INTERMEDIATE, "step", "step", "intermediate_value", "intermediate_value_type")
+    by: dict[str, dict[int, list]] = {}
+    for name, table in (("params", params), ("values", values), ("user", user), ("system", system), ("inter", inter)):
+        d = by.setdefault(name, {})
+        for row in table:
+            d.setdefault(row[0], []).append(row[1:])
+    value_of = models.TrialValueModel.stored_repr_to_value
+    inter_of = models.TrialIntermediateValueModel.stored_repr_to_intermediate_value
+    dists: dict[str, BaseDistribution] = {}
+    out = []
+    for tid, number, state, start, complete in trials:
+        vals = by["values"].get(tid)
+        values_list: list[float] | None = None
+        if vals:
+            values_list = [0.0] * len(vals)
+            for objective, value, kind in vals:
+                values_list[objective] = value_of(value, kind)
+        ps = by["params"].get(tid, [])
+        for _, _, dj in ps:
+            if dj not in dists:
+                dists[dj] = json_to_distribution(dj)
+        dist = {name: dists[dj] for name, _, dj in ps}
+        out.append(FrozenTrial(
+            number=number, state=state, value=None, values=values_list,
+            datetime_start=_local(start), datetime_complete=_local(complete),
+            params={name: dist[name].to_external_repr(v) for name, v, _ in ps}, distributions=dist,
+            user_attrs={k: json.loads(v) for k, v in by["user"].get(tid, [])},
+            system_attrs={k: json.loads(v) for k, v in by["system"].get(tid, [])},
+            intermediate_values={step: inter_of(v, kind) for step, v, kind in by["inter"].get(tid, [])},
+            trial_id=tid))
+    return out
+
+
 def heartbeating_trial_ids(backend: RDBStorage) -> set[int]:
     """Ids of the trials that have written at least one heartbeat (Optuna's trial_heartbeats table)."""
     with backend.engine.connect() as conn:

@@ -24,6 +24,8 @@ import signal
 import sys
 import threading
 
+from .. import launch
+
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 # The signal that stopped this process, for "interrupted (SIGTERM)" messages; None until one came.
@@ -101,33 +103,8 @@ def handle_stop_signals() -> None:
         _previous_unraisablehook, sys.unraisablehook = sys.unraisablehook, _unraisable
 
 
-_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
-
-
-@contextlib.contextmanager
-def stop_signals_blocked():
-    """Block SIGINT/SIGTERM in this thread while starting worker processes. A spawned child inherits
-    the mask, so a Ctrl-C during its first second (interpreter start, unpickling, imports) stays
-    pending until unblock_stop_signals() instead of raising a traceback out of an import; a Ctrl-C
-    to this process meanwhile is delivered when the block ends."""
-    if not hasattr(signal, "pthread_sigmask"):  # Windows
-        yield
-        return
-    from multiprocessing import resource_tracker
-
-    # Process.start() launches multiprocessing's resource tracker the first time, and that launch
-    # ends by unblocking these very signals (CPython uses the same mask trick for it, bpo-33613).
-    resource_tracker.ensure_running()
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-def unblock_stop_signals() -> None:
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+# Started processes inherit a blocked mask until their handlers are in place (see launch.py).
+stop_signals_blocked, unblock_stop_signals = launch.stop_signals_blocked, launch.unblock_stop_signals
 
 
 def die_with_parent(parent_pid: int | None) -> None:
@@ -160,12 +137,53 @@ def _watch_parent(parent_pid: int, every_s: float = 1.0) -> None:
 
 
 def start_worker() -> None:
-    """Called first thing in a spawned worker process."""
+    """Called first thing in a worker process."""
     import multiprocessing
 
     handle_stop_signals()
     parent = multiprocessing.parent_process()
-    die_with_parent(parent.pid if parent is not None else None)
+    if parent is not None and os.getppid() != parent.pid:
+        # A fork server's child (launch.py): its own parent is the server, which stays alive while
+        # any worker does, so watch the command that asked for it. (Also a spawned worker whose
+        # parent died before this line: the watch then fires at once.)
+        watch_pid(parent.pid)
+    else:
+        die_with_parent(parent.pid if parent is not None else None)
+
+
+def watch_pid(pid: int) -> None:
+    """Send this process SIGTERM as soon as process `pid` exits (a pidfd on Linux >= 5.3, else a
+    poll each second). A real signal, not interrupt_main: it waits out a blocked mask (start-up)."""
+    import select
+
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    except (AttributeError, OSError):  # no pidfd here: poll
+        threading.Thread(target=_poll_pid, args=(pid,), daemon=True, name="bnsearch-parent-watch").start()
+        return
+
+    def wait():
+        select.select([fd], [], [])  # readable once the process has exited
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=wait, daemon=True, name="bnsearch-parent-watch").start()
+
+
+def _poll_pid(pid: int, every_s: float = 1.0) -> None:
+    import time
+
+    while True:
+        time.sleep(every_s)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        except PermissionError:
+            pass
 
 
 def stop_workers(procs, *, grace_s: float = 30.0, on_wait=None) -> None:

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 from .._quiet import quiet
 from ..hardware import signature_text
-from ._optuna_private import arm_counts, study_id
+from ._optuna_private import arm_counts, read_trials, study_id
 from .plan import Arm, load_arm
 from .storage import ARMS, open_storage
 
@@ -64,7 +64,7 @@ def _read(url, experiment, arms) -> list[tuple[str, Arm, list]]:
     out = []
     for arm_name in arms:
         arm = load_arm(url, experiment, arm_name)
-        out.append((arm_name, arm, arm.study.get_trials(deepcopy=False)))
+        out.append((arm_name, arm, read_trials(arm.study)))
     return out
 
 

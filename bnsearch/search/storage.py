@@ -171,6 +171,9 @@ def open_storage(url: str | None = None, *, create: bool = True) -> RDBStorage:
             storage = RDBStorage(
                 url, engine_kwargs=engine_kwargs, heartbeat_interval=hb, grace_period=3 * hb,
                 heartbeat_stale_trial_callback=_requeue,
+                # The schema version check parses Optuna's ~60 alembic migration scripts: ~20 ms per
+                # open, and one report opens storage about ten times. Once per process is enough.
+                skip_compatibility_check=url in _schema_checked,
             )
             break
         except (ImportError, ModuleNotFoundError) as exc:
@@ -193,10 +196,12 @@ def open_storage(url: str | None = None, *, create: bool = True) -> RDBStorage:
     if url.startswith("sqlite"):
         _serialize_sqlite(storage.engine, wal=db is not None)
     _engines.add(storage.engine)
+    _schema_checked.add(url)
     return storage
 
 
 _engines: weakref.WeakSet = weakref.WeakSet()
+_schema_checked: set[str] = set()  # URLs whose schema version this process has checked
 
 
 def close_all() -> None:

@@ -24,6 +24,7 @@ import sqlalchemy
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from .. import launch
 from .._quiet import quiet
 from ..config import Settings
 from ..hardware import cpu_signature
@@ -238,8 +239,9 @@ def _worker_loop(url, experiment, pending, device, on_trial, max_storage_retry_s
     state: dict[str, tuple[Arm, Any]] = {}
     swept: dict[str, float] = {}
     backoff, failing_since = 1.0, None
+    poll_s = 0.02
     while pending:
-        waiting = []
+        waiting, done_before = [], done
         for arm_name in pending:
             try:
                 if arm_name not in state:
@@ -277,13 +279,23 @@ def _worker_loop(url, experiment, pending, device, on_trial, max_storage_retry_s
                 waiting.append(arm_name)
         pending = waiting
         if pending:
-            time.sleep(min(0.5, heartbeat_interval()))  # a cheap poll; idle workers shorten the tail
+            # Every arm's rest is held by other workers. Mostly that is the end of a run: the last
+            # trials finish within a trial's time and the command waits for every worker's exit
+            # before it reports, so poll soon (a fixed 0.5 s cost the run ~0.25 s on average), then
+            # back off to 0.5 s for longer waits (a dead worker's trial re-queued after 3 heartbeats).
+            time.sleep(min(poll_s, heartbeat_interval()))
+            poll_s = min(2 * poll_s, 0.5)
+        if done > done_before:
+            poll_s = 0.02
     return done
 
 
 def _worker_entry(url, experiment, arms, device, data_cache=None) -> None:
     # Child processes: Ctrl-C, SIGTERM and the parent's death arrive here as KeyboardInterrupt;
     # run_trial fails and re-queues the trial in flight (docs/design.md, Worker life cycle).
+    # The libraries' objects (most of this process, preloaded by a fork server) are never garbage:
+    # left to the collector, each full collection walked them again (~0.1 s while opening storage).
+    gc.freeze()
     lifecycle.start_worker()
     try:
         # Ctrl-C and SIGTERM were blocked while this process started (start_workers): one that came
@@ -309,17 +321,52 @@ def _worker_entry(url, experiment, arms, device, data_cache=None) -> None:
 
 
 def start_workers(url: str | None, experiment: str, arms: list[str], jobs: int, device: str,
-                  data_cache: str | None = None):
+                  data_cache: str | None = None, *, background: bool = False):
+    """Start `jobs` worker processes: forks of the CLI's fork server (launch.py) when it has one,
+    else spawned (a fork after torch/SQLAlchemy init is unsafe). With `background`, the processes
+    are started from a thread and `(procs, thread)` is returned: asking the fork server for a fork
+    blocks until it has loaded its libraries, and the caller has other work meanwhile."""
     import multiprocessing as mp
 
-    ctx = mp.get_context("spawn")  # fork after torch/SQLAlchemy init is unsafe
-    procs = [ctx.Process(target=_worker_entry, args=(storage_url(url), experiment, arms, device, data_cache),
-                         daemon=False)
-             for _ in range(jobs)]
-    with lifecycle.stop_signals_blocked():  # the children inherit the mask until _worker_entry lifts it
-        for p in procs:
-            p.start()
-    return procs
+    spawn = mp.get_context("spawn")
+    args = (storage_url(url), experiment, arms, device, data_cache)
+    procs = [(launch.context() or spawn).Process(target=_worker_entry, args=args, daemon=False) for _ in range(jobs)]
+    failed: list[BaseException] = []
+
+    def start():
+        try:
+            with lifecycle.stop_signals_blocked():  # children inherit the mask until _worker_entry lifts it
+                for i, p in enumerate(procs):
+                    try:
+                        p.start()
+                    except (OSError, EOFError):
+                        if launch.context() is None:
+                            raise
+                        # The fork server is gone (killed, out of memory): spawn this worker instead.
+                        procs[i] = spawn.Process(target=_worker_entry, args=args, daemon=False)
+                        procs[i].start()
+        except BaseException as exc:  # re-raised by the caller (_Starter.join)
+            failed.append(exc)
+
+    if not background:
+        start()
+        if failed:
+            raise failed[0]
+        return procs
+    thread = threading.Thread(target=start, name="bnsearch-start-workers", daemon=True)
+    thread.start()
+    return procs, _Starter(thread, failed)
+
+
+class _Starter:
+    def __init__(self, thread: threading.Thread, failed: list[BaseException]):
+        self.thread, self.failed = thread, failed
+
+    def join(self) -> None:
+        """Wait until every worker process is started; raise what stopped that."""
+        self.thread.join()
+        if self.failed:
+            raise self.failed[0]
 
 
 
@@ -344,13 +391,14 @@ class _Throttle:
 def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int | None = None,
              progress: Callable[[list[Arm]], None] | None = None,
              warmup: Callable[[], None] | None = None) -> list[Arm]:
-    """Prepare the studies, then run what is missing with `jobs` workers: jobs - 1 spawned
-    processes, and one in this process (so jobs = 1 spawns none).
+    """Prepare the studies, then run what is missing with `jobs` workers. jobs = 1 runs in this
+    process. Otherwise, in the CLI (launch.py), `jobs` forks of its fork server while this process
+    supervises; elsewhere jobs - 1 spawned processes and one in this process.
 
     `progress(arms)` is called at most about once a second while trials run. With jobs > 1,
-    `warmup()` runs in this process once the spawned workers are started and before its own worker
-    claims a trial: what the caller needs afterwards (the report's imports, its reference model) is
-    done while the other cores already train, and the shared queue evens out the trials. At the end
+    `warmup()` runs in this process while the workers start and train (before its own worker, if
+    any, claims a trial): what the caller needs afterwards (the report's imports, its reference
+    model) is then done while the cores train, and the shared queue evens out the trials. At the end
     of the run it would keep a core idle instead (measured: ~1 s of a 2-core run's wall time).
     """
     jobs = default_jobs() if jobs is None else jobs  # `--jobs 0` is an error, not "default"
@@ -381,14 +429,22 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
             _show(progress, prepared)
         return prepared
     cache = tempfile.mkdtemp(prefix="bnsearch-data-")
-    # The parent is one of the workers: the spawned ones start first so their imports overlap its own.
-    procs = start_workers(url, settings.name, todo, jobs - 1, settings.device, data_cache=cache)
+    # With the CLI's fork server every worker is a fork of it and this process only supervises: its
+    # own worker would first have to import torch (~1.4 s of a core). Otherwise this process is one
+    # of the workers, and the spawned ones start first so their imports overlap its own.
+    own = launch.context() is None
+    procs, starter = start_workers(url, settings.name, todo, jobs - own, settings.device, data_cache=cache,
+                                   background=True)
     refresh = (lambda: _show(progress, prepared)) if progress else None
     try:
-        if warmup is not None:
-            with lifecycle.deferred_stop():  # mostly imports: a Ctrl-C is taken once they are done
-                warmup()
-        run_worker(url, settings.name, todo, device=settings.device, on_trial=on_trial, data_cache=cache)
+        try:
+            if warmup is not None:
+                with lifecycle.deferred_stop():  # mostly imports: a Ctrl-C is taken once they are done
+                    warmup()
+        finally:
+            starter.join()  # never leave a process half started, whatever happened meanwhile
+        if own:
+            run_worker(url, settings.name, todo, device=settings.device, on_trial=on_trial, data_cache=cache)
         while any(p.is_alive() for p in procs):
             if progress:
                 _show(progress, prepared)
@@ -401,15 +457,17 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
     except KeyboardInterrupt:
         # Ctrl-C in a terminal reaches the workers too, `kill -INT`/`kill PID` of this process alone
         # does not: forward it, so every worker fails and re-queues its trial within seconds.
-        lifecycle.release_own_trials(url, settings.name, todo)  # this process's own worker
-        lifecycle.stop_workers(procs, on_wait=refresh)
+        starter.thread.join()  # a second signal is ignored (lifecycle): this wait is not cut short
+        if own:
+            lifecycle.release_own_trials(url, settings.name, todo)  # this process's own worker
+        lifecycle.stop_workers([p for p in procs if p.pid is not None], on_wait=refresh)
         if refresh:
             with contextlib.suppress(Exception):
                 refresh()
         raise
     finally:
         for p in procs:
-            if p.is_alive():
+            if p.pid is not None and p.is_alive():
                 p.kill()
         shutil.rmtree(cache, ignore_errors=True)
     bad = [p.exitcode for p in procs if p.exitcode not in (0, -signal.SIGINT)]
@@ -420,7 +478,7 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
         # Re-create the worker's failure here, where the message can name the storage once.
         raise StorageFailure(*_storage_message(storage_kinds[0], url))
     if bad:
-        raise RuntimeError(f"{len(bad)} of {jobs - 1} worker processes failed (exit codes {bad}); "
+        raise RuntimeError(f"{len(bad)} of {len(procs)} worker processes failed (exit codes {bad}); "
                            "rerun the same command to resume")
     return prepared
 
