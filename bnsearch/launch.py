@@ -26,8 +26,9 @@ import sys
 # alembic (and mako, pygments) lazily when it opens storage, ~0.25 s in every worker otherwise. A
 # name that stops existing is skipped (the server ignores an ImportError): nothing breaks, the
 # worker imports what it needs itself.
-PRELOAD = ["bnsearch.search.worker", "bnsearch.train", "bnsearch.data", "numpy.random", "sqlalchemy.dialects.sqlite",
-           "alembic.command", "alembic.config", "alembic.migration", "alembic.script"]
+# bnsearch._server_init first: the server dies with the command, even in the middle of these imports.
+PRELOAD = ["bnsearch._server_init", "bnsearch.search.worker", "bnsearch.train", "bnsearch.data", "numpy.random",
+           "sqlalchemy.dialects.sqlite", "alembic.command", "alembic.config", "alembic.migration", "alembic.script"]
 
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 

@@ -265,7 +265,7 @@ def release_own_trials(url: str | None, experiment: str, arms) -> int:
 
     from optuna.trial import TrialState
 
-    from ._optuna_private import storage_of, trial_id
+    from ._optuna_private import running_trials, storage_of
     from .plan import load_arm
     from .stale import requeue
 
@@ -276,11 +276,13 @@ def release_own_trials(url: str | None, experiment: str, arms) -> int:
         with contextlib.suppress(Exception):
             study = load_arm(url, experiment, arm_name).study
             storage = storage_of(study)
-            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                if t.user_attrs.get("worker") == me:
-                    storage.set_trial_user_attr(trial_id(t), "error", "interrupted (Ctrl-C)")
-                    if storage.set_trial_state_values(trial_id(t), TrialState.FAIL):
-                        requeue(study, storage.get_trial(trial_id(t)))
+            # One query for the RUNNING trials and their owners: Study.get_trials would read every
+            # trial of the study first (>10 s with 100,000 queued), while the command waits.
+            for tid, _, _, owner in running_trials(study):
+                if owner == me:
+                    storage.set_trial_user_attr(tid, "error", "interrupted (Ctrl-C)")
+                    if storage.set_trial_state_values(tid, TrialState.FAIL):
+                        requeue(study, storage.get_trial(tid))
                         n += 1
     return n
 

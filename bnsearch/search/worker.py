@@ -121,14 +121,15 @@ def run_trial(arm: Arm, trial: FrozenTrial | optuna.Trial, data, device: str) ->
     storage = storage_of(arm.study)
     tid = trial_id(trial)
     if isinstance(trial, optuna.Trial):
-        for name, dist in s.distributions().items():
-            _suggest(trial, name, dist)
-        if trial.user_attrs.get("seed") is None:  # adaptive samplers: no plan, so seed from the trial number
-            trial.set_user_attr("seed", trial_seed(s.seed, 100_000 + trial.number))
-        for key, value in _start_attrs(arm).items():
-            trial.set_user_attr(key, value)
-        storage.record_heartbeat(tid)
-        trial = storage.get_trial(tid)
+        with lifecycle.deferred_stop():  # storage writes: see _worker_loop
+            for name, dist in s.distributions().items():
+                _suggest(trial, name, dist)
+            if trial.user_attrs.get("seed") is None:  # adaptive samplers: no plan, so seed from the trial number
+                trial.set_user_attr("seed", trial_seed(s.seed, 100_000 + trial.number))
+            for key, value in _start_attrs(arm).items():
+                trial.set_user_attr(key, value)
+            storage.record_heartbeat(tid)
+            trial = storage.get_trial(tid)
     params = {**s.fixed_params(), **trial.params}
     seed = int(trial.user_attrs["seed"])
     try:
@@ -145,7 +146,8 @@ def run_trial(arm: Arm, trial: FrozenTrial | optuna.Trial, data, device: str) ->
                "train_loss": [float(x) for x in r.train_loss], "val_score": [float(x) for x in r.val_curve],
                "test_score": float(r.test_score), "seconds": float(r.seconds)}
     curve = {epoch: float(v) for epoch, v in enumerate(r.val_curve, start=1)}
-    state, end = finish(arm.study, tid, float(r.val_score), user_attrs=results, intermediate_values=curve)
+    with lifecycle.deferred_stop():  # see _worker_loop: a stop comes after the result is stored, not inside
+        state, end = finish(arm.study, tid, float(r.val_score), user_attrs=results, intermediate_values=curve)
     return FrozenTrial(number=trial.number, state=state, value=float(r.val_score) if state == TrialState.COMPLETE else None,
                        values=None, datetime_start=trial.datetime_start, datetime_complete=end, params=trial.params,
                        distributions=trial.distributions, user_attrs={**trial.user_attrs, **results},
@@ -169,9 +171,11 @@ def _is_transient(exc: BaseException | None) -> bool:
 
 
 def _show(progress: Callable[[list["Arm"]], None], arms: list["Arm"]) -> None:
-    """The progress display reads storage; a storage hiccup must not stop the workers it watches."""
+    """The progress display reads storage; a storage hiccup must not stop the workers it watches,
+    and a Ctrl-C is taken after the read, not inside its transaction (see _worker_loop)."""
     try:
-        progress(arms)
+        with lifecycle.deferred_stop():
+            progress(arms)
     except Exception as exc:
         if not _is_transient(exc):
             raise
@@ -251,10 +255,15 @@ def _worker_loop(url, experiment, pending, device, on_trial, max_storage_retry_s
                     state[arm_name] = (arm, _load_data(arm_settings, device, data_cache))
                 arm, data = state[arm_name]
                 while True:
-                    if time.monotonic() - swept.get(arm_name, -math.inf) >= STALE_SWEEP * heartbeat_interval():
-                        fail_stale(arm.study)
-                        swept[arm_name] = time.monotonic()
-                    trial = _next_trial(arm)
+                    # A stop signal never lands inside a storage transaction (lifecycle.deferred_stop):
+                    # raised there, it could leave a connection holding SQLite's write lock, and this
+                    # worker's clean-up then waited out the lock timeout (found by kill -9 of the
+                    # command: 1 run in ~17). Taken right after, it fails and re-queues what it holds.
+                    with lifecycle.deferred_stop():
+                        if time.monotonic() - swept.get(arm_name, -math.inf) >= STALE_SWEEP * heartbeat_interval():
+                            fail_stale(arm.study)
+                            swept[arm_name] = time.monotonic()
+                        trial = _next_trial(arm)
                     if trial is None or trial == "wait":
                         break
                     try:
