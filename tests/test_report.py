@@ -14,6 +14,7 @@ from rich.console import Console
 
 from bnsearch import analysis as A
 from bnsearch import report as R
+from bnsearch._fork import cores
 
 DIST = {
     "layers": IntDistribution(1, 4),
@@ -216,6 +217,10 @@ def test_pngs_drawn_on_two_cores_are_the_pngs_drawn_on_one(written, tmp_path):
         assert a.read_bytes() == b.read_bytes(), a.name
 
 
+_FORKS = pytest.mark.skipif(not hasattr(os, "fork") or cores() < 2,
+                            reason="without fork or a second core PlotRun draws everything in one process")
+
+
 def _job(path, fail_in_child_of=None, how="raise"):
     def job():
         if fail_in_child_of is not None and os.getpid() != fail_in_child_of:
@@ -227,6 +232,7 @@ def _job(path, fail_in_child_of=None, how="raise"):
     return job
 
 
+@_FORKS
 @pytest.mark.parametrize("how", ["raise", "exit"])
 def test_plot_jobs_that_fail_in_the_child_are_drawn_here(tmp_path, how):
     """A child that raises, or dies, costs time, not files: its jobs are run in this process."""
@@ -242,6 +248,7 @@ def test_plot_jobs_that_fail_in_the_child_are_drawn_here(tmp_path, how):
     assert run.pid is None and not Path(f"/proc/{child}").exists()  # reaped, no zombie
 
 
+@_FORKS
 def test_plot_jobs_are_shared_with_a_forked_child(tmp_path):
     me = os.getpid()
     run = R.PlotRun([_job(tmp_path / f"{i}.txt") for i in range(5)], processes=2)
@@ -254,6 +261,7 @@ def test_plot_jobs_are_shared_with_a_forked_child(tmp_path):
     assert serial.pid is None and len(serial.finish()) == 5
 
 
+@_FORKS
 def test_a_failing_plot_job_here_stops_and_reaps_the_child(tmp_path):
     def boom():
         raise ValueError("bad data")
