@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -236,7 +235,7 @@ def reference_context(settings: Settings) -> dict:
     set on disk next to its split, so a report does not wait for scikit-learn's import and fit."""
     import json
 
-    from .data import cache_file
+    from .data import cache_file, write_cached
 
     spec, seed = settings.data, settings.seed
     memo = (spec, seed, settings.data_digest())
@@ -251,11 +250,7 @@ def reference_context(settings: Settings) -> dict:
                 return stored
     context = _references[memo] = _reference_context(settings)
     if path is not None:
-        with contextlib.suppress(OSError):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(context))
-            os.replace(tmp, path)
+        write_cached(path, lambda tmp: tmp.write_text(json.dumps(context)))
     return context
 
 
@@ -405,8 +400,8 @@ def publish(report: Report, out_dir: Path, *, csv: bool = True, plots: bool = Tr
             files += rpt.write_csvs(report.df.drop(columns=["val_curve"], errors="ignore"), report.summary,
                                     out_dir, report.meta)
             files.append(rpt.write_trials_jsonl(report.records, out_dir, report.meta))
-        budget_csvs = (report_arms.write_budget(report.arms, out_dir, report.meta, csv=csv, plots=False)
-                       if report.arms is not None else [])
+        budget_csvs = (report_arms.write_budget_csvs(report.arms, out_dir, report.meta)
+                       if csv and report.arms is not None else [])
         drawn = run.finish()
     files += [p for paths in drawn[:n_main] for p in paths] + budget_csvs
     files += [p for paths in drawn[n_main:] for p in paths]

@@ -312,20 +312,26 @@ def cache_file(spec: DataSpec, seed: int, kind: str, suffix: str) -> Path | None
     return folder / "data" / f"{kind}-{spec.dataset}-{cache_key(spec, seed)}{suffix}"
 
 
-def save_split(path: Path, data: Dataset) -> None:
-    """Write a split as one .npz, atomically: readers see the whole file or none. Failing to write
-    (read-only or full disk) only costs the next process the rebuild."""
+def write_cached(path: Path, write) -> None:
+    """`write(tmp)`, then move tmp to `path`: readers of a cache file see the whole file or none.
+    Failing to write (read-only or full disk) only costs the next process the rebuild."""
     import contextlib
     import os
 
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp{path.suffix}")
         try:
-            np.savez(tmp, name=data.name, task=data.task, **{k: getattr(data, k).numpy() for k in _FIELDS})
+            write(tmp)
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
+
+
+def save_split(path: Path, data: Dataset) -> None:
+    """Write a split as one .npz (write_cached)."""
+    write_cached(path, lambda tmp: np.savez(tmp, name=data.name, task=data.task,
+                                            **{k: getattr(data, k).numpy() for k in _FIELDS}))
 
 
 def read_split(path: Path) -> Dataset | None:

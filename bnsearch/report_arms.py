@@ -173,17 +173,12 @@ def _meta_cols(frame: pd.DataFrame, meta: Mapping) -> pd.DataFrame:
     return _with_meta(frame, meta)
 
 
-def write_budget(a: ArmsAnalysis, out_dir, meta: Mapping, *, csv: bool = True, plots: bool = True) -> list[Path]:
-    """budget.csv, compute.csv, budget.png ("advantage vs training budget") and compute.png."""
+def write_budget_csvs(a: ArmsAnalysis, out_dir, meta: Mapping) -> list[Path]:
+    """budget.csv and compute.csv (their plots: budget_plot_jobs)."""
     out = Path(out_dir)
-    files: list[Path] = []
-    if csv:
-        for name, frame in (("budget.csv", a.budget), ("compute.csv", a.compute)):
-            _meta_cols(frame, meta).to_csv(out / name, index=False)
-            files.append(out / name)
-    if plots:
-        files += [p for paths in PlotRun(budget_plot_jobs(a, out)).finish() for p in paths]
-    return files
+    for name, frame in (("budget.csv", a.budget), ("compute.csv", a.compute)):
+        _meta_cols(frame, meta).to_csv(out / name, index=False)
+    return [out / "budget.csv", out / "compute.csv"]
 
 
 def budget_plot_jobs(a: ArmsAnalysis, out_dir) -> list:
@@ -300,13 +295,11 @@ def publish_arms(report, out_dir, *, csv: bool = True, plots: bool = True) -> li
             _meta_cols(frame, meta).to_csv(out / name, index=False)
             files.append(out / name)
         files.append(write_trials_jsonl(getattr(report, "records", []), out, meta))
-    budget_csvs = write_budget(a, out, meta, csv=csv, plots=False)
+    if csv:
+        files += write_budget_csvs(a, out, meta)
     if plots:
         with PlotRun([*budget_plot_jobs(a, out), functools.partial(_plot_tuning, a, out)]) as run:
-            drawn = run.finish()
-        files += budget_csvs + [p for paths in drawn for p in paths]
-    else:
-        files += budget_csvs
+            files += [p for paths in run.finish() for p in paths]
     if csv and plots:
         path = out / "report.md"
         path.write_text(markdown_arms(a, meta, files))

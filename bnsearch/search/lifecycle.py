@@ -4,8 +4,8 @@
 started it is gone: nobody would read its results, it holds a core, and with `--jobs 1000` the
 orphans outlived the OOM killer's victim. So every worker
 
-- asks the Linux kernel to send it SIGTERM when its parent dies (prctl PR_SET_PDEATHSIG, via
-  ctypes: no dependency), and elsewhere polls its parent's pid from a thread;
+- watches the process that asked for it (the command) and sends itself SIGTERM when that exits:
+  a pidfd on Linux, elsewhere a poll each second (watch_pid);
 - treats SIGTERM exactly like Ctrl-C: the trial in flight is failed with the reason and its
   configuration re-queued (run_trial does that for KeyboardInterrupt), then the process exits.
 
@@ -25,8 +25,6 @@ import sys
 import threading
 
 from .. import launch
-
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 # The signal that stopped this process, for "interrupted (SIGTERM)" messages; None until one came.
 received: str | None = None
@@ -107,53 +105,22 @@ def handle_stop_signals() -> None:
 stop_signals_blocked, unblock_stop_signals = launch.stop_signals_blocked, launch.unblock_stop_signals
 
 
-def die_with_parent(parent_pid: int | None) -> None:
-    """Make this (worker) process stop when `parent_pid` dies, by any signal, kill -9 included."""
-    if parent_pid is None:
-        return
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0:
-                if os.getppid() != parent_pid:  # the parent died before prctl took effect
-                    os.kill(os.getpid(), signal.SIGTERM)
-                return
-        except (OSError, AttributeError):
-            pass  # no usable libc: fall back to polling
-    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True, name="bnsearch-parent-watch").start()
-
-
-def _watch_parent(parent_pid: int, every_s: float = 1.0) -> None:
-    import _thread
-    import time
-
-    while True:
-        time.sleep(every_s)
-        if os.getppid() != parent_pid:
-            _thread.interrupt_main(signal.SIGTERM)  # as if SIGTERM arrived: fail, re-queue, exit
-            return
-
-
 def start_worker() -> None:
     """Called first thing in a worker process."""
     import multiprocessing
 
     handle_stop_signals()
+    # The command that asked for this worker: the parent of a spawned worker, but not of a fork
+    # server's child (launch.py), whose parent is the server, alive while any of its forks lives.
     parent = multiprocessing.parent_process()
-    if parent is not None and os.getppid() != parent.pid:
-        # A fork server's child (launch.py): its own parent is the server, which stays alive while
-        # any worker does, so watch the command that asked for it. (Also a spawned worker whose
-        # parent died before this line: the watch then fires at once.)
+    if parent is not None:
         watch_pid(parent.pid)
-    else:
-        die_with_parent(parent.pid if parent is not None else None)
 
 
 def watch_pid(pid: int) -> None:
-    """Send this process SIGTERM as soon as process `pid` exits (a pidfd on Linux >= 5.3, else a
-    poll each second). A real signal, not interrupt_main: it waits out a blocked mask (start-up)."""
+    """Send this process SIGTERM as soon as process `pid` exits, by any signal, kill -9 included (a
+    pidfd on Linux >= 5.3, else a poll each second; at once if it is already gone). A real signal,
+    not interrupt_main: it waits out a blocked mask (start-up)."""
     import select
 
     try:

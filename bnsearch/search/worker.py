@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent import futures
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -258,7 +259,7 @@ def _worker_loop(url, experiment, pending, device, on_trial, max_storage_retry_s
                     # A stop signal never lands inside a storage transaction (lifecycle.deferred_stop):
                     # raised there, it could leave a connection holding SQLite's write lock, and this
                     # worker's clean-up then waited out the lock timeout (found by kill -9 of the
-                    # command: 1 run in ~17). Taken right after, it fails and re-queues what it holds.
+                    # command: 1 run in 21). Taken right after, it fails and re-queues what it holds.
                     with lifecycle.deferred_stop():
                         if time.monotonic() - swept.get(arm_name, -math.inf) >= STALE_SWEEP * heartbeat_interval():
                             fail_stale(arm.study)
@@ -330,53 +331,34 @@ def _worker_entry(url, experiment, arms, device, data_cache=None) -> None:
 
 
 def start_workers(url: str | None, experiment: str, arms: list[str], jobs: int, device: str,
-                  data_cache: str | None = None, *, background: bool = False):
-    """Start `jobs` worker processes: forks of the CLI's fork server (launch.py) when it has one,
-    else spawned (a fork after torch/SQLAlchemy init is unsafe). With `background`, the processes
-    are started from a thread and `(procs, thread)` is returned: asking the fork server for a fork
-    blocks until it has loaded its libraries, and the caller has other work meanwhile."""
+                  data_cache: str | None = None):
+    """Start `jobs` worker processes, from a thread: forks of the CLI's fork server (launch.py) when
+    it has one, else spawned (a fork after torch/SQLAlchemy init is unsafe). Asking the fork server
+    for a fork blocks until it has loaded its libraries, and the caller has other work meanwhile.
+    Returns the processes and a Future done once they are all started (result() raises what
+    stopped that)."""
     import multiprocessing as mp
 
     spawn = mp.get_context("spawn")
     args = (storage_url(url), experiment, arms, device, data_cache)
     procs = [(launch.context() or spawn).Process(target=_worker_entry, args=args, daemon=False) for _ in range(jobs)]
-    failed: list[BaseException] = []
 
     def start():
-        try:
-            with lifecycle.stop_signals_blocked():  # children inherit the mask until _worker_entry lifts it
-                for i, p in enumerate(procs):
-                    try:
-                        p.start()
-                    except (OSError, EOFError):
-                        if launch.context() is None:
-                            raise
-                        # The fork server is gone (killed, out of memory): spawn this worker instead.
-                        procs[i] = spawn.Process(target=_worker_entry, args=args, daemon=False)
-                        procs[i].start()
-        except BaseException as exc:  # re-raised by the caller (_Starter.join)
-            failed.append(exc)
+        with lifecycle.stop_signals_blocked():  # children inherit the mask until _worker_entry lifts it
+            for i, p in enumerate(procs):
+                try:
+                    p.start()
+                except (OSError, EOFError):
+                    if launch.context() is None:
+                        raise
+                    # The fork server is gone (killed, out of memory): spawn this worker instead.
+                    procs[i] = spawn.Process(target=_worker_entry, args=args, daemon=False)
+                    procs[i].start()
 
-    if not background:
-        start()
-        if failed:
-            raise failed[0]
-        return procs
-    thread = threading.Thread(target=start, name="bnsearch-start-workers", daemon=True)
-    thread.start()
-    return procs, _Starter(thread, failed)
-
-
-class _Starter:
-    def __init__(self, thread: threading.Thread, failed: list[BaseException]):
-        self.thread, self.failed = thread, failed
-
-    def join(self) -> None:
-        """Wait until every worker process is started; raise what stopped that."""
-        self.thread.join()
-        if self.failed:
-            raise self.failed[0]
-
+    pool = futures.ThreadPoolExecutor(1, thread_name_prefix="bnsearch-start-workers")
+    started = pool.submit(start)
+    pool.shutdown(wait=False)  # the thread ends with start()
+    return procs, started
 
 
 def default_jobs() -> int:
@@ -442,8 +424,7 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
     # own worker would first have to import torch (~1.4 s of a core). Otherwise this process is one
     # of the workers, and the spawned ones start first so their imports overlap its own.
     own = launch.context() is None
-    procs, starter = start_workers(url, settings.name, todo, jobs - own, settings.device, data_cache=cache,
-                                   background=True)
+    procs, started = start_workers(url, settings.name, todo, jobs - own, settings.device, data_cache=cache)
     refresh = (lambda: _show(progress, prepared)) if progress else None
     try:
         try:
@@ -451,7 +432,7 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
                 with lifecycle.deferred_stop():  # mostly imports: a Ctrl-C is taken once they are done
                     warmup()
         finally:
-            starter.join()  # never leave a process half started, whatever happened meanwhile
+            started.result()  # never leave a process half started, whatever happened meanwhile
         if own:
             run_worker(url, settings.name, todo, device=settings.device, on_trial=on_trial, data_cache=cache)
         while any(p.is_alive() for p in procs):
@@ -466,7 +447,7 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
     except KeyboardInterrupt:
         # Ctrl-C in a terminal reaches the workers too, `kill -INT`/`kill PID` of this process alone
         # does not: forward it, so every worker fails and re-queues its trial within seconds.
-        starter.thread.join()  # a second signal is ignored (lifecycle): this wait is not cut short
+        futures.wait([started])  # a second signal is ignored (lifecycle): this wait is not cut short
         if own:
             lifecycle.release_own_trials(url, settings.name, todo)  # this process's own worker
         lifecycle.stop_workers([p for p in procs if p.pid is not None], on_wait=refresh)
