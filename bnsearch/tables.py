@@ -178,6 +178,24 @@ def table_arrays(name: str, data_home: str | None = None) -> tuple[np.ndarray, n
     return X, y, task
 
 
+def traits(spec, seed: int = 0) -> dict:
+    """What a panel's meta-regression can relate the BN effect to, for one data set (a DataSpec):
+    rows, encoded features, classes (1 for regression), the majority-class share, the log10 spread
+    of the features' standard deviations (max/min over non-constant columns, before any scaling)
+    and whether inputs are fed raw (1) or standardized (0)."""
+    from .data import load_arrays
+
+    X, y, task = load_arrays(spec, seed)
+    with np.errstate(all="ignore"):
+        sd = np.nanstd(X, axis=0)
+    sd = sd[np.isfinite(sd) & (sd > 0)]
+    classes = int(len(np.unique(y))) if task == "classification" else 1
+    majority = float(np.bincount(np.asarray(y)).max() / len(y)) if task == "classification" else float("nan")
+    return {"rows": int(X.shape[0]), "features": int(X.shape[1]), "classes": classes, "majority": majority,
+            "scale_spread": float(np.log10(sd.max() / sd.min())) if len(sd) else 0.0,
+            "raw_inputs": int(spec.inputs == "raw")}
+
+
 # --------------------------------------------------------------------------- encoding
 
 def _categorical(column: "pd.Series") -> bool:

