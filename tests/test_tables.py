@@ -178,6 +178,22 @@ def test_csv_categorical_and_missing_values_policy(tmp_path):
     assert d.n_features == 7 and not any(p.isnan().any() for p in (d.X_train, d.X_val, d.X_test))
 
 
+def test_parquet_category_and_string_columns(tmp_path):
+    pytest.importorskip("pyarrow")
+    n = 30
+    frame = pd.DataFrame({
+        "size": pd.Categorical([("S", "M", "L", None)[i % 4] for i in range(n)]),
+        "city": pd.array([("Oslo", "Rome")[i % 2] for i in range(n)], dtype="string"),
+        "x": [float(i) if i % 6 else None for i in range(n)],
+        "label": [("a", "b", "c")[i % 3] for i in range(n)],
+    })
+    frame.to_parquet(tmp_path / "d.parquet")
+    X, y, task = load_arrays(DataSpec(dataset="csv", path=str(tmp_path / "d.parquet"), target="label"))
+    # size: (missing), L, M, S; city: one column; x and x=missing
+    assert task == "classification" and X.shape == (n, 4 + 1 + 2) and np.bincount(y).tolist() == [10, 10, 10]
+    assert X[:, 0].sum() == n // 4 + (n % 4 > 3) and np.isnan(X[:, 5]).sum() == X[:, 6].sum() == 5
+
+
 def test_fill_missing_uses_training_medians_only():
     train = np.array([[1.0, np.nan], [3.0, np.nan], [np.nan, np.nan], [100.0, np.nan]])
     val = np.array([[np.nan, 5.0]])
