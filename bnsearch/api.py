@@ -11,8 +11,6 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-import sqlalchemy
-
 from . import search
 from .config import ConfigError, Settings, check_jobs, load_config
 from .search import ARMS, SearchError, arm_of, arm_state, list_experiments, load_trials  # noqa: F401
@@ -50,15 +48,21 @@ def run_study(config=None, bn: str | None = "on", *, arm: str | None = None, tri
 
 
 def run_arms(settings: Settings, storage, arms: list[str], *, jobs=None,
-             progress: Progress | None = None, warmup: Callable[[], None] | None = None) -> list[search.Arm]:
+             progress: Progress | None = None, warmup: Callable[[], None] | None = None,
+             repeat_of: tuple[str, int] | None = None) -> list[search.Arm]:
     """Prepare and run the given arms of one experiment; a failed run raises RunFailed."""
     check_jobs(jobs)
     try:
         return search.run_arms(settings, search.storage_url(storage), arms, jobs=jobs, progress=progress,
-                               warmup=warmup)
+                               warmup=warmup, repeat_of=repeat_of)
     except search.StorageFailure:
         raise
+    except MemoryError:
+        # A rerun would fail the same way: say what to change, not "rerun to resume".
+        raise RunFailed(search.OUT_OF_MEMORY) from None
     except RuntimeError as exc:
+        if search.is_out_of_memory(exc):
+            raise RunFailed(search.OUT_OF_MEMORY) from None
         raise RunFailed(str(exc)) from None
 
 
@@ -125,6 +129,19 @@ def repeat_settings(settings: Settings, repeats: int) -> list[Settings]:
             for r in range(repeats)]
 
 
+def check_repeats(settings: Settings, repeats: int) -> None:
+    """Repeats multiply the work: the trials of all repeats together obey the per-arm trials limit
+    (config.max_trials), or `--repeats` would be a way around it (100,000 repeats: a day of work)."""
+    from .config import max_trials
+
+    if repeats < 1:
+        raise ConfigError(f"--repeats must be at least 1 (got {repeats})")
+    limit, why = max_trials()
+    if repeats * settings.trials > limit:
+        raise ConfigError(f"--repeats {repeats} x {settings.trials} trials is {repeats * settings.trials:,} trials per "
+                          f"arm, too many (at most {limit:,}: {why}); use fewer repeats or trials")
+
+
 def check_out_dir(out: Path) -> Path:
     """Create the export folder and prove it is writable before any training starts."""
     try:
@@ -147,6 +164,7 @@ def run_compare(config=None, *, trials=None, repeats: int = 1, jobs=None, storag
     """
     settings = _settings(config, trials=trials, device=device, seed=seed)
     check_jobs(jobs)
+    check_repeats(settings, repeats)
     runs = repeat_settings(settings, repeats)
     out_dir = Path(out) if out else Path("results") / settings.name
     if settings.data.dataset == "csv" or ":" in settings.data.dataset:  # bad data is bad input: refuse it before storage or folders appear
@@ -161,7 +179,7 @@ def run_compare(config=None, *, trials=None, repeats: int = 1, jobs=None, storag
             if on_repeat:
                 on_repeat(i, s)
             run_arms(s, storage, s.arm_names(), jobs=jobs, progress=progress,
-                     warmup=lambda s=s: _warm_report(s))
+                     warmup=lambda s=s: _warm_report(s), repeat_of=(settings.name, i) if i else None)
         report = build_report(storage, settings.name)
         report.files = publish(report, out_dir)
     except BaseException:
@@ -191,8 +209,10 @@ class Report:
     """Trials of every repeat, the (aggregated) summary and the metadata every export carries."""
 
     def __init__(self, df, summary, meta: dict, files: list[Path] | None = None, records: list[dict] | None = None,
-                 arms=None):
+                 arms=None, notes: list[str] | None = None):
         self.df, self.summary, self.meta = df, summary, meta
+        # What the reader should know about what was left out (e.g. a study that is not a repeat).
+        self.notes: list[str] = notes or []
         self.records: list[dict] = records or []  # lossless per-trial records (trials.jsonl)
         self.files: list[Path] = files or []
         # analysis.multiarm.ArmsAnalysis: every arm vs the reference, epoch budgets, the 2x2 interaction.
@@ -290,6 +310,12 @@ def _reference_context(settings: Settings) -> dict:
 
 def build_report(storage, experiment: str) -> Report:
     """Everything `summary`/`export`/`plot` need, from storage alone (no config file, no training)."""
+    url = search.storage_url(storage)
+    with search.reading():  # a report never writes to the storage it reads
+        return _build_report(url, experiment)
+
+
+def _build_report(url: str, experiment: str) -> Report:
     import functools
 
     import pandas as pd
@@ -297,15 +323,14 @@ def build_report(storage, experiment: str) -> Report:
     from ._fork import Forked
     from .analysis import aggregate_repeats, summarize
 
-    url = search.storage_url(storage)
     st = search.open_storage(url, create=False)
-    studies = {s.study_name for s in st.get_all_studies()}
+    all_studies = st.get_all_studies()
+    studies = {s.study_name for s in all_studies}
     names = {n.rsplit("/", 1)[0] for n in studies if "/" in n}
     if experiment not in names:
         raise SearchError(f"no experiment {experiment!r} in {search.masked(url)}; experiments here: "
                           f"{', '.join(sorted(names)) or 'none'} (run `bnsearch compare` first)")
-    reps = sorted((n for n in names if n.startswith(f"{experiment}-rep") and n[len(experiment) + 4:].isdigit()),
-                  key=lambda n: int(n[len(experiment) + 4:]))
+    reps, notes = find_repeats(st, experiment, all_studies)
     runs = [_read_run(url, name, studies) for name in [experiment, *reps]]
     first = runs[0]  # the experiment's own run: its metadata labels every export, its trials the budgets
     # The N-arm layer (budgets, ~0.4 s) does not need the comparisons: a forked child computes it
@@ -326,10 +351,102 @@ def build_report(storage, experiment: str) -> Report:
     meta = {k: first.attrs.get(k) for k in ("experiment", "config_hash", "seed", "bnsearch_version", "torch_version",
                                             "optuna_version")}
     meta["repeats"] = len(runs)
-    # Never write a database password into exported files.
-    meta["storage"] = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    # Never write a database password into exported files (in the user info or as ?password=).
+    meta["storage"] = search.masked(url)
     return Report(pd.concat([r.df for r in runs], ignore_index=True), summary, meta,
-                  records=[rec for r in runs for rec in r.records], arms=arms)
+                  records=[rec for r in runs for rec in r.records], arms=arms, notes=notes)
+
+
+def _family(attrs: dict) -> str | None:
+    """What repeats of one experiment share: the stored identity (config_hash's inputs) without the
+    experiment's name and seed, with the data identified by its stored digest."""
+    import hashlib
+    import json
+    import tomllib
+
+    from .config import NOT_IDENTITY, _flat
+
+    try:
+        flat = _flat(tomllib.loads(attrs["config_toml"]))
+    except (KeyError, TypeError, tomllib.TOMLDecodeError):
+        return None
+    d = {k: v for k, v in flat.items() if k not in (*NOT_IDENTITY, "experiment.name", "experiment.seed")}
+    if "data_sha256" in attrs:
+        d["data.sha256"] = attrs["data_sha256"]
+    else:  # stored before the digest existed: the path was its identity
+        d["data.path"] = flat.get("data.path")
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def find_repeats(storage, experiment: str, studies=None) -> tuple[list[str], list[str]]:
+    """The stored repeats of `experiment` (names, in repeat order) and a note for every study that
+    claims to be one but is not counted.
+
+    A repeat is identified by what it is: its studies' `repeat_of`/`repeat` attrs (stored by
+    `compare --repeats`), the same config and data as the experiment apart from name and seed,
+    seed = the experiment's + repeat, and finished (nothing queued or running, something complete).
+    Studies stored before `repeat_of` existed are recognised by the name `<experiment>-rep<N>`,
+    with the same checks. Another experiment that merely has such a name is never pooled."""
+    import re
+
+    from optuna.trial import TrialState
+
+    from .config import load_config_text
+    from .search._optuna_private import study_id
+
+    studies = storage.get_all_studies() if studies is None else studies
+    groups: dict[str, list] = {}
+    for s in studies:
+        if "/" in s.study_name and "config_toml" in s.user_attrs:
+            groups.setdefault(s.study_name.rsplit("/", 1)[0], []).append(s)
+    if experiment not in groups:
+        return [], []
+    base = groups[experiment][0].user_attrs
+    family = _family(base)
+    found, notes = [], []
+    for name, group in sorted(groups.items()):
+        attrs = group[0].user_attrs
+        if name == experiment:
+            continue
+        m = re.fullmatch(re.escape(experiment) + r"-rep(\d+)", name)
+        if "repeat_of" in attrs:
+            if attrs["repeat_of"] != experiment:
+                if m is not None:  # named like one, so someone may expect it in the report
+                    notes.append(f"{name!r} is not counted as a repeat of {experiment!r}: it is a separate "
+                                 "experiment (not stored by `compare --repeats`)")
+                continue
+            r = attrs.get("repeat")
+        elif m is None:
+            continue
+        else:
+            r = int(m.group(1))
+        why = None
+        if _family(attrs) != family or any(_family(s.user_attrs) != family for s in group):
+            why = f"its config or data differ from {experiment!r}'s"
+        elif not isinstance(r, int) or r < 1 or attrs.get("seed") != (base.get("seed") or 0) + r:
+            why = f"its seed ({attrs.get('seed')}) is not {experiment!r}'s seed + {r}"
+        else:
+            arms = sorted(s.study_name.rsplit("/", 1)[1] for s in group)
+            try:
+                wanted = sorted(load_config_text(attrs["config_toml"], f"storage:{name}").arm_names())
+            except (ConfigError, ValueError):
+                wanted = arms
+            if arms != wanted:
+                why = f"it lacks arm(s) {', '.join(sorted(set(wanted) - set(arms)))}"
+            for s in group if why is None else []:
+                states = [t.state for t in storage.get_all_trials(study_id(s), deepcopy=False)]
+                left = states.count(TrialState.WAITING) + states.count(TrialState.RUNNING)
+                done = states.count(TrialState.COMPLETE)
+                paired = s.user_attrs.get("paired", True)
+                if left or not done or (not paired and done < (s.user_attrs.get("budget") or 0)):
+                    why = (f"it is unfinished ({s.study_name}: {done} trials complete, {left} queued or running); "
+                           "rerun `bnsearch compare` with the same --repeats to finish it")
+                    break
+        if why:
+            notes.append(f"{name!r} is not counted as a repeat of {experiment!r}: {why}")
+        else:
+            found.append((r, name))
+    return [n for _, n in sorted(found)], notes
 
 
 @dataclasses.dataclass

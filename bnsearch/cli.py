@@ -159,6 +159,7 @@ def compare(
         header=_header(config, storage, seed=seed), table=False)
     _print_report(report, full)
     _print_files(report.files)
+    _print_notes(report)
 
 
 @app.command()
@@ -186,6 +187,7 @@ def summary(
         _print_json(obj)
     else:
         _print_report(report, full)
+    _print_notes(report)
 
 
 @app.command()
@@ -412,6 +414,12 @@ def _print_report(report, full: bool = False) -> None:
         print_arms(report.arms, console)
 
 
+def _print_notes(report) -> None:
+    # On stderr: what was left out of the report (e.g. a study that only looks like a repeat).
+    for note in getattr(report, "notes", []):
+        err.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
+
+
 def _print_files(files) -> None:
     if files:
         folder = Path(files[0]).parent
@@ -471,8 +479,11 @@ def _main(argv: list[str]) -> None:
     from .search import lifecycle
     from .search.storage import storage_failure
 
+    from .search.storage import check_environment
+
     command = typer.main.get_command(app)
     try:
+        check_environment()
         rc = command.main(args=argv, prog_name="bnsearch", standalone_mode=False)
     except TyperException as exc:  # typer's (vendored click) usage errors
         if type(exc).__name__ == "NoArgsIsHelpError":  # bare `bnsearch` prints help: not an error
@@ -497,7 +508,8 @@ def _main(argv: list[str]) -> None:
         err.print(f"error: {failure}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(failure.exit_code)
     if rc == 130:  # typer turns Ctrl-C into exit code 130
-        how = "by SIGTERM" if lifecycle.received == "SIGTERM" else "(Ctrl-C)"
+        how = {"SIGTERM": "by SIGTERM", "SIGHUP": "by SIGHUP (terminal closed)"}.get(lifecycle.received, "(Ctrl-C)")
         note = _saved_note or "finished trials are saved; rerun the same command to resume"
-        err.print(f"interrupted {how}: {note}", markup=False, highlight=False, soft_wrap=True)
+        with contextlib.suppress(OSError):  # after a hang-up there may be no terminal left to print to
+            err.print(f"interrupted {how}: {note}", markup=False, highlight=False, soft_wrap=True)
     sys.exit(rc if isinstance(rc, int) else 0)

@@ -30,7 +30,7 @@ import sys
 PRELOAD = ["bnsearch._server_init", "bnsearch.search.worker", "bnsearch.train", "bnsearch.data", "numpy.random",
            "sqlalchemy.dialects.sqlite", "alembic.command", "alembic.config", "alembic.migration", "alembic.script"]
 
-_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM} | ({signal.SIGHUP} if hasattr(signal, "SIGHUP") else set())
 
 _context = None  # the fork server's multiprocessing context, once this process started it
 

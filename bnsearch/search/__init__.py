@@ -21,8 +21,9 @@ from .readback import (TRIAL_COLUMNS, ArmState, arm_state, list_experiments, loa
                        trial_records)
 from .stale import fail_stale, requeue
 from .storage import (ACTIVE, ARMS, DEFAULT_STORAGE, MAX_RETRY, SearchError, StorageFailure, arm_of,
-                      heartbeat_interval, masked, open_storage, storage_failure, storage_url, study_name)
-from .worker import default_jobs, resolve_device, run_arms, run_trial, run_worker, start_workers
+                      check_environment, heartbeat_interval, masked, open_storage, reading, storage_failure,
+                      storage_url, study_name)
+from .worker import OUT_OF_MEMORY, default_jobs, is_out_of_memory, resolve_device, run_arms, run_trial, run_worker, start_workers
 
 _pop_waiting = claim_waiting  # the name older tests and notebooks use
 

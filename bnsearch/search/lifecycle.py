@@ -70,7 +70,7 @@ def _handler(signum, _frame):
     _redeliver = False
     if received is None:
         received = signal.Signals(signum).name
-    raise Terminated() if received == "SIGTERM" else KeyboardInterrupt()
+    raise Terminated() if received in ("SIGTERM", "SIGHUP") else KeyboardInterrupt()
 
 
 def _unraisable(unraisable) -> None:
@@ -89,7 +89,7 @@ _previous_unraisablehook = sys.unraisablehook
 
 
 def handle_stop_signals() -> None:
-    """SIGINT and SIGTERM both raise KeyboardInterrupt once (in the main thread), so `kill PID`
+    """SIGINT, SIGTERM and SIGHUP all raise KeyboardInterrupt once (in the main thread), so `kill PID`
     stops a run the way Ctrl-C does: trials in flight are failed and re-queued, the rest is saved.
     For processes bnsearch owns (the CLI, its workers); a library call leaves signals alone."""
     global _previous_unraisablehook
@@ -97,6 +97,10 @@ def handle_stop_signals() -> None:
         return
     signal.signal(signal.SIGINT, _handler)
     signal.signal(signal.SIGTERM, _handler)
+    if hasattr(signal, "SIGHUP"):
+        # A closed terminal (or ssh session) hangs up the command: by default that killed it on
+        # the spot, its trials left RUNNING and its temporary data split behind.
+        signal.signal(signal.SIGHUP, _handler)
     if sys.unraisablehook is not _unraisable:
         _previous_unraisablehook, sys.unraisablehook = sys.unraisablehook, _unraisable
 
@@ -153,16 +157,19 @@ def _poll_pid(pid: int, every_s: float = 1.0) -> None:
             pass
 
 
-def stop_workers(procs, *, grace_s: float = 30.0, on_wait=None) -> None:
+def stop_workers(procs, *, grace_s: float = 30.0, on_wait=None, resume: bool = False) -> None:
     """Ask live worker processes to stop like Ctrl-C (SIGINT: they fail and re-queue the trial in
     flight), wait up to `grace_s` for them, then kill what is left. `on_wait()` is called about
-    every 0.5 s while waiting (the CLI refreshes its progress display from storage)."""
+    every 0.5 s while waiting (the CLI refreshes its progress display from storage). `resume`:
+    also send SIGCONT, so a stopped (SIGSTOP) worker wakes up to take the SIGINT."""
     import time
 
     for p in procs:
         if p.is_alive() and p.pid is not None:
             try:
                 os.kill(p.pid, signal.SIGINT)
+                if resume:
+                    os.kill(p.pid, signal.SIGCONT)
             except ProcessLookupError:
                 pass
     deadline = time.monotonic() + grace_s
@@ -187,6 +194,15 @@ def _proc_start(pid: int) -> str | None:
     except OSError:
         return None
     return None if fields[0] == "Z" else fields[19]
+
+
+def is_stopped(pid: int) -> bool:
+    """Whether process `pid` is stopped (SIGSTOP, Ctrl-Z, a debugger): /proc/PID/stat state T or t."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("T", "t")
+    except (OSError, IndexError):
+        return False
 
 
 def _machine() -> str:
@@ -259,3 +275,4 @@ def release_own_trials(url: str | None, experiment: str, arms) -> int:
 STORAGE_EXIT = {"full": 71, "locked": 72, "corrupt": 73, "readonly": 74, "unreachable": 75, "timeout": 76,
                 "other": 77, "race": 77}
 EXIT_KIND = {v: k for k, v in STORAGE_EXIT.items() if k != "race"}
+OUT_OF_MEMORY_EXIT = 78  # a worker's MemoryError (or torch's allocation failure)

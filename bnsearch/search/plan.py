@@ -77,7 +77,7 @@ class Arm:
         return self.spec.norm == "batchnorm"
 
 
-def _meta(settings: Settings, arm: str) -> dict[str, Any]:
+def _meta(settings: Settings, arm: str, repeat_of: tuple[str, int] | None = None) -> dict[str, Any]:
     from importlib.metadata import version
 
     # The installed version without importing torch (a second of start-up before any worker starts).
@@ -93,13 +93,18 @@ def _meta(settings: Settings, arm: str) -> dict[str, Any]:
         "paired": settings.paired, "sampler": settings.sampler, "budget": settings.trials,
         "bnsearch_version": __version__, "torch_version": torch_version.split("+")[0],
         "optuna_version": optuna.__version__,
+        # Which experiment this one repeats (with seed + repeat): reports pool repeats by this stored
+        # identity, never by a name that merely looks like `<experiment>-rep<N>`.
+        "repeat_of": repeat_of[0] if repeat_of else None, "repeat": repeat_of[1] if repeat_of else 0,
     }
 
 
 @plan_locked
 @quiet
-def prepare_experiment(settings: Settings, url: str | None, arms: Iterable[str] = ARMS) -> list[Arm]:
+def prepare_experiment(settings: Settings, url: str | None, arms: Iterable[str] = ARMS, *,
+                       repeat_of: tuple[str, int] | None = None) -> list[Arm]:
     """Create (or check) the studies and enqueue what is missing — once, before workers start.
+    `repeat_of`: (experiment, r) when this is repeat r of that experiment (api.repeat_settings).
 
     Parallel first-time table creation races (docs/design.md, Storage), and so would two processes
     enqueueing the same configuration, so this is the single place that writes the plan.
@@ -125,12 +130,15 @@ def prepare_experiment(settings: Settings, url: str | None, arms: Iterable[str] 
     for arm in arms:
         study = optuna.create_study(storage=storage, study_name=study_name(settings.name, arm),
                                     direction="maximize", load_if_exists=True, sampler=make_sampler(settings))
-        meta = _meta(settings, arm)
+        meta = _meta(settings, arm, repeat_of)
         old_budget = study.user_attrs.get("budget", 0)
         for k, v in meta.items():
             if k == "budget":
                 v = max(v, old_budget)  # a smaller --trials never shrinks a stored plan
-            if study.user_attrs.get(k) != v and not (k.endswith("_version") and k in study.user_attrs):
+            if k in ("repeat_of", "repeat") and repeat_of is None and study.user_attrs.get("repeat_of"):
+                continue  # `study` run on a stored repeat keeps it a repeat
+            if (k not in study.user_attrs or study.user_attrs[k] != v) and not (k.endswith("_version")
+                                                                                and k in study.user_attrs):
                 study.set_user_attr(k, v)
         fail_stale(study)
         if settings.paired:

@@ -15,7 +15,7 @@ from .._quiet import quiet
 from ..hardware import signature_text
 from ._optuna_private import arm_counts, read_trials, study_id
 from .plan import Arm, load_arm
-from .storage import ARMS, open_storage
+from .storage import ARMS, open_storage, reading
 
 # --------------------------------------------------------------------------- progress
 
@@ -97,8 +97,10 @@ def _frame(experiment: str, read) -> "pd.DataFrame":
 
 @quiet
 def list_experiments(url: str | None) -> list[dict[str, Any]]:
-    """One row per study created by bnsearch: experiment, arm, trial counts by state, budget."""
-    storage = open_storage(url, create=False)
+    """One row per study created by bnsearch: experiment, arm, trial counts by state, budget.
+    Reads only: nothing is written to the storage (storage.reading)."""
+    with reading():
+        storage = open_storage(url, create=False)
     out = []
     for s in storage.get_all_studies():
         if "/" not in s.study_name or "config_hash" not in s.user_attrs:

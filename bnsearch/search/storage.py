@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import re
 import sqlite3
@@ -44,13 +45,31 @@ class StorageFailure(RuntimeError):
 
 def heartbeat_interval() -> int:
     # Seconds between heartbeats; a trial silent for 3 intervals is stale. Tests shorten it.
-    return max(1, int(os.environ.get("BNSEARCH_HEARTBEAT", "10")))
+    return max(1, _env_number("BNSEARCH_HEARTBEAT", "10", int, "a whole number of seconds, e.g. 10"))
 
 
 def lock_timeout() -> float:
     # Seconds a SQLite connection waits for another process's write lock before failing. Every
     # transaction is milliseconds long, so only a stuck foreign process ever waits this long.
-    return float(os.environ.get("BNSEARCH_LOCK_TIMEOUT", "60"))
+    return _env_number("BNSEARCH_LOCK_TIMEOUT", "60", float, "a number of seconds, e.g. 60")
+
+
+def _env_number(name: str, default: str, kind: type, example: str):
+    text = os.environ.get(name, default)
+    try:
+        value = kind(text)
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError
+    except ValueError:
+        raise SearchError(f"{name}={text!r} is not {example}; set it to one or unset it") from None
+    return value
+
+
+def check_environment() -> None:
+    """Read the BNSEARCH_* numbers once up front: a bad value is bad input (one line, exit 2), not a
+    traceback from whichever process first needed it."""
+    heartbeat_interval()
+    lock_timeout()
 
 
 # PostgreSQL: a server that accepts TCP but never answers must not hang the CLI (docs/design.md, Storage).
@@ -78,25 +97,57 @@ def normalize_url(url: str) -> str:
     return u.render_as_string(hide_password=False) if u.drivername.startswith("sqlite") else url
 
 
+# Query options that carry a secret (libpq's password/sslpassword, and common spellings).
+_SECRET_QUERY = re.compile(r"([?&;](?:[\w.-]*pass(?:word|wd)?|pwd|secret|token)=)[^&#;\s'\"]*", re.I)
+
+
+def _userinfo(url: str) -> tuple[int, int] | None:
+    """Where the password of `scheme://user:password@host...` lies in `url` (start, end), or None.
+    The password ends at the LAST '@': an unencoded '@' inside it must not split it in two."""
+    start = url.find("://")
+    if start < 0:
+        return None
+    start += 3
+    at = url.rfind("@")
+    if at < start:
+        return None
+    colon = url.find(":", start, at)
+    if colon < 0 or any(c in url[start:colon] for c in "/?#"):
+        return None
+    return colon + 1, at
+
+
 def masked(url: str) -> str:
-    """The URL with its password replaced by ***, for every message, log line and export."""
-    try:
-        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return re.sub(r"(://[^/@:\s]*:)[^@\s]*@", r"\1***@", url)
+    """The URL with every password replaced by ***: in the user info (even with an unencoded '@'
+    in it) and in query options such as `?password=`. The one masking used wherever a storage URL
+    is shown or stored (messages, the CLI header, exported metadata)."""
+    span = _userinfo(url)
+    if span is not None and span[1] > span[0]:
+        url = f"{url[:span[0]]}***{url[span[1]:]}"
+    return _SECRET_QUERY.sub(r"\1***", url)
+
+
+def _secrets(url: str) -> set[str]:
+    out: set[str] = set()
+    span = _userinfo(url)
+    if span is not None and span[1] > span[0]:
+        out.add(url[span[0]:span[1]])
+    with contextlib.suppress(Exception):
+        parsed = sqlalchemy.engine.make_url(url)
+        if parsed.password:
+            out.add(str(parsed.password))
+        for key, value in parsed.query.items():
+            if _SECRET_QUERY.match(f"?{key}="):
+                out |= {value} if isinstance(value, str) else set(value)
+    return {v for s in out if s for v in (s, quote(s, safe=""), unquote(s))}
 
 
 def scrub(text: str, url: str | None = None) -> str:
     """Driver and SQLAlchemy error texts can echo the DSN: remove the password from them."""
-    secrets: set[str] = set()
-    if url:
-        with contextlib.suppress(Exception):
-            pw = sqlalchemy.engine.make_url(url).password
-            if pw:
-                secrets |= {str(pw), quote(str(pw), safe=""), unquote(str(pw))}
-    for secret in sorted(secrets, key=len, reverse=True):
+    for secret in sorted(_secrets(url) if url else set(), key=len, reverse=True):
         text = text.replace(secret, "***")
-    text = re.sub(r"(://[^/@:\s'\"]*:)[^@\s'\"]*@", r"\1***@", text)
+    text = re.sub(r"(://[^/@:\s'\"]*:)[^\s'\"]*@", r"\1***@", text)
+    text = _SECRET_QUERY.sub(r"\1***", text)
     return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", text, flags=re.I)
 
 
@@ -116,18 +167,48 @@ def _requeue(study, failed) -> None:
     requeue(study, failed)
 
 
+_reading = 0  # > 0 inside reading(): storage is opened read-only
+
+
+@contextlib.contextmanager
+def reading():
+    """Inside this block open_storage(create=False) opens storage for reading only: `list`,
+    `summary` and `export` must not change what they read (no tables added to a foreign file, no
+    switch to WAL, no version row), and must work on a read-only file or folder."""
+    global _reading
+    _reading += 1
+    try:
+        yield
+    finally:
+        _reading -= 1
+
+
+def _optuna_tables() -> set[str]:
+    from optuna.storages._rdb import models
+
+    return set(models.BaseModel.metadata.tables) | {"alembic_version"}
+
+
 def open_storage(url: str | None = None, *, create: bool = True) -> RDBStorage:
     """An RDBStorage with the settings measured to be reliable (docs/design.md, Storage).
 
     Every way a storage can be unusable at open time (not a URL, a damaged or foreign file, an
     unreachable or silent server, a missing driver) is a SearchError whose one-line message names
     the storage with its password masked and says what to do; a damaged file is never written to.
+    Inside reading() (and with create=False) nothing is written at all.
     """
     url = storage_url(url)
     shown = masked(url)
+    read_only = _reading > 0 and not create
     if "://" not in url:
         raise SearchError(f"--storage: {url!r} is not a database URL; use e.g. sqlite:///results/bnsearch.db "
                           "or postgresql+psycopg2://user@host/db")
+    span = _userinfo(url)
+    if span is not None and "@" in url[span[0]:span[1]]:
+        # Unencoded, the '@' splits the password: its second half would be taken for the host name
+        # and echoed by the driver's error.
+        raise SearchError(f"--storage: the password in {shown} contains an unencoded '@'; percent-encode it "
+                          "as %40 (and ':' as %3A, '/' as %2F)")
     try:
         parsed = sqlalchemy.engine.make_url(url)
     except Exception:
@@ -135,6 +216,7 @@ def open_storage(url: str | None = None, *, create: bool = True) -> RDBStorage:
                           "sqlite:///results/bnsearch.db or postgresql+psycopg2://user@host/db") from None
     engine_kwargs: dict[str, Any] = {}
     db = _sqlite_path(url)
+    tables: set[str] | None = None
     if url.startswith("sqlite"):
         unknown = sorted(set(parsed.query) - SQLITE_OPTIONS)
         if unknown:
@@ -145,13 +227,37 @@ def open_storage(url: str | None = None, *, create: bool = True) -> RDBStorage:
                 f"--storage: {shown!r}: everything after '?' is read as options ({', '.join(unknown)}), not as part "
                 f"of the file name; for a file named {literal!r} percent-encode it: "
                 f"sqlite:///{quote(literal, safe='/')}")
+        if db is None or str(parsed.query.get("mode", "")) == "memory":
+            raise SearchError(f"--storage: {shown} is an in-memory database: worker processes cannot share it and "
+                              "nothing could be read back after the command; give a file, e.g. "
+                              "sqlite:///results/bnsearch.db")
         engine_kwargs["connect_args"] = {"timeout": lock_timeout()}
-        if db is not None:
-            if not create and not db.exists():
-                raise SearchError(f"--storage: no database at {db}; run `bnsearch study` or `bnsearch compare` first, "
-                                  "or pass the --storage you used")
-            if db.exists():
-                _check_sqlite_file(db, shown)
+        if db.is_dir():
+            raise SearchError(f"--storage: {db} is a folder, not a database file; give a file path, e.g. "
+                              f"sqlite:///{db / 'bnsearch.db'}")
+        if db.exists() and not db.is_file():
+            # SQLite would put its journal next to it (a file in /dev) and fail on the first write.
+            raise SearchError(f"--storage: {db} is not a regular file (a device, pipe or socket); give the path of "
+                              "a database file, e.g. sqlite:///results/bnsearch.db")
+        if not create and not db.exists():
+            raise SearchError(f"--storage: no database at {db}; run `bnsearch study` or `bnsearch compare` first, "
+                              "or pass the --storage you used")
+        if db.exists():
+            _check_sqlite_file(db, shown)
+            tables = _sqlite_tables(db)
+            # Not one of Optuna's tables (a file half created by a concurrent first run has some).
+            if tables and not tables & _optuna_tables():
+                raise SearchError(f"--storage: {db} is an SQLite database of another application (tables: "
+                                  f"{', '.join(sorted(tables)[:5])}{', …' if len(tables) > 5 else ''}), not an Optuna "
+                                  "storage; nothing was written to it; pass another --storage, e.g. "
+                                  "sqlite:///results/bnsearch.db")
+        if read_only:
+            if not tables or "studies" not in tables:
+                raise SearchError(f"--storage: {db} holds no Optuna storage (an empty database); run `bnsearch "
+                                  "compare` first, or pass the --storage you used")
+            engine_kwargs["connect_args"] = {}
+            engine_kwargs["creator"] = _read_only_connect(db)
+        else:
             try:
                 db.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
@@ -174,11 +280,11 @@ def open_storage(url: str | None = None, *, create: bool = True) -> RDBStorage:
                 # The schema version check parses Optuna's ~60 alembic migration scripts: ~20 ms per
                 # open, and one report opens storage about ten times. Once per process is enough.
                 skip_compatibility_check=url in _schema_checked,
+                skip_table_creation=read_only,
             )
             break
         except (ImportError, ModuleNotFoundError) as exc:
-            raise SearchError(f"--storage: driver missing for {parsed.drivername} ({exc}); "
-                              "pip install 'bnsearch[postgres]' for PostgreSQL") from None
+            raise SearchError(_missing_driver(parsed, shown, exc)) from None
         except Exception as exc:
             failure = storage_failure(exc, url)
             if failure is None:
@@ -194,10 +300,48 @@ def open_storage(url: str | None = None, *, create: bool = True) -> RDBStorage:
                 raise SearchError(str(failure)) from None
             raise failure from None
     if url.startswith("sqlite"):
-        _serialize_sqlite(storage.engine, wal=db is not None)
+        _serialize_sqlite(storage.engine, wal=not read_only, read_only=read_only)
     _engines.add(storage.engine)
     _schema_checked.add(url)
     return storage
+
+
+def _missing_driver(parsed, shown: str, exc: BaseException) -> str:
+    """Which driver a URL asked for and how to get it. A bare `postgresql://` means whatever this
+    SQLAlchemy's default PostgreSQL driver is (psycopg 3 since SQLAlchemy 2.1), which need not be
+    the one installed."""
+    import importlib.util
+
+    name = parsed.drivername
+    if name.startswith("postgresql"):
+        have = [d for d, mod in (("psycopg2", "psycopg2"), ("psycopg", "psycopg")) if importlib.util.find_spec(mod)]
+        cause, wanted = exc, None
+        for _ in range(5):  # Optuna re-raises the ImportError that names the module
+            if cause is None or wanted:
+                break
+            wanted, cause = getattr(cause, "name", None), cause.__cause__ or cause.__context__
+        wanted = (wanted or parsed.get_driver_name() or "the driver").split(".")[0]
+        if have:
+            alt = shown.replace(shown.split("://", 1)[0], f"postgresql+{have[0]}", 1)
+            return (f"--storage: {shown} needs the PostgreSQL driver {wanted!r}, which is not installed; "
+                    f"use the installed {have[0]} driver ({alt}), or pip install {wanted}")
+        return (f"--storage: no PostgreSQL driver is installed for {shown}; pip install 'bnsearch[postgres]' "
+                "(psycopg2) and use postgresql+psycopg2://…")
+    return f"--storage: driver missing for {name} ({exc}); install the Python driver for it"
+
+
+def _read_only_connect(db: Path):
+    """Connections that cannot write. Where this process may not write the file or its folder
+    (a read-only mount, another user's results) and no -wal shows a live writer, `immutable`
+    reads without the -shm/-wal files SQLite could not create there; elsewhere the file is
+    opened read-write but never written (a read-only connection would leave -wal/-shm files
+    next to a WAL database, and nothing here issues a write)."""
+    writable = os.access(db, os.W_OK) and os.access(db.parent, os.W_OK)
+    live = Path(f"{db}-wal").exists()
+    mode = "rw" if writable else "ro" if live else "ro&immutable=1"
+    uri = f"file:{quote(str(db.resolve()))}?mode={mode}"
+    timeout = lock_timeout()
+    return lambda: sqlite3.connect(uri, uri=True, timeout=timeout, check_same_thread=False)
 
 
 _engines: weakref.WeakSet = weakref.WeakSet()
@@ -252,6 +396,20 @@ def _check_sqlite_file(db: Path, shown: str) -> None:
     if rows != ["ok"]:
         raise SearchError(f"--storage: {db} is damaged ({'; '.join(rows)[:160]}); {fix}")
     _checked_files.add(key)
+
+
+def _sqlite_tables(db: Path) -> set[str]:
+    """The table names of an intact SQLite file, read the way _quick_check reads it."""
+    live = Path(f"{db}-wal").exists()
+    uri = f"file:{quote(str(db))}?mode=ro{'' if live else '&immutable=1'}"
+    try:
+        con = sqlite3.connect(uri, uri=True, timeout=lock_timeout())
+        try:
+            return {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            con.close()
+    except sqlite3.DatabaseError:
+        return {"studies"}  # unreadable now: let the open itself report why
 
 
 def _file_state(db: Path) -> tuple[int, int, bool]:
@@ -364,6 +522,9 @@ def plan_lock(url: str | None):
     file; PostgreSQL: a session advisory lock; other storages (and systems without flock): none."""
     url = storage_url(url)
     db = _sqlite_path(url)
+    if db is not None and not _lockable(db):
+        yield  # not a file of ours (a folder, a device, another application's database): open_storage refuses it
+        return
     if db is not None:
         try:
             import fcntl
@@ -399,6 +560,21 @@ def plan_lock(url: str | None):
     yield
 
 
+def _lockable(db: Path) -> bool:
+    """Whether `<db>-planlock` may be created next to `db`: nothing there yet, or an Optuna file."""
+    if not db.exists():
+        return True
+    if not db.is_file():
+        return False
+    try:
+        if db.stat().st_size == 0:
+            return True
+    except OSError:
+        return False
+    tables = _sqlite_tables(db)
+    return not tables or bool(tables & _optuna_tables())
+
+
 def plan_locked(fn):
     """Decorator for `fn(settings, url, ...)`: run it under plan_lock(url)."""
     import functools
@@ -410,7 +586,7 @@ def plan_locked(fn):
     return wrapper
 
 
-def _serialize_sqlite(engine: sqlalchemy.engine.Engine, wal: bool) -> None:
+def _serialize_sqlite(engine: sqlalchemy.engine.Engine, wal: bool, read_only: bool = False) -> None:
     """Make every SQLite transaction take the write lock at BEGIN.
 
     pysqlite only sends BEGIN before the first write, so Optuna's read-check-write steps (claiming
@@ -428,7 +604,9 @@ def _serialize_sqlite(engine: sqlalchemy.engine.Engine, wal: bool) -> None:
             dbapi_conn.execute("PRAGMA synchronous=NORMAL")
 
     sqlalchemy.event.listen(engine, "connect", on_connect)
-    sqlalchemy.event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+    # A reader takes no write lock: it must work on a read-only file and never blocks the writers.
+    begin = "BEGIN" if read_only else "BEGIN IMMEDIATE"
+    sqlalchemy.event.listen(engine, "begin", lambda conn: conn.exec_driver_sql(begin))
     engine.dispose()  # connections made while Optuna created its tables predate the hooks
 
 

@@ -315,7 +315,11 @@ def _worker_entry(url, experiment, arms, device, data_cache=None) -> None:
         run_worker(url, experiment, arms, device=device, data_cache=data_cache)
     except KeyboardInterrupt:
         lifecycle.release_own_trials(url, experiment, arms)
+    except MemoryError:
+        sys.exit(lifecycle.OUT_OF_MEMORY_EXIT)  # the parent says what to change (N tracebacks did not)
     except Exception as exc:
+        if is_out_of_memory(exc):
+            sys.exit(lifecycle.OUT_OF_MEMORY_EXIT)
         failure = storage_failure(exc, url)
         if failure is None:
             raise
@@ -328,6 +332,23 @@ def _worker_entry(url, experiment, arms, device, data_cache=None) -> None:
 
         close_all()
         gc.freeze()
+
+
+OUT_OF_MEMORY = ("a worker ran out of memory while training; a rerun would fail the same way: use fewer --jobs, "
+                 "or a smaller search.space.batch_size or width (or free memory), then rerun the same command")
+
+
+def is_out_of_memory(exc: BaseException | None) -> bool:
+    """MemoryError, or torch's allocation failures (RuntimeError "can't allocate memory" on a CPU,
+    torch.OutOfMemoryError on a GPU), anywhere down the chain of causes."""
+    for _ in range(10):
+        if exc is None:
+            return False
+        if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" \
+                or (isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def start_workers(url: str | None, experiment: str, arms: list[str], jobs: int, device: str,
@@ -381,7 +402,7 @@ class _Throttle:
 @quiet
 def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int | None = None,
              progress: Callable[[list[Arm]], None] | None = None,
-             warmup: Callable[[], None] | None = None) -> list[Arm]:
+             warmup: Callable[[], None] | None = None, repeat_of: tuple[str, int] | None = None) -> list[Arm]:
     """Prepare the studies, then run what is missing with `jobs` workers. jobs = 1 runs in this
     process. Otherwise, in the CLI (launch.py), `jobs` forks of its fork server while this process
     supervises; elsewhere jobs - 1 spawned processes and one in this process.
@@ -404,7 +425,7 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
         # reject it before storage is touched (built-ins are checked by the config).
         from ..data import load_dataset
         load_dataset(settings.data, settings.seed)
-    prepared = prepare_experiment(settings, url, arms)
+    prepared = prepare_experiment(settings, url, arms, repeat_of=repeat_of)
     todo = [a.arm for a in prepared if arm_state(a).complete < a.budget]
     if progress:
         progress(prepared)
@@ -436,6 +457,7 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
             started.result()  # never leave a process half started, whatever happened meanwhile
         if own:
             run_worker(url, settings.name, todo, device=settings.device, on_trial=on_trial, data_cache=cache)
+        stuck = _StuckWatch(procs, prepared)
         while any(p.is_alive() for p in procs):
             if progress:
                 _show(progress, prepared)
@@ -445,6 +467,7 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
                 # One worker failed (e.g. a write hit a full disk): the others would only fail the
                 # same way, after minutes of retries. Stop them now; their trials are re-queued.
                 lifecycle.stop_workers(procs, on_wait=refresh)
+            stuck.check(on_wait=refresh)
     except KeyboardInterrupt:
         # Ctrl-C in a terminal reaches the workers too, `kill -INT`/`kill PID` of this process alone
         # does not: forward it, so every worker fails and re-queues its trial within seconds.
@@ -464,6 +487,8 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
     bad = [p.exitcode for p in procs if p.exitcode not in (0, -signal.SIGINT)]
     if progress:
         _show(progress, prepared)
+    if lifecycle.OUT_OF_MEMORY_EXIT in bad:
+        raise MemoryError(OUT_OF_MEMORY)
     storage_kinds = sorted({lifecycle.EXIT_KIND[c] for c in bad if c in lifecycle.EXIT_KIND})
     if storage_kinds:
         # Re-create the worker's failure here, where the message can name the storage once.
@@ -472,6 +497,74 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
         raise RuntimeError(f"{len(bad)} of {len(procs)} worker processes failed (exit codes {bad}); "
                            "rerun the same command to resume")
     return prepared
+
+
+class _StuckWatch:
+    """Workers that can never finish must not keep the command waiting forever.
+
+    A worker stopped by SIGSTOP (or a debugger) holds its trial until the others find it stale and
+    re-queue it; they finish the arm and exit, but the stopped process never does, and the command
+    used to wait for its exit without a word. So: once storage says every arm is done, a worker
+    still alive after DONE_GRACE_S is stopped like Ctrl-C (with SIGCONT, so a stopped one takes
+    it); and when every live worker has been stopped for longer than a trial takes to go stale,
+    nobody can make progress: the run fails in one line naming them."""
+
+    DONE_GRACE_S = 5.0
+
+    def __init__(self, procs, arms: list[Arm]):
+        self.procs, self.arms = procs, arms
+        self.done_since: float | None = None
+        self.stopped_since: dict[int, float] = {}
+        self.last = -math.inf
+
+    def _work_left(self) -> bool:
+        for arm in self.arms:
+            counts = arm_counts(arm.study)["counts"]
+            if counts.get("WAITING", 0) or counts.get("RUNNING", 0):
+                return True
+            if not arm.paired and counts.get("COMPLETE", 0) < arm.budget:
+                return True
+        return False
+
+    def check(self, on_wait=None) -> None:
+        now = time.monotonic()
+        if now - self.last < 1.0:
+            return
+        self.last = now
+        alive = [p for p in self.procs if p.pid is not None and p.is_alive()]
+        if not alive:
+            return
+        with lifecycle.deferred_stop():
+            try:
+                left = self._work_left()
+            except Exception as exc:
+                if not _is_transient(exc):
+                    raise
+                return
+        if not left:
+            self.done_since = self.done_since or now
+            if now - self.done_since >= self.DONE_GRACE_S:
+                lifecycle.stop_workers(alive, on_wait=on_wait, resume=True)
+            return
+        self.done_since = None
+        for p in alive:
+            if lifecycle.is_stopped(p.pid):
+                self.stopped_since.setdefault(p.pid, now)
+            else:
+                self.stopped_since.pop(p.pid, None)
+        limit = 3 * heartbeat_interval() + 10.0  # a stopped worker's trial is stale after 3 intervals
+        if all(now - self.stopped_since.get(p.pid, now) > limit for p in alive):
+            pids = ", ".join(str(p.pid) for p in alive)
+            for p in alive:
+                p.kill()
+                p.join(timeout=5)
+            with contextlib.suppress(Exception):
+                for arm in self.arms:  # their owners are gone now: re-queue what they held
+                    fail_stale(arm.study)
+            raise RuntimeError(
+                f"worker process{'es' if len(alive) > 1 else ''} {pids} stopped (SIGSTOP or a debugger) for over "
+                f"{limit:g} s while holding trials, and no other worker is left; they were killed and their trials "
+                "re-queued: rerun the same command to resume (and do not stop its workers)")
 
 
 def _storage_message(kind: str, url: str | None) -> tuple[str, int, str]:
