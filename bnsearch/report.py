@@ -314,6 +314,8 @@ def trials_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_csvs(df: pd.DataFrame, summary: Summary, out_dir, meta: Mapping) -> list[Path]:
+    from .files import atomic_write
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     meta = dict(meta)
@@ -335,9 +337,8 @@ def write_csvs(df: pd.DataFrame, summary: Summary, out_dir, meta: Mapping) -> li
     }
     paths = []
     for name, frame in frames.items():
-        path = out / name
-        _with_meta(frame, meta).to_csv(path, index=False)
-        paths.append(path)
+        table = _with_meta(frame, meta)
+        paths.append(atomic_write(out / name, lambda tmp: table.to_csv(tmp, index=False)))
     return paths
 
 
@@ -465,7 +466,7 @@ def _plot_tolerance_profile(plt, summary: Summary, complete: pd.DataFrame, color
     ax.axvline(summary.tolerance, color="grey", ls="--", lw=1, label=f"δ used = {summary.tolerance:.3g}")
     ax.set_xlabel("tolerance δ (good = within δ of s*)")
     ax.set_ylabel("good fraction")
-    ax.set_title("good fraction over a grid of tolerances, 95% Wilson intervals", fontsize=9)
+    ax.set_title("good fraction at every quality level; Δ: simultaneous 95% intervals of the test", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return fig
@@ -518,15 +519,18 @@ def plot_jobs(df: pd.DataFrame, summary: Summary, out_dir) -> list[Callable[[], 
         if len(df) else df
 
     def job(build, name, title) -> list[Path]:
+        from .files import atomic_write
+
         plt = pyplot()
         fig = build(plt, summary, complete, colors)
         if fig is None:
             return []
-        fig.suptitle(f"{exp}: {title}", fontsize=10)
-        fig.tight_layout()
-        fig.savefig(out / name, dpi=110)
-        plt.close(fig)
-        return [out / name]
+        try:
+            fig.suptitle(f"{exp}: {title}", fontsize=10)
+            fig.tight_layout()
+            return [atomic_write(out / name, lambda tmp: fig.savefig(tmp, dpi=110))]
+        finally:
+            plt.close(fig)
 
     return [functools.partial(job, *plot) for plot in _PLOTS]
 
@@ -566,7 +570,18 @@ class PlotRun:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, _type, exc, _tb):
+        self._stop(exc)
+
+    def _stop(self, exc: BaseException | None) -> None:
+        # After a failed write (a full disk) the child may be writing too: killed mid-write it would
+        # leave its temporary file behind, so it is left to finish or fail (removing its own) first.
+        # An interrupt reaches the child as well and needs no wait.
+        if isinstance(exc, Exception) and self.child.pid is not None:
+            try:
+                self.child._collect(60.0)
+            except Exception:
+                pass
         self.child.close()
 
     def finish(self) -> list[list[Path]]:
@@ -575,8 +590,8 @@ class PlotRun:
             for i, job in enumerate(self.jobs):
                 if i not in self.theirs:
                     results[i] = list(job())
-        except BaseException:
-            self.child.close()
+        except BaseException as exc:
+            self._stop(exc)
             raise
         for i, paths in zip(self.theirs, self.child.result()):
             results[i] = [Path(p) for p in paths]
@@ -640,11 +655,12 @@ def markdown_text(summary: Summary, meta: Mapping | None = None, files: Sequence
 
 def write_markdown(summary: Summary, out_dir, meta: Mapping | None, files: Sequence) -> Path:
     """report.md in out_dir (see markdown_text)."""
+    from .files import atomic_write
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / "report.md"
-    path.write_text(markdown_text(summary, meta, files, out), encoding="utf-8")
-    return path
+    text = markdown_text(summary, meta, files, out)
+    return atomic_write(out / "report.md", lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 # ----------------------------------------------------------------------------- study progress table
@@ -703,9 +719,13 @@ def write_trials_jsonl(records: Sequence[Mapping], out_dir, meta: Mapping) -> Pa
     per-epoch curves included) plus the experiment's provenance under "meta"."""
     import json
 
-    path = Path(out_dir) / "trials.jsonl"
+    from .files import atomic_write
+
     provenance = _json_safe(dict(meta))
-    with path.open("w", encoding="utf-8") as f:
-        for rec in records:
-            f.write(json.dumps({**_json_safe(dict(rec)), "meta": provenance}, allow_nan=False) + "\n")
-    return path
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", encoding="utf-8") as f:
+            for rec in records:
+                f.write(json.dumps({**_json_safe(dict(rec)), "meta": provenance}, allow_nan=False) + "\n")
+
+    return atomic_write(Path(out_dir) / "trials.jsonl", write)

@@ -78,7 +78,11 @@ def test_good_fraction_uses_shared_best():
     assert A.good_fraction(on, s_star, 0.01)["value"] == 0.0
     g_off = A.good_fraction(off, s_star, 0.01)
     assert (g_off["k"], g_off["n"], g_off["value"]) == (2, 4, 0.5)
-    assert (g_off["lo"], g_off["hi"]) == pytest.approx((0.150039, 0.849961), abs=1e-5)
+    # Clopper-Pearson 2/4: the lower end solves P(X >= 2 | p) = 0.025, i.e. 1 - (1-p)^4 - 4p(1-p)^3 = 0.025
+    # -> p = 0.067586; by symmetry the upper end is 1 - 0.067586 = 0.932414 (published tables: 0.0676, 0.9324)
+    assert (g_off["lo"], g_off["hi"]) == pytest.approx((0.067586, 0.932414), abs=1e-5)
+    p = 0.067586
+    assert 1 - (1 - p) ** 4 - 4 * p * (1 - p) ** 3 == pytest.approx(0.025, abs=1e-5)
     # exactly at s* - δ counts despite float round-off (0.98 is not exactly 0.99 - 0.01)
     assert A.good_fraction([0.98], 0.99, 0.01)["value"] == 1.0
 
@@ -93,15 +97,16 @@ def test_trials_to_target_and_divergence_rate():
 def test_lr_window_from_smoothed_probability():
     # Three good trials at lr 1e-4 and three bad ones at 1e0. With one Gaussian kernel width for all,
     # P(good | x) = K(x + 4) / (K(x + 4) + K(x)) >= 1/2 exactly where |x + 4| <= |x|, i.e. x <= -2.
-    # The grid has 200 points from -4 to 0 (step 4/199); x_i <= -2 for i = 0..99: 100 points -> 400/199.
+    # The grid has 200 points from -4 to 0 (step 4/199); x_i <= -2 for i = 0..99: 100 points span 99
+    # steps -> 396/199 decades (the window from -4 to the last point at or below -2).
     lrs = [1e-4] * 3 + [1.0] * 3
     good = [True] * 3 + [False] * 3
     grid = A.lr_window_grid(lrs)
     width, lo, hi = A.lr_window_stat(lrs, good, grid, 0.5)
-    assert width == pytest.approx(400 / 199)
+    assert width == pytest.approx(396 / 199)
     assert lo <= width <= hi
-    # every trial good: P = 1 on the whole grid (4 decades, 200 points -> 200 * 4/199); none good: 0
-    assert A.lr_window_stat(lrs, [True] * 6, grid, 0.5)[0] == pytest.approx(800 / 199)
+    # every trial good: P = 1 on the whole grid, exactly the 4 decades searched; none good: 0
+    assert A.lr_window_stat(lrs, [True] * 6, grid, 0.5)[0] == pytest.approx(4.0)
     assert A.lr_window_stat(lrs, [False] * 6, grid, 0.5)[0] == 0.0
     # fewer than 5 trials: undefined, never 0
     assert all(math.isnan(x) for x in A.lr_window_stat(lrs[:4], good[:4], grid, 0.5))
@@ -233,9 +238,10 @@ def test_summarize_small_paired_example_by_hand():
     # Config 0 sets s* (0.99, BN off) and is the reference, left out of the good counts: configs 1..3
     # remain. Good (>= 0.98): BN on none; BN off config 2 only (0.985) -> 0/3 and 1/3.
     assert s.metric("good_fraction", "bn-on")[0] == 0.0
-    # Wilson 95% for 1/3, z² = 3.841459: centre (1/3 + z²/6) / (1 + z²/3) = 0.973576 / 2.280486 = 0.426916,
-    # half-width z sqrt(2/27 + z²/36) / 2.280486 = 1.959964 * 0.425183 / 2.280486 = 0.365424
-    assert s.metric("good_fraction", "bn-off")[:3] == pytest.approx((1 / 3, 0.061492, 0.792340), abs=1e-5)
+    # Clopper-Pearson 95% for 1/3: lower 1 - 0.975^(1/3) = 0.008404; upper solves
+    # (1-p)^3 + 3p(1-p)^2 = 0.025 -> p = 0.905701
+    assert s.metric("good_fraction", "bn-off")[:3] == pytest.approx((1 / 3, 0.008404, 0.905701), abs=1e-5)
+    assert (1 - 0.905701) ** 3 + 3 * 0.905701 * (1 - 0.905701) ** 2 == pytest.approx(0.025, abs=1e-5)
     assert s.metric("good_fraction", A.DELTA)[0] == pytest.approx(-1 / 3)
     assert s.metric("trials_to_target", "bn-on")[0] == math.inf
     assert s.metric("trials_to_target", "bn-off")[0] == pytest.approx(3.0)
@@ -247,9 +253,11 @@ def test_summarize_small_paired_example_by_hand():
     assert s.test("wilcoxon", "p_value")[0] == pytest.approx(0.625)
     assert s.test("wilcoxon", "win_rate")[0] == 0.5
     assert s.test("wilcoxon", "tie_rate")[0] == 0.0
-    assert s.test("wilcoxon", "median_d")[0] == pytest.approx((-0.09 + 0.36) / 2)
-    # McNemar without the reference config: 1 discordant pair (config 2, good only without BN) -> p = 1
-    assert s.test("good_fraction", "p_value")[0] == pytest.approx(1.0)
+    # Hodges-Lehmann: the 10 Walsh averages -0.285, -0.1875, -0.09, 0.0375, 0.0825, 0.135, 0.18, 0.36,
+    # 0.405, 0.45 have median (0.0825 + 0.135) / 2 = 0.10875
+    assert s.test("wilcoxon", "median_d")[0] == pytest.approx(0.10875)
+    # 3 configurations left, at most 1 discordant: the test cannot reject
+    assert s.test("good_fraction", "p_value")[0] >= 0.05
     # V at n=1 is the arm mean
     v1 = s.curves.query("estimator == 'V' and n == 1 and arm == 'bn-on'")["value"].iloc[0]
     assert v1 == pytest.approx(np.mean(on))
@@ -310,13 +318,26 @@ def test_verdict_clear_case():
     v = s.verdict
     # Config 0 sets s* and is left out: 29 configs, BN on good in 26, BN off in 2 (configs 1, 2).
     # g = 26/29 = 89.7% and 2/29 = 6.9%, difference 24/29 = +82.8 pts; b = 24, c = 0 discordant pairs.
-    # Exact McNemar p = 2 * 0.5^24 < 0.001. Clopper-Pearson lower bound of 24/24: 0.025^(1/24) = 0.857531,
-    # so the interval's lower end is 24/29 * (2 * 0.857531 - 1) = 0.591768; its upper end 24/29.
-    assert v.startswith("The search was easier with BN than without BN: 90% of configurations reach within "
-                        "1 pt of the best accuracy with BN, 7% without BN (difference +83 pts, 95% CI +59 to +83, "
-                        "exact McNemar p < 0.001).")
+    # Levels: 10 profile levels (0..8 x 0.01, all the same flags) and the pooled median 0.5 (δ = 0.45,
+    # every configuration good); the top-10%/25% quantiles are 0.95 itself (δ = 0, already a level).
+    assert v.startswith("The search was easier with BN than without BN (test over 11 quality levels from the best "
+                        "score down to the median, p < 0.001). Of the 29 configurations run in both arms (the one "
+                        "that set the best score left out), 26 (90%) reach within 1 pt of the best accuracy with BN "
+                        "and 2 (7%) without BN: difference +83 pts (95% CI +")
     assert s.outcome == "easier"
-    assert s.metric("good_fraction", A.DELTA) == pytest.approx((24 / 29, 0.591768, 24 / 29), abs=1e-6)
+    d, lo, hi = s.metric("good_fraction", A.DELTA)
+    assert d == pytest.approx(24 / 29)
+    # The interval is Tango's at the test's critical value c: b = 24 discordant pairs all one way, so
+    # |z| = |2B - 24| / sqrt(24) and P(|z| > c) < 0.05 first for c = 10 / sqrt(24) = 2.0412 (B <= 6 or
+    # >= 18: 2 * 0.011330 = 0.0227; B <= 7 or >= 17 would be 2 * 0.031957 = 0.0639).
+    c = s.primary["critical"]
+    assert c == pytest.approx(10 / math.sqrt(24), abs=1e-9)
+    # Tango's score statistic written out (Tango 1998, eq. 3): at the ends it equals -+c.
+    def tango(delta, b=24, cc=0, n=29):
+        A_, B_, C_ = 2 * n, -b - cc + (2 * n - b + cc) * delta, -cc * delta * (1 - delta)
+        p01 = (math.sqrt(B_ * B_ - 4 * A_ * C_) - B_) / (2 * A_)
+        return (b - cc - n * delta) / math.sqrt(n * (2 * p01 + delta * (1 - delta)))
+    assert tango(lo) == pytest.approx(c, abs=1e-6) and (hi == 1.0 or tango(hi) == pytest.approx(-c, abs=1e-6))
     # 1/g = 29/26 = 1.1 and 29/2 = 14.5
     assert "needs 1.1 trials (95% CI" in v and "14.5 trials (95% CI" in v
     assert "cannot tell" not in v and v.endswith("These conclusions hold for this search space.")
@@ -328,14 +349,27 @@ def test_verdict_cannot_tell_names_the_trials_that_would_settle_it():
     on = [0.95] * 5 + [0.5] * 15
     off = [0.5] * 5 + [0.95] * 5 + [0.5] * 10
     s = summarize(trials(on, off))
-    assert s.test("good_fraction", "p_value")[0] == 1.0
+    assert s.test("good_fraction", "p_value")[0] >= 0.05
     assert s.outcome == "cannot tell"
     assert "difference -5 pts" in s.verdict and "cannot tell" in s.verdict
-    # Connor: psi = 9/19 = 0.473684, d = -1/19; (1.959964 * sqrt(psi) + 0.841621 * sqrt(psi - d^2))^2 / d^2
-    # = (1.348940 + 0.577550)^2 * 361 = 1339.8 -> 1340 configurations per arm
-    assert s.primary["trials_needed"] == 1340
-    assert "About 1340 configurations per arm would likely settle it" in s.verdict
-    assert "--trials 1340" in s.verdict
+    # Trials needed: the smallest n at which this test (|b - c| > c_crit sqrt(b + c)) has 80% power
+    # against a 10-pt difference, with the observed discordant share psi = 9/19 > 0.10:
+    # p10 = (psi + 0.1) / 2, p01 = (psi - 0.1) / 2. Enumerated here over every (b, c), independently.
+    need = s.primary["trials_needed"]
+    psi = 9 / 19
+    p10, p01, crit = (psi + 0.1) / 2, (psi - 0.1) / 2, s.primary["critical"]
+
+    def power(n):
+        from scipy.stats import multinomial
+        tot = 0.0
+        for b in range(n + 1):
+            for c in range(n + 1 - b):
+                if b + c and abs(b - c) > crit * math.sqrt(b + c):
+                    tot += multinomial.pmf([b, c, n - b - c], n, [p10, p01, 1 - psi])
+        return tot
+    assert need >= 19 and power(int(need)) >= 0.8 > power(int(need) - 1)
+    assert f"About {need:.0f} configurations per arm would give this test 80% power" in s.verdict
+    assert f"--trials {need:.0f}" in s.verdict
 
 
 def test_verdict_no_practical_difference():
@@ -398,9 +432,9 @@ def test_arm_with_zero_good_trials():
     # config 0 is the reference; BN off: 0 good of 4
     assert s.metric("good_fraction", "bn-off")[0] == 0.0
     assert s.metric("trials_to_target", "bn-off")[0] == math.inf
-    assert s.metric("trials_to_target", "bn-off")[2] == math.inf  # Wilson lower bound 0 -> inf
-    # Wilson upper bound of 0/4: z^2 / (4 + z^2) = 3.841459 / 7.841459 = 0.489891 -> at least 2.04 trials
-    assert s.metric("trials_to_target", "bn-off")[1] == pytest.approx(1 / 0.489891, abs=1e-5)
+    assert s.metric("trials_to_target", "bn-off")[2] == math.inf  # lower bound 0 -> inf
+    # Clopper-Pearson upper bound of 0/4: 1 - 0.025^(1/4) = 0.602364 -> at least 1.66 trials
+    assert s.metric("trials_to_target", "bn-off")[1] == pytest.approx(1 / 0.602364, abs=1e-5)
     assert "more than 2 trials (95%) without BN" in s.verdict and "never" not in s.verdict
     assert math.isnan(s.metric("lr_window", "bn-off")[0])  # 4 trials after the reference: n/a, not 0
 
@@ -432,9 +466,12 @@ def test_summarize_is_deterministic_given_seed():
     for name in A.TABLE_KEYS:
         pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name))
     assert a.verdict == b.verdict
-    # the seed is really used: another seed moves the bootstrap interval of the median difference
-    c = summarize(df, seed=4)
-    assert a.test("wilcoxon", "median_d")[1:] != c.test("wilcoxon", "median_d")[1:]
+    # the seed is really used: with more than 12 discordant pairs the swaps are drawn at random
+    gt = np.arange(40) < 25
+    gr = np.arange(40) >= 25
+    p3 = A.compare_flags(gt[None], gr[None], paired=True, seed=3)["p_adj"][0]
+    p4 = A.compare_flags(gt[None], gr[None], paired=True, seed=4)["p_adj"][0]
+    assert p3 != p4 and abs(p3 - p4) < 0.05
 
 
 # ----------------------------------------------------------------------------- repeats
@@ -475,7 +512,9 @@ def test_verdict_names_a_holm_significant_secondary_finding():
     assert s.metric("good_fraction", "delta")[0] == 0.0
     assert s.test("wilcoxon", "p_value")[0] == pytest.approx(2 / 2 ** 11)
     assert s.test("wilcoxon", "p_holm")[0] == pytest.approx(4 / 2 ** 11)
-    assert s.outcome == "cannot tell"
+    # The declared level is at its floor in both arms, but BN is 10 pts ahead in every pair: the profile's
+    # lower quality levels show it (the pooled median 0.55 is reached by 6 BN configurations and none without).
+    assert s.outcome == "easier"
     assert "Configuration by configuration, BN scores higher in 92% of the pairs" in s.verdict
     assert "Holm-adjusted p = 0.002, a secondary test" in s.verdict
 

@@ -11,43 +11,51 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
 from bnsearch import analysis as A
-from bnsearch.analysis.primary import _tango_z
 
 
-def test_exact_conditional_interval_agrees_with_exact_mcnemar():
-    # b = 6, c = 0 of n = 30: p = 2 * 0.5^6 = 0.03125; Clopper-Pearson lower bound of 6/6 is
-    # 0.025^(1/6) = 0.540696, so the difference's lower end is 6/30 * (2 * 0.540696 - 1) = 0.016278.
-    assert A.exact_mcnemar(6, 0) == pytest.approx(0.03125)
-    lo, hi = A.paired_exact_interval(6, 0, 30)
-    assert lo == pytest.approx(0.2 * (2 * 0.025 ** (1 / 6) - 1), abs=1e-9) and hi == pytest.approx(0.2)
-    # the interval excludes 0 exactly when p < 0.05, over every split of up to 25 discordant pairs
-    for m in range(1, 26):
-        for b in range(m + 1):
-            lo, hi = A.paired_exact_interval(b, m - b, 50)
-            assert (lo > 0 or hi < 0) == (A.exact_mcnemar(b, m - b) < 0.05), (b, m - b)
-    assert A.paired_exact_interval(0, 0, 10) == (0.0, 0.0) and A.exact_mcnemar(0, 0) == 1.0
-
-
-def test_tango_score_interval():
-    # At delta = 0 the score statistic is McNemar's: (b - c) / sqrt(b + c) = 4 / sqrt(6)
-    assert _tango_z(0.0, 5, 1, 20) == pytest.approx(4 / math.sqrt(6))
+def test_tango_interval_published_example():
+    # Fagerland, Lydersen & Laake (2014), Stat Med 33:2850, airway hyper-responsiveness example:
+    # (a, b, c, d) = (1, 1, 7, 12), n = 21; Tango's asymptotic score interval -0.517 to -0.026.
+    lo, hi = A.tango_interval(1, 7, 21)
+    assert (round(lo, 3), round(hi, 3)) == (-0.517, -0.026)
     # No discordant pair: the bounds solve n d / (1 - d) = z^2, i.e. d = z^2 / (n + z^2)
     z = 1.959964
     assert A.tango_interval(0, 0, 50) == pytest.approx((-z * z / (50 + z * z), z * z / (50 + z * z)), abs=1e-6)
-    # the bounds are where the score statistic equals -+z (the test it inverts)
-    lo, hi = A.tango_interval(5, 1, 20)
-    assert _tango_z(lo, 5, 1, 20) == pytest.approx(z, abs=1e-5)
-    assert _tango_z(hi, 5, 1, 20) == pytest.approx(-z, abs=1e-5)
+    # a larger critical value gives a wider interval (so coverage at z_0.975 bounds every printed one)
+    wide = A.tango_interval(1, 7, 21, z=2.5)
+    assert wide[0] < lo and wide[1] > hi
 
 
-def test_newcombe_interval_published_example_and_its_test():
-    # Newcombe (1998), Statistics in Medicine 17:873, example (a): 56/70 - 48/80 -> 0.0524 to 0.3339
-    assert A.newcombe_interval(56, 70, 48, 80) == pytest.approx((0.0524, 0.3339), abs=5e-5)
-    # the test that the interval inverts: at its p, the interval's lower end touches 0
-    p = A.newcombe_p(56, 70, 48, 80)
-    assert 0 < p < 0.05
-    assert A.newcombe_interval(56, 70, 48, 80, 1 - p)[0] == pytest.approx(0.0, abs=1e-6)
-    assert A.newcombe_p(3, 10, 3, 10) == 1.0
+def test_mee_score_interval_published_example():
+    # Newcombe (1998), Stat Med 17:873, example (a): 56/70 - 48/80, Mee's score interval 0.0533 to 0.3377
+    lo, hi = A.score_interval_2indep(56, 70, 48, 80)
+    assert (round(lo, 4), round(hi, 4)) == (0.0533, 0.3377)
+    # at a difference of 0 its statistic is the pooled z: 7/20 - 3/25 = 0.23, pooled p = 10/45,
+    # SE = sqrt(0.222222 * 0.777778 * (1/20 + 1/25)) = 0.124722 -> z = 1.844100
+    from bnsearch.analysis.primary import _mn_z
+    assert _mn_z(0.0, 7, 20, 3, 25) == pytest.approx(1.844100, abs=1e-5)
+
+
+def test_exact_power_by_hand():
+    # n = 2 pairs, p10 = 0.5, p01 = 0, critical value 1: only b = 2 (|2| > sqrt 2) rejects: 0.25
+    from bnsearch.analysis.primary import _power_paired
+    assert _power_paired(2, 0.5, 0.0, 1.0) == pytest.approx(0.25)
+    # n = 3, p10 = p01 = 0.5, critical 1.5: (b, c) = (3, 0) or (0, 3): |3| > 1.5 sqrt 3 = 2.598 -> 2/8
+    assert _power_paired(3, 0.5, 0.5, 1.5) == pytest.approx(0.25)
+
+
+def test_max_statistic_test_by_hand():
+    # one level, 6 pairs all discordant one way: every one of the 2^6 swaps is enumerated and only the
+    # two all-same patterns reach |z| = sqrt 6, so p = 2/64 = 0.03125 (exact McNemar's p)
+    gt, gr = np.ones(6, bool), np.zeros(6, bool)
+    res = A.compare_flags(gt[None], gr[None], paired=True)
+    assert res["exact"] and res["p_adj"][0] == pytest.approx(2 / 64) == A.exact_mcnemar(6, 0)
+    # the critical value is the next |z| below sqrt 6, 4 / sqrt 6 (P(|z| > 4/sqrt 6) = 2/64 < 0.05,
+    # P(|z| > 2/sqrt 6) = 14/64 >= 0.05), raised to z_0.975 = 1.96 because that is larger
+    assert res["critical"] == pytest.approx(1.959964, abs=1e-6)
+    # two identical levels: the max over them has the same null, so the same p
+    two = A.compare_flags(np.stack([gt, gt]), np.stack([gr, gr]), paired=True)
+    assert two["p_adj"] == pytest.approx([2 / 64, 2 / 64])
 
 
 def test_holm_by_hand():
@@ -56,22 +64,15 @@ def test_holm_by_hand():
     assert math.isnan(A.holm([0.01, 0.04, 0.03, math.nan])[3])
 
 
-def test_sample_size_by_hand():
-    # Fleiss: d = 0.2, pbar = 0.2: (1.959964 sqrt(2 * 0.2 * 0.8) + 0.841621 sqrt(0.21 + 0.09))^2 / 0.04
-    # = (1.108713 + 0.460975)^2 / 0.04 = 61.60
-    n, what = A.trials_needed_unpaired(0.3, 0.1, 0.1)
-    assert n == pytest.approx(61.599, abs=1e-2) and what == "a difference"
-    # Connor, p10 = 0.1, p01 = 0.02: psi = 0.12, d = 0.08:
-    # (1.959964 sqrt(0.12) + 0.841621 sqrt(0.12 - 0.0064))^2 / 0.0064 = (0.678951 + 0.283665)^2 / 0.0064
-    # = 0.926630 / 0.0064 = 144.79
-    n, what = A.trials_needed_paired(0.1, 0.02, 0.05)
-    assert n == pytest.approx(144.79, abs=0.01) and what == "a difference"
-
-
 def test_noise_tolerance_by_hand():
     # s* = 0.975 on 360 rows: k = 351, p = 353/364 = 0.969780, SE = sqrt(p(1-p)/364) = 0.0089730,
     # 2 SE = 0.017946 = 6.46 rows -> 7 rows = 7/360
     assert A.noise_tolerance(0.975, 360, "classification") == pytest.approx(7 / 360)
+    # with 10 contenders within 2 SE of s*: E[max of 10 normals] = 1.538753 (published tables, e.g.
+    # Harter 1961), so δ = (2 + 1.538753) * 0.0089730 = 0.031753 = 11.43 rows -> 12 rows
+    assert A.expected_max_normal(10) == pytest.approx(1.538753, abs=1e-6)
+    scores = [0.975] * 10 + [0.5] * 50
+    assert A.noise_tolerance(0.975, 360, "classification", scores=scores) == pytest.approx(12 / 360)
     # R² 0.5 on 100 rows: 2 * (1 - 0.5) * sqrt(2/100) = 0.141421
     assert A.noise_tolerance(0.5, 100, "regression") == pytest.approx(0.141421, abs=1e-6)
     assert math.isnan(A.noise_tolerance(0.9, None, "classification"))

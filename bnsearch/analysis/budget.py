@@ -21,8 +21,10 @@ import pandas as pd
 
 from .common import MIN_TRIALS_TO_TELL, N_BOOT, _floats, complete_trials
 from .curves import tuning_curve
-from .inference import _diff_of_means, _median, bootstrap_ci
+from .inference import hodges_lehmann
+from .primary import ALPHA, PrimaryResult, primary_analysis
 from .robustness import is_good, proportion, shared_best
+from .tolerance import reference_mask
 
 ALL = "*"  # the arm of rows that belong to every arm (s_star, the shared best at a budget)
 BEST_OF = 5  # the expected best of this many random trials is the "tuning" metric per budget
@@ -99,22 +101,26 @@ def reference_config(scores: pd.DataFrame) -> int | None:
     return int(best[best == best.max()].index.min())
 
 
-def pair_frame(df: pd.DataFrame, arm: str, reference: str, epoch: int, epochs: int, tolerance: float) -> pd.DataFrame:
-    """Configurations scored in both arms at budget ``epoch``: columns st, sr (scores), gt, gr (good flags;
-    NaN for the reference configuration, which no good count includes).
-
-    "Good" is judged against the best score of these two arms at that budget, as the two-arm
-    analysis judges it at the full budget."""
+def pair_primary(df: pd.DataFrame, arm: str, reference: str, epoch: int, epochs: int, tolerance: float,
+                 seed: int = 0) -> tuple[PrimaryResult, np.ndarray]:
+    """The primary analysis of ``arm`` against ``reference`` at budget ``epoch``, on exactly the inputs
+    the two-arm summary uses at the full budget: s* over every completed trial of the two arms, the
+    configuration that sets it left out, the configurations completed in both arms in config order.
+    Returns (the result, the score differences of every configuration completed in both arms)."""
     t, r = complete_trials(df, arm), complete_trials(df, reference)
     vt, vr = scores_at(t, epoch, epochs), scores_at(r, epoch, epochs)
-    both = pd.concat({"st": _by_config(t, vt), "sr": _by_config(r, vr)}, axis=1, join="inner").dropna()
-    s_star = shared_best(both["st"], both["sr"])
-    out = both.assign(gt=is_good(both["st"], s_star, tolerance).astype(float),
-                      gr=is_good(both["sr"], s_star, tolerance).astype(float))
-    ref = reference_config(both)
-    if ref is not None:
-        out.loc[ref, ["gt", "gr"]] = np.nan
-    return out
+    scores = {arm: vt[np.isfinite(vt)], reference: vr[np.isfinite(vr)]}
+    order = {arm: _floats(t["config_index"])[np.isfinite(vt)], reference: _floats(r["config_index"])[np.isfinite(vr)]}
+    s_star = shared_best(*scores.values())
+    mask = reference_mask(scores, order)
+    ref_cfg = next((order[a][np.argmax(m)] for a, m in mask.items() if m.any()), None)
+    both = pd.concat({"st": _by_config(t, vt), "sr": _by_config(r, vr)}, axis=1, join="inner").dropna().sort_index()
+    d = (both["st"] - both["sr"]).to_numpy(float)  # every pair, as the summary's Wilcoxon counts them
+    if ref_cfg is not None:
+        both = both[both.index != int(ref_cfg)]
+    res = primary_analysis(both["st"].to_numpy(float), both["sr"].to_numpy(float), paired=True, s_star=s_star,
+                           tolerance=tolerance, seed=seed)
+    return res, d
 
 
 def default_pairs(arms: Sequence[str], reference: str) -> list[tuple[str, str]]:
@@ -123,16 +129,20 @@ def default_pairs(arms: Sequence[str], reference: str) -> list[tuple[str, str]]:
 
 def budget_table(df: pd.DataFrame, *, arms: Sequence[str], reference: str, epochs: int, tolerance: float,
                  pairs: Sequence[tuple[str, str]] | None = None, grid: Sequence[int] | None = None,
-                 best_of: int = BEST_OF, n_boot: int = N_BOOT, seed: int = 0) -> pd.DataFrame:
+                 best_of: int = BEST_OF, n_boot: int = N_BOOT, seed: int = 0,
+                 tolerances: dict | None = None) -> pd.DataFrame:
     """Long table (epochs, arm, versus, metric, value, lo, hi) of every robustness metric at every budget.
 
     Per arm (``versus`` empty; good = within the tolerance of the best of *all* arms at that budget):
-    n_complete, good_fraction (Wilson CI), diverged_rate (Wilson CI), failed_rate (trials that never
+    n_complete, good_fraction (Clopper-Pearson CI), diverged_rate (Clopper-Pearson CI), failed_rate (trials that never
     completed; the same at every budget), expected_best (V-estimate of the best of ``best_of``
     random trials, bootstrap band). Per pair (arm, versus) -- every arm against ``reference`` unless
-    ``pairs`` says otherwise -- on the configurations scored in both: good_delta (difference of the good
-    fractions, good judged within the pair as in the two-arm analysis; paired bootstrap CI) and
-    median_d (median per-configuration score difference; bootstrap CI).
+    ``pairs`` says otherwise -- the primary analysis at that budget (`pair_primary`): good_delta (the
+    good-fraction difference at the declared δ with the test's simultaneous interval), primary_p (the
+    test over all quality levels), direction (+1 easier, -1 harder, 0 neither) and median_d (the
+    Hodges-Lehmann shift of the paired scores with the interval its Wilcoxon test accepts).
+    ``tolerances`` maps a pair to the δ its two-arm summary used (default ``tolerance``), so the full
+    budget reproduces the summary exactly.
     """
     grid = list(grid or budget_grid(epochs))
     pairs = list(pairs) if pairs is not None else default_pairs(arms, reference)
@@ -166,18 +176,14 @@ def budget_table(df: pd.DataFrame, *, arms: Sequence[str], reference: str, epoch
             else:
                 add(e, a, "expected_best", math.nan)
         for a, r in pairs:
-            p = pair_frame(df, a, r, e, epochs, tolerance)
-            if p.empty:
+            res, d = pair_primary(df, a, r, e, epochs, (tolerances or {}).get((a, r), tolerance), seed=seed)
+            if d.size == 0:
                 continue
-            g = p[["gt", "gr"]].dropna()
-            gt, gr = g["gt"].to_numpy(), g["gr"].to_numpy()
-            add(e, a, "n_pairs", len(p), versus=r)
-            add(e, a, "good_delta", gt.mean() - gr.mean(),
-                *bootstrap_ci(_diff_of_means, gt, gr, paired=True, n_boot=n_boot, seed=seed, tag=f"bg{e}{a}{r}"),
-                versus=r)
-            d = (p["st"] - p["sr"]).to_numpy()
-            add(e, a, "median_d", np.median(d), *bootstrap_ci(_median, d, n_boot=n_boot, seed=seed, tag=f"bd{e}{a}{r}"),
-                versus=r)
+            add(e, a, "n_pairs", d.size, versus=r)
+            add(e, a, "good_delta", res.diff, res.lo, res.hi, versus=r)
+            add(e, a, "primary_p", res.p_value, versus=r)
+            add(e, a, "direction", {"easier": 1, "harder": -1}.get(res.outcome, 0), versus=r)
+            add(e, a, "median_d", *hodges_lehmann(d), versus=r)
     return pd.DataFrame(rows, columns=BUDGET_COLUMNS)
 
 
@@ -217,91 +223,49 @@ def _row(table: pd.DataFrame, e: int, arm: str, metric: str, versus: str = "") -
     return (float(r["value"]), float(r["lo"]), float(r["hi"]))
 
 
-def _good_delta(gt, gr) -> float:
-    return float(np.mean(gt - gr))
-
-
-def _median_d(st, sr) -> float:
-    return float(np.median(st - sr))
-
-
-_PAIR_STATS = {"good_delta": (("gt", "gr"), _good_delta), "median_d": (("st", "sr"), _median_d)}
-
-
-def shrink_ci(df: pd.DataFrame, *, arm: str, reference: str, epochs: int, tolerance: float, short: int,
-              metric: str = "good_delta", n_boot: int = N_BOOT, seed: int = 0) -> tuple[float, float, float]:
-    """Change of ``arm``'s advantage (``metric``: good_delta or median_d) from budget ``short`` to the
-    full budget: (value(short) - value(full), 95% paired bootstrap CI over the configurations scored at
-    both). Positive: the advantage shrinks with more training."""
-    (ct, cr), stat = _PAIR_STATS[metric]
-    a, b = (pair_frame(df, arm, reference, e, epochs, tolerance) for e in (short, epochs))
-    both = a[[ct, cr]].add_suffix("_s").join(b[[ct, cr]].add_suffix("_f"), how="inner").dropna()
-    if both.empty:
-        return (math.nan, math.nan, math.nan)
-    arrays = [both[c].to_numpy(float) for c in (f"{ct}_s", f"{cr}_s", f"{ct}_f", f"{cr}_f")]
-
-    def change(ts, rs, tf, rf):
-        return stat(ts, rs) - stat(tf, rf)
-
-    lo, hi = bootstrap_ci(change, *arrays, paired=True, n_boot=n_boot, seed=seed, tag=f"shrink-{metric}-{arm}")
-    return (change(*arrays), lo, hi)
-
-
-_WHAT = {"good_delta": "in the share of good configurations", "median_d": "in the median paired score"}
-
-
-def _fmt(metric: str, v: float, lo: float, hi: float) -> str:
+def _fmt(v: float, lo: float, hi: float) -> str:
     if not math.isfinite(v):
         return "n/a"
-    ci = f" (95% CI {100 * lo:+.1f}..{100 * hi:+.1f})" if math.isfinite(lo) and math.isfinite(hi) else ""
-    return f"{100 * v:+.1f} pts{ci}"
+    ci = f" (95% CI {100 * lo:+.0f} to {100 * hi:+.0f})" if math.isfinite(lo) and math.isfinite(hi) else ""
+    return f"{100 * v:+.0f} pts{ci}"
 
 
-def _reading(table, df, *, arm, reference, epochs, tolerance, short, metric, n_boot, seed) -> tuple[str, str | None]:
-    """(the numbers, a conclusion or None where the intervals do not support one) for one metric."""
-    s_val, s_lo, s_hi = _row(table, short, arm, metric, reference)
-    f_val, f_lo, f_hi = _row(table, epochs, arm, metric, reference)
-    numbers = f"{_fmt(metric, s_val, s_lo, s_hi)} at {short} epochs and {_fmt(metric, f_val, f_lo, f_hi)} at {epochs}"
-    if not (math.isfinite(s_val) and math.isfinite(f_val)):
-        return numbers, None
-    _, c_lo, c_hi = shrink_ci(df, arm=arm, reference=reference, epochs=epochs, tolerance=tolerance, short=short,
-                              metric=metric, n_boot=n_boot, seed=seed)
-    fades = math.isfinite(c_lo) and c_lo > 0  # the advantage is smaller after full training
-    rises = math.isfinite(c_hi) and c_hi < 0
-    if f_lo > 0:
-        return numbers, ("it holds at the full budget: robustness, not only faster training"
-                         + (" (it does shrink with training, so part of it is speed)" if fades else "")
-                         + (" (it even grows with training: no head start)" if rises else ""))
-    if f_hi < 0:
-        return numbers, (f"at the full budget {arm} is worse than {reference}"
-                         + (f", more so than after {short} epochs" if fades else ""))
-    if s_lo > 0 and fades:
-        return numbers, "it fades with more training: most of it is faster training"
-    if s_hi < 0 and rises:
-        return numbers, f"its early deficit fades with training: {reference} is only faster to train"
-    return numbers, None
+def _p(p: float) -> str:
+    return "p n/a" if not math.isfinite(p) else ("p < 0.001" if p < 0.001 else f"p = {p:.3f}")
 
 
 def budget_verdict(df: pd.DataFrame, table: pd.DataFrame, *, arm: str, reference: str, epochs: int,
                    tolerance: float, n_boot: int = N_BOOT, seed: int = 0) -> str:
-    """One sentence: is ``arm``'s advantage over ``reference`` faster training (it fades with more
-    epochs) or robustness (it holds at the full budget)? Read first on the share of good
-    configurations, then on the median paired difference; it concludes only where the intervals
-    (of the advantage at each budget, and of its change between budgets) support it."""
+    """One sentence: does ``arm``'s advantage over ``reference`` hold at the full budget (robustness) or
+    show only after fewer epochs (faster training)? Each budget is judged by the primary analysis
+    itself, so the full budget says what the verdict says. No test of the change between budgets is
+    made, so a difference seen early and not at the full budget is reported as such, not as a fade."""
     grid = sorted(set(table["epochs"]))
     if len(grid) < 2:
         return f"{arm} vs {reference}: one epoch budget only; faster training and robustness cannot be told apart."
     short = next((e for e in grid if 2 <= e < epochs), grid[0])
-    n = int(_row(table, epochs, arm, "n_pairs", reference)[0]) if math.isfinite(_row(table, epochs, arm, "n_pairs",
-                                                                                       reference)[0]) else 0
+    n = _row(table, epochs, arm, "n_pairs", reference)[0]
+    n = int(n) if math.isfinite(n) else 0
     if n < MIN_TRIALS_TO_TELL:
         return (f"{arm} vs {reference}: {n} configurations completed in both arms, too few (< {MIN_TRIALS_TO_TELL}) "
                 "to tell faster training from robustness.")
-    readings = {m: _reading(table, df, arm=arm, reference=reference, epochs=epochs, tolerance=tolerance,
-                            short=short, metric=m, n_boot=n_boot, seed=seed) for m in ("good_delta", "median_d")}
-    for m, (numbers, conclusion) in readings.items():
-        if conclusion is not None:
-            return f"{arm}'s advantage over {reference} {_WHAT[m]} is {numbers}: {conclusion}."
-    return (f"{arm}'s advantage over {reference} {_WHAT['good_delta']} is {readings['good_delta'][0]}, and "
-            f"{_WHAT['median_d']} {readings['median_d'][0]}: the intervals cannot separate faster training "
-            "from robustness.")
+
+    def at(e: int) -> tuple[int, str]:
+        d = _row(table, e, arm, "direction", reference)[0]
+        g = _row(table, e, arm, "good_delta", reference)
+        p = _row(table, e, arm, "primary_p", reference)[0]
+        return (int(d) if math.isfinite(d) else 0), f"{_fmt(*g)} at the declared δ, {_p(p)}"
+
+    (d_s, t_s), (d_f, t_f) = at(short), at(epochs)
+    word = {1: "easier", -1: "harder", 0: "not shown different"}
+    head = f"{arm} vs {reference} by epoch budget: after {short} epochs {word[d_s]} ({t_s}); at the full {epochs} {word[d_f]} ({t_f})"
+    if d_f == 1:
+        return head + ": the advantage holds at the full budget, so it is robustness, not only faster training."
+    if d_f == -1:
+        return head + f": at the full budget {arm} makes the search harder."
+    if d_s == 1:
+        return head + (": consistent with faster training, but this analysis does not test whether the advantage "
+                       "shrinks with more epochs.")
+    if d_s == -1:
+        return head + f": {reference} may only be faster to train; the change itself is not tested."
+    return head + ": neither budget separates the arms."

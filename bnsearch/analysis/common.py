@@ -63,7 +63,7 @@ class Summary:
       tests        test, quantity, value, lo, hi, note
       profile      delta, arm, value, lo, hi: good fraction over a grid of tolerances
       heterogeneity factor, level, quantity, value, lo, hi: paired difference by hyperparameter level
-    For a single run, intervals are the per-statistic 95% CIs (Wilson, bootstrap); for an aggregate
+    For a single run, intervals are the per-statistic 95% CIs (Clopper-Pearson, score, bootstrap); for an aggregate
     they are 95% t-intervals of the mean across repeats (see `interval`).
     """
 
@@ -88,7 +88,7 @@ class Summary:
     outcome: str = ""  # easier | harder | equivalent | cannot tell
     verdict: str = ""
     n_repeats: int = 1
-    interval: str = "95% CI per statistic (Wilson for proportions, percentile bootstrap otherwise)"
+    interval: str = "95% CI per statistic (Clopper-Pearson for one share, score intervals for differences, percentile bootstrap otherwise)"
     notes: list[str] = field(default_factory=list)
 
     def metric(self, metric: str, arm: str) -> tuple[float, float, float]:

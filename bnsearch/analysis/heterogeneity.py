@@ -3,7 +3,7 @@
 
 Cells: every value of each categorical hyperparameter, the depth (layers) and batch size values,
 and learning-rate decades within each optimizer. Per cell: pairs, median d, win rate among the
-non-tied pairs with its Wilson interval, and the sign-test p value; all cells together form one
+non-tied pairs with its Clopper-Pearson interval (it inverts the same binomial test), and the sign-test p value; all cells together form one
 family for Holm's adjustment, and a crossover is claimed only from Holm-significant cells of
 opposite sign within one factor.
 """
@@ -62,7 +62,7 @@ def heterogeneity_table(pairs: pd.DataFrame, params: Mapping[str, bool]) -> pd.D
             p, win, lo, hi = 1.0, math.nan, math.nan, math.nan
         else:
             test = stats.binomtest(wins, wins + losses, 0.5)
-            ci = test.proportion_ci(CONFIDENCE, method="wilson")
+            ci = test.proportion_ci(CONFIDENCE, method="exact")  # Clopper-Pearson: inverts the same binomial as the sign test
             p, win, lo, hi = float(test.pvalue), wins / (wins + losses), float(ci.low), float(ci.high)
         base = {"factor": factor, "level": level}
         rows += [{**base, "quantity": "n_pairs", "value": float(d.size), "lo": math.nan, "hi": math.nan},

@@ -10,8 +10,10 @@ configurations (means keep the decomposition exact: D - A = (C - A) + (D - C)):
     interaction        (D - C) - (B - A)
     recovered_share    (B - A) / (C - A)  the share of the scaling benefit the norm recovers on raw inputs
 
-Intervals: 95% percentile bootstrap over configurations, the four scores of a configuration resampled
-together (docs/design.md, Interaction).
+Intervals of the four differences: the one-sample t-test of the per-configuration differences and the
+t-interval it inverts, so test and interval answer the same question about the mean. The ratio has no
+test; its interval is a 95% percentile bootstrap over configurations, the four scores of a
+configuration resampled together (docs/design.md, Interaction).
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ import numpy as np
 import pandas as pd
 
 from .common import MIN_TRIALS_TO_TELL, N_BOOT, _Q, _rng, complete_trials
-from .inference import wilcoxon_test
 
 CELLS = ("A", "B", "C", "D")  # raw/none, raw/norm, std/none, std/norm
 QUANTITIES = ("standardize_gain", "norm_gain_raw", "norm_gain_std", "interaction", "recovered_share")
@@ -56,8 +57,8 @@ def _quantities(m: np.ndarray) -> np.ndarray:
 
 
 def interaction_table(scores: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = 0) -> pd.DataFrame:
-    """quantity, value, lo, hi, p_value (Wilcoxon signed-rank of the per-configuration differences;
-    NaN for the ratio), n_configs."""
+    """quantity, value, lo, hi, p_value (t-test of the per-configuration differences, lo/hi its
+    interval; the ratio: bootstrap interval, no p), n_configs."""
     m = scores[list(CELLS)].to_numpy(float)
     n = m.shape[0]
     if n == 0:
@@ -73,10 +74,27 @@ def interaction_table(scores: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int =
     diffs = [c - a, b - a, d - c, (d - c) - (b - a), None]
     rows = []
     for k, q in enumerate(QUANTITIES):
-        p = wilcoxon_test(diffs[k])[1] if diffs[k] is not None else math.nan
+        p = math.nan
+        if diffs[k] is not None:  # a mean: the one-sample t-test and the t-interval it inverts
+            p, lo[k], hi[k] = _t_test(diffs[k])
         rows.append({"quantity": q, "value": float(point[k]), "lo": float(lo[k]), "hi": float(hi[k]),
                      "p_value": p, "n_configs": n})
     return pd.DataFrame(rows, columns=INTERACTION_COLUMNS)
+
+
+def _t_test(x: np.ndarray) -> tuple[float, float, float]:
+    """(two-sided p, lo, hi) of the one-sample t-test of mean 0 and its 95% interval: the interval
+    excludes 0 exactly when p < 0.05."""
+    from scipy import stats
+
+    x = np.asarray(x, float)
+    if x.size < 2:
+        return (math.nan, math.nan, math.nan)
+    if np.ptp(x) == 0:  # no spread: the mean is known exactly
+        return (1.0 if x[0] == 0 else 0.0, float(x[0]), float(x[0]))
+    res = stats.ttest_1samp(x, 0.0)
+    ci = res.confidence_interval(0.95)
+    return (float(res.pvalue), float(ci.low), float(ci.high))
 
 
 def _get(table: pd.DataFrame, q: str) -> tuple[float, float, float]:

@@ -31,9 +31,11 @@ def smoothed_p_good(log_lr: np.ndarray, good: np.ndarray, grid: np.ndarray,
 
 
 def window_width(p: np.ndarray, grid: np.ndarray, level: float) -> np.ndarray:
-    """Decades of the grid where p >= level (last axis)."""
+    """Decades of the grid where p >= level (last axis): the grid intervals with both ends at or above
+    the level, so a window over the whole searched range is exactly its width (k points span k - 1 steps)."""
     step = (grid[-1] - grid[0]) / (grid.size - 1) if grid.size > 1 else 0.0
-    return np.sum(p >= level - 1e-12, axis=-1) * step
+    up = p >= level - 1e-12
+    return np.sum(up[..., 1:] & up[..., :-1], axis=-1) * step
 
 
 def lr_window_grid(lrs: Sequence[float]) -> np.ndarray:

@@ -107,8 +107,11 @@ def analyse_arms(df: pd.DataFrame, *, arms: Sequence[str], reference: str, epoch
             pair = (cells[(inputs, True)], cells[(inputs, False)])
             if pair not in pairs:
                 pairs.append(pair)
+    # Each pair against the reference is judged with the δ its two-arm summary used, so the budget's
+    # full-budget row is the summary's primary analysis, number for number.
+    tolerances = {(a, reference): comparisons[a].tolerance for a in comparisons}
     budget = budget_table(df, arms=arms, reference=reference, epochs=epochs, tolerance=tolerance, grid=grid,
-                          pairs=pairs, n_boot=n_boot, seed=seed)
+                          pairs=pairs, n_boot=n_boot, seed=seed, tolerances=tolerances)
     compute = compute_curves(df, arms=arms, epochs=epochs, grid=grid, n_boot=n_boot, seed=seed)
     verdicts = {(a, r): budget_verdict(df, budget, arm=a, reference=r, epochs=epochs, tolerance=tolerance,
                                        n_boot=n_boot, seed=seed) for a, r in pairs}

@@ -51,16 +51,28 @@ def wilson_ci(k: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, fl
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def clopper_pearson(k: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) interval of k/n: its coverage is at least `confidence` at every p,
+    where Wilson's dips to about 0.83 near 0 and 1 -- and good fractions live near 0."""
+    if n <= 0:
+        return (math.nan, math.nan)
+    # The beta-quantile form of the same interval (scipy's binomtest root-finds it, 30x slower).
+    a = (1 - confidence) / 2
+    lo = 0.0 if k <= 0 else float(stats.beta.ppf(a, k, n - k + 1))
+    hi = 1.0 if k >= n else float(stats.beta.ppf(1 - a, k + 1, n - k))
+    return (lo, hi)
+
+
 def proportion(flags: Sequence[bool]) -> dict[str, float]:
-    """share of True with its Wilson 95% CI."""
+    """share of True with its Clopper-Pearson 95% CI."""
     f = np.asarray(flags, dtype=bool)
     n, k = int(f.size), int(f.sum())
-    lo, hi = wilson_ci(k, n)
+    lo, hi = clopper_pearson(k, n)
     return {"k": k, "n": n, "value": k / n if n else math.nan, "lo": lo, "hi": hi}
 
 
 def good_fraction(scores: Sequence[float], s_star: float, tolerance: float) -> dict[str, float]:
-    """g = #{s_i >= s* - δ} / N with its Wilson 95% CI."""
+    """g = #{s_i >= s* - δ} / N with its Clopper-Pearson 95% CI."""
     return proportion(is_good(scores, s_star, tolerance))
 
 

@@ -14,10 +14,10 @@ from .common import (ADAPTIVE_SAMPLERS, ARMS, DELTA, MIN_IMPORTANCE_TRIALS, N_BO
 from .curves import best_so_far, curve_grid, simultaneous_curve, u_weights
 from .heterogeneity import heterogeneity_table
 from .lr_window import lr_window_grid, lr_window_stat, smoothed_p_good
-from .primary import ALPHA, EQUIVALENCE_MARGIN, PrimaryResult, holm, primary_endpoint
-from .tolerance import noise_tolerance, profile_grid, reference_mask
+from .primary import ALPHA, EQUIVALENCE_MARGIN, PrimaryResult, holm, primary_analysis, rate_difference
+from .tolerance import noise_tolerance, reference_mask
 from .importance import _is_categorical, categorical_sensitivity, numeric_sensitivity, param_importances
-from .inference import (_diff_of_medians, _median, bootstrap_ci, mann_whitney, paired_scores, wilcoxon_test)
+from .inference import _diff_of_medians, bootstrap_ci, hodges_lehmann, mann_whitney, paired_scores, wilcoxon_test
 from .robustness import is_good, proportion, score_stats, shared_best, trials_to_target
 from .verdict import verdict
 
@@ -112,18 +112,26 @@ class _Inputs:
     def has_baseline(self) -> bool:
         return self.baseline is not None and np.isfinite(self.baseline)
 
-    def endpoint(self, flags: dict, *, drop_reference: bool):
+    def compared_scores(self) -> tuple[np.ndarray, np.ndarray]:
+        """The scores the primary analysis compares, the reference configuration left out: aligned
+        by configuration (paired) or each arm's own (unpaired)."""
+        if self.pairs is not None:
+            p = self.pairs[self.pairs["config_index"].to_numpy() != self.ref_cfg]
+            return p["on"].to_numpy(float), p["off"].to_numpy(float)
+        return self.scores[self.treat][self.keep[self.treat]], self.scores[self.ref][self.keep[self.ref]]
+
+    def primary(self) -> PrimaryResult:
+        t, r = self.compared_scores()
+        return primary_analysis(t, r, paired=self.pairs is not None, s_star=self.s_star, tolerance=self.tolerance,
+                                margin=self.margin, seed=self.seed)
+
+    def rate(self, flags: dict, tag: str) -> PrimaryResult:
+        """A per-trial share (diverged, failed) compared between the arms, every configuration counted."""
         treat, ref = self.arms
         if self.pairs is not None:
             a, b = _paired_flags(self.pairs, self.trials, flags, treat, ref)
-            if drop_reference:
-                m = self.pairs["config_index"].to_numpy() != self.ref_cfg
-                a, b = a[m], b[m]
-            return primary_endpoint(a, b, paired=True, margin=self.margin)
-        a, b = flags[treat], flags[ref]
-        if drop_reference:
-            a, b = a[self.keep[treat]], b[self.keep[ref]]
-        return primary_endpoint(a, b, paired=False, margin=self.margin)
+            return rate_difference(a, b, paired=True, seed=self.seed, tag=tag)
+        return rate_difference(flags[treat], flags[ref], paired=False, seed=self.seed, tag=tag)
 
 
 @dataclass(frozen=True)
@@ -133,14 +141,15 @@ class _Endpoints:
     failed: PrimaryResult | None
 
 
-def _tolerance(tolerance: float | None, s_star: float, n_val: int | None, task: str) -> tuple[float, str]:
+def _tolerance(tolerance: float | None, s_star: float, n_val: int | None, task: str,
+               scores: np.ndarray) -> tuple[float, str]:
     if tolerance is not None:
         source = "set in the config"
     else:
-        tolerance = noise_tolerance(s_star, n_val, task)
+        tolerance = noise_tolerance(s_star, n_val, task, scores=scores)
         if np.isfinite(tolerance):
             se_word = "binomial SE of the best accuracy" if task == "classification" else "SE of the best R²"
-            source = f"derived: 2 × {se_word} on {n_val} validation rows"
+            source = (f"derived: (2 + the expected excess of a maximum) × {se_word} on {n_val} validation rows")
         else:
             tolerance = DEFAULT_TOLERANCE
             source = "default (validation-set size unknown)"
@@ -193,7 +202,7 @@ def _inputs(df: pd.DataFrame, *, distributions: Mapping, tolerance: float | None
     scores = {arm: _floats(t["score"]) for arm, t in trials.items()}
     s_star = shared_best(*scores.values())
     params = [p for p in distributions if p in df.columns]
-    tolerance, source = _tolerance(tolerance, s_star, n_val, task)
+    tolerance, source = _tolerance(tolerance, s_star, n_val, task, np.concatenate(list(scores.values())))
     pairs = _pairs(df, trials, params, paired, treat, ref, notes)
     keep, ref_cfg = _reference_keep(trials, scores, pairs, arms, s_star, notes)
     has_baseline = baseline is not None and np.isfinite(baseline)
@@ -246,14 +255,17 @@ def _metrics_table(x: _Inputs, ends: _Endpoints, notes: list[str]) -> pd.DataFra
             test_at_best = float(pd.to_numeric(t["test_score"], errors="coerce").iloc[int(np.argmax(scores[arm]))])
         rows += _rows("scores", arm, {"n_trials": n_all, "n_complete": len(t), **st, "test_at_best": test_at_best})
 
-        g = proportion(x.good[arm][x.keep[arm]])
+        # One population with the primary analysis: the configurations it compares (paired: complete in
+        # both arms), the reference configuration left out.
+        k, n = (ends.primary.k_on, ends.primary.n_on) if arm == x.treat else (ends.primary.k_off, ends.primary.n_off)
+        g = proportion(np.arange(n) < k)
         div = proportion(x.diverged[arm])
         fail = proportion(x.failed[arm]) if x.has_baseline else {"value": math.nan, "lo": math.nan, "hi": math.nan}
         robust = {"good_count": g["k"], "good_fraction": g["value"], "trials_to_target": trials_to_target(g["value"]),
                   "divergence_rate": div["value"], "failed_rate": fail["value"]}
         cis = {"good_fraction": (g["lo"], g["hi"]), "divergence_rate": (div["lo"], div["hi"]),
                "failed_rate": (fail["lo"], fail["hi"]),
-               # 1/g is monotone, so the Wilson bounds map across (swapped)
+               # 1/g is monotone, so the Clopper-Pearson bounds map across (swapped)
                "trials_to_target": (trials_to_target(g["hi"]), trials_to_target(g["lo"]))}
         rows += _rows("robustness", arm, robust, cis)
     metrics = pd.DataFrame(rows, columns=["section", "metric", "arm", *_VALUE_COLS])
@@ -332,27 +344,36 @@ def _sensitivity_table(x: _Inputs) -> pd.DataFrame:
 
 
 def _tests_table(x: _Inputs, ends: _Endpoints) -> pd.DataFrame:
-    """The primary endpoint, then the secondary family (Holm-adjusted)."""
-    treat, ref, n_boot, seed = x.treat, x.ref, x.n_boot, x.seed
+    """The primary analysis (its declared level, the test over all levels, each level's adjusted p),
+    then the secondary family (Holm-adjusted)."""
+    treat, ref = x.treat, x.ref
     primary, div_end, fail_end = ends.primary, ends.diverged, ends.failed
     test_rows: list[dict] = []
 
     def add(test, quantity, value, lo=math.nan, hi=math.nan, note=""):
         test_rows.append({"test": test, "quantity": quantity, "value": float(value), "lo": lo, "hi": hi, "note": note})
 
-    how = ("exact conditional interval / exact McNemar test" if primary.paired
-           else "Newcombe hybrid score interval / the test it inverts")
-    add("good_fraction", "diff", primary.diff, primary.lo, primary.hi, note=f"PRIMARY: g({treat}) - g({ref}), {how}")
-    add("good_fraction", "p_value", primary.p_value, note="PRIMARY, two-sided, not adjusted")
+    how = ("Tango score interval" if primary.paired else "Mee score interval")
+    add("good_fraction", "diff", primary.diff, primary.lo, primary.hi,
+        note=f"PRIMARY at the declared δ: g({treat}) - g({ref}), {how} at the test's critical value "
+             f"{primary.critical:.3f} (simultaneous over {primary.n_levels} quality levels)")
+    add("good_fraction", "p_value", primary.p_value,
+        note="PRIMARY: max-statistic test over all quality levels, arms swapped "
+             + ("within pairs" if primary.paired else "between trials")
+             + (" (every swap enumerated)" if primary.exact else " (Monte Carlo)"))
     add("good_fraction", "equivalence", x.margin, primary.eq_lo, primary.eq_hi,
-        note="TOST margin; interval: 90% " + ("Tango score" if primary.paired else "Newcombe") + " interval")
+        note="margin; interval: 90% at the declared δ (equivalence needs every level inside the margin)")
     add("good_fraction", "trials_needed", primary.trials_needed,
-        note=f"per arm, 80% power at the observed effect, to show {primary.settles or 'n/a'}")
+        note=f"per arm: exact power 80% of this test, to show {primary.settles or 'n/a'}")
+    for _, lv in primary.levels.iterrows():
+        add("quality_level", f"δ={lv['delta']:.4g}", lv["diff"], lv["lo"], lv["hi"],
+            note=f"{lv['kind']}; threshold {lv['threshold']:.4g}; good {int(lv['k_t'])}/{int(lv['n_t'])} vs "
+                 f"{int(lv['k_r'])}/{int(lv['n_r'])}; z = {lv['z']:+.2f}; adjusted p = {lv['p_adj']:.4g}")
     secondary: list[int] = []
     if x.pairs is not None:
         d = x.pairs["d"].to_numpy(float)
         W, p = wilcoxon_test(d)
-        lo, hi = bootstrap_ci(_median, d, n_boot=n_boot, seed=seed, tag="median_d")
+        hl, lo, hi = hodges_lehmann(d)
         add("wilcoxon", "n_pairs", d.size, note="configs COMPLETE in both arms")
         add("wilcoxon", "statistic", W, note="Wilcoxon signed-rank W (zero differences dropped)")
         secondary.append(len(test_rows))
@@ -360,11 +381,12 @@ def _tests_table(x: _Inputs, ends: _Endpoints) -> pd.DataFrame:
         add("wilcoxon", "win_rate", np.mean(d > 0), note=f"share of configs where {treat} scores higher")
         add("wilcoxon", "tie_rate", np.mean(d == 0), note="share of configs with equal scores")
         add("wilcoxon", "loss_rate", np.mean(d < 0), note=f"share of configs where {ref} scores higher")
-        add("wilcoxon", "median_d", np.median(d), lo, hi, note=f"median of s({treat}) - s({ref}), bootstrap CI")
+        add("wilcoxon", "median_d", hl, lo, hi,
+            note=f"Hodges-Lehmann shift of s({treat}) - s({ref}); interval: the shifts the Wilcoxon test accepts")
     else:
         a, b = x.scores[treat], x.scores[ref]
         U, p = mann_whitney(a, b)
-        lo, hi = bootstrap_ci(_diff_of_medians, a, b, n_boot=n_boot, seed=seed, tag="median_diff")
+        lo, hi = bootstrap_ci(_diff_of_medians, a, b, n_boot=x.n_boot, seed=x.seed, tag="median_diff")
         add("mann_whitney", "n_on", a.size)
         add("mann_whitney", "n_off", b.size)
         add("mann_whitney", "statistic", U, note=f"Mann-Whitney U of {treat}")
@@ -373,8 +395,9 @@ def _tests_table(x: _Inputs, ends: _Endpoints) -> pd.DataFrame:
         add("mann_whitney", "prob_on_better", U / (a.size * b.size) if a.size and b.size else math.nan,
             note=f"P({treat} > {ref}) + P(tie)/2 = U / (n_{treat} n_{ref})")
         add("mann_whitney", "median_diff", np.median(a) - np.median(b) if a.size and b.size else math.nan, lo, hi,
-            note=f"median({treat}) - median({ref}), bootstrap CI")
-    add("divergence_rate", "diff", div_end.diff, div_end.lo, div_end.hi, note="same interval as the primary")
+            note=f"median({treat}) - median({ref}), bootstrap CI (descriptive)")
+    add("divergence_rate", "diff", div_end.diff, div_end.lo, div_end.hi,
+        note="score interval at the critical value of its own exact test")
     secondary.append(len(test_rows))
     add("divergence_rate", "p_value", div_end.p_value, note="two-sided, secondary")
     if fail_end is not None:
@@ -390,18 +413,15 @@ def _tests_table(x: _Inputs, ends: _Endpoints) -> pd.DataFrame:
     return pd.DataFrame(test_rows, columns=[*TABLE_KEYS["tests"], *_VALUE_COLS, "note"])
 
 
-def _tolerance_profile_table(x: _Inputs) -> pd.DataFrame:
-    """The good fraction over a grid of tolerances (reference left out at every delta)."""
-    arms, scores, s_star = x.arms, x.scores, x.s_star
+def _tolerance_profile_table(primary: PrimaryResult, arms: tuple[str, str]) -> pd.DataFrame:
+    """The good fraction at every quality level of the primary analysis: per arm with its
+    Clopper-Pearson interval, and the difference with the simultaneous interval of the test."""
     prof_rows = []
-    all_scores = np.concatenate([scores[a] for a in arms]) if arms else np.array([])
-    for delta in profile_grid(x.tolerance, all_scores, s_star):
-        flags = {a: is_good(scores[a], s_star, delta) for a in arms}
-        for a in arms:
-            g = proportion(flags[a][x.keep[a]])
-            prof_rows.append({"delta": delta, "arm": a, "value": g["value"], "lo": g["lo"], "hi": g["hi"]})
-        res = x.endpoint(flags, drop_reference=True)
-        prof_rows.append({"delta": delta, "arm": DELTA, "value": res.diff, "lo": res.lo, "hi": res.hi})
+    for _, lv in primary.levels.iterrows():
+        for a, k, n in ((arms[0], lv["k_t"], lv["n_t"]), (arms[1], lv["k_r"], lv["n_r"])):
+            g = proportion(np.arange(int(n)) < int(k))
+            prof_rows.append({"delta": lv["delta"], "arm": a, "value": g["value"], "lo": g["lo"], "hi": g["hi"]})
+        prof_rows.append({"delta": lv["delta"], "arm": DELTA, "value": lv["diff"], "lo": lv["lo"], "hi": lv["hi"]})
     return pd.DataFrame(prof_rows, columns=["delta", "arm", *_VALUE_COLS])
 
 
@@ -416,12 +436,15 @@ def _heterogeneity_table(x: _Inputs, notes: list[str]) -> pd.DataFrame:
 
 
 def _primary_dict(primary: PrimaryResult, margin: float) -> dict:
+    focus = primary.level(primary.focus)
     return {"paired": primary.paired, "n_on": primary.n_on, "n_off": primary.n_off,
             "k_on": primary.k_on, "k_off": primary.k_off, "diff": primary.diff,
             "lo": primary.lo, "hi": primary.hi, "p_value": primary.p_value,
             "eq_lo": primary.eq_lo, "eq_hi": primary.eq_hi, "margin": margin,
-            "trials_needed": primary.trials_needed, "settles": primary.settles,
-            "only_on": primary.discordant[0], "only_off": primary.discordant[1]}
+            "trials_needed": primary.trials_needed, "settles": primary.settles, "reason": primary.reason,
+            "critical": primary.critical, "n_levels": primary.n_levels, "exact": primary.exact,
+            "only_on": primary.discordant[0], "only_off": primary.discordant[1],
+            **{f"focus_{k}": (v if isinstance(v, str) else float(v)) for k, v in focus.items()}}
 
 
 def summarize(df: pd.DataFrame, *, distributions: Mapping, tolerance: float | None, paired: bool, sampler: str,
@@ -439,15 +462,14 @@ def summarize(df: pd.DataFrame, *, distributions: Mapping, tolerance: float | No
     notes: list[str] = []  # each builder appends its own, in table order
     x = _inputs(df, distributions=distributions, tolerance=tolerance, paired=paired, sampler=sampler, task=task,
                 seed=seed, n_boot=n_boot, arms=arms, n_val=n_val, baseline=baseline, margin=margin, notes=notes)
-    ends = _Endpoints(primary=x.endpoint(x.good, drop_reference=True),
-                      diverged=x.endpoint(x.diverged, drop_reference=False),
-                      failed=x.endpoint(x.failed, drop_reference=False) if x.has_baseline else None)
+    ends = _Endpoints(primary=x.primary(), diverged=x.rate(x.diverged, "diverged"),
+                      failed=x.rate(x.failed, "failed") if x.has_baseline else None)
     metrics = _metrics_table(x, ends, notes)
     curves = _curves_table(x, notes)
     importance = _importance_table(x, evaluator, notes)
     sensitivity = _sensitivity_table(x)
     tests = _tests_table(x, ends)
-    profile = _tolerance_profile_table(x)
+    profile = _tolerance_profile_table(ends.primary, x.arms)
     het = _heterogeneity_table(x, notes)
     notes += hardware_notes(df[df["arm"].astype(str).isin(arms)] if len(df) else df)
 

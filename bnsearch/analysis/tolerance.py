@@ -1,7 +1,11 @@
 """What "good" means: the tolerance delta, the shared best s*, and the reference left out
 (docs/design.md, Tolerance and s*).
 
-* delta defaults to NOISE_MULTIPLE standard errors of the best validation score: a binomial SE
+* delta defaults to NOISE_MULTIPLE standard errors of the best validation score, plus the expected
+  noise excess of a maximum: s* is the best of many noisy scores, so when m configurations are about
+  as good as the best their observed maximum sits E[max of m standard normals] SEs above their true
+  score, and "within 2 SE of s*" would shrink with the budget (0.66 of identical configurations
+  judged good at 10 per arm, 0.25 at 200). m counts the contenders: trials within 2 SE of s*. The SE is a binomial SE
   for accuracy (Agresti-Coull, so a perfect score still has a non-zero SE), and for R^2 the
   large-sample SE (1 - R^2) sqrt(2 / n_val) of an MSE ratio whose denominator -- the variance of
   the one validation set every configuration shares -- cancels between configurations. For
@@ -35,12 +39,30 @@ def score_se(score: float, n_val: int | None, task: str) -> float:
     return (1 - min(score, 1.0)) * math.sqrt(2.0 / n_val)
 
 
-def noise_tolerance(s_star: float, n_val: int | None, task: str, multiple: float = NOISE_MULTIPLE) -> float:
-    """Default delta: `multiple` SEs of the best score (accuracy: rounded up to whole validation rows)."""
+def expected_max_normal(m: int) -> float:
+    """E[max of m independent standard normals] (0 for m = 1), by quadrature of m x phi(x) Phi(x)^(m-1).
+
+    Hand-written: scipy has no order-statistic moments of the normal."""
+    from scipy import integrate, stats
+
+    if m <= 1:
+        return 0.0
+    val, _ = integrate.quad(lambda x: m * x * stats.norm.pdf(x) * stats.norm.cdf(x) ** (m - 1), -12, 12, limit=200)
+    return float(val)
+
+
+def noise_tolerance(s_star: float, n_val: int | None, task: str, multiple: float = NOISE_MULTIPLE,
+                    scores: np.ndarray | None = None) -> float:
+    """Default delta: (`multiple` + E[max of m normals]) SEs of the best score, m = the trials within
+    `multiple` SEs of s* among `scores` (1 when not given); accuracy: rounded up to whole validation rows."""
     se = score_se(s_star, n_val, task)
     if not np.isfinite(se):
         return math.nan
-    delta = multiple * se
+    m = 1
+    if scores is not None:
+        s = np.asarray(scores, float)
+        m = max(1, int(np.sum(s[np.isfinite(s)] >= s_star - multiple * se - 1e-12)))
+    delta = (multiple + expected_max_normal(m)) * se
     if task == "classification":
         delta = math.ceil(delta * n_val - 1e-9) / n_val
     return float(delta)

@@ -1,8 +1,8 @@
 """The verdict: plain sentences built from the numbers of a `Summary`, conclusion first.
 
-The first sentence states the outcome of the primary endpoint (docs/design.md, Primary endpoint):
-easier, harder, no practical difference, or cannot tell (with the trials per arm that would likely
-settle it). Nothing later in the verdict claims a direction its own test does not support:
+The first sentences state the outcome of the primary analysis (docs/design.md, Primary analysis) with
+the numbers it rests on, all from one population: easier, harder, no practical difference, or cannot
+tell with the reason and, where more trials can settle it, how many. Nothing later in the verdict claims a direction its own test does not support:
 secondary findings are named only when their Holm-adjusted p is below 0.05.
 """
 
@@ -65,55 +65,79 @@ def _ci_name(s: Summary) -> str:
     return "95% interval across repeats" if s.n_repeats > 1 else "95% CI"
 
 
+def _level_text(s: Summary, delta: float, threshold: float, kind: str) -> str:
+    cls = s.task == "classification"
+    near = (f"within {100 * delta:.3g} pts of the best" if cls else f"within {delta:.3g} of the best")
+    if kind.startswith("top"):
+        return f"a score of at least {threshold:.3f} ({near}; the {kind} of all scores)"
+    return f"a score of at least {threshold:.3f} ({near})"
+
+
 def _primary_sentences(s: Summary, w: dict, n_on: float, n_off: float) -> list[str]:
-    """The outcome of the primary endpoint, then what would settle it when the data cannot tell."""
-    treat, ref = s.arms
+    """The outcome of the primary analysis with the numbers it rests on, then what would settle it."""
     repeats = s.n_repeats > 1
-    count = (lambda x: f"{x:.0f}") if not repeats else (lambda x: f"{x:.1f}")
-    g_on, g_off = s.metric("good_fraction", treat)[0], s.metric("good_fraction", ref)[0]
     pr = s.primary
     d, lo, hi = pr.get("diff", math.nan), pr.get("lo", math.nan), pr.get("hi", math.nan)
     margin = pr.get("margin", math.nan)
-    cls = s.task == "classification"
-    unit = " pts" if cls else " percentage points"
-    ci_name = _ci_name(s)
-    test_name = ("" if repeats else
-                 f", exact McNemar {_p(pr.get('p_value', math.nan))}" if pr.get("paired")
-                 else f", Newcombe {_p(pr.get('p_value', math.nan))}")
-    rates = (f"{_pct(g_on)} of configurations reach {_tol_text(s.tolerance, s.task)} {w['with_t']}, "
-             f"{_pct(g_off)} {w['with_r']}")
-    diff = f"difference {_pts(d)}{unit}" + (f", {ci_name} {_pts(lo)} to {_pts(hi)}" if np.isfinite(lo) else "")
+    unit = " pts" if s.task == "classification" else " percentage points"
     few = min(n_on, n_off) < MIN_TRIALS_TO_TELL
     outcome = "cannot tell" if few else (s.outcome or "cannot tell")
-    prefix = f"Averaged over {s.n_repeats} repeats: " if repeats else ""
+    if repeats:
+        g_on, g_off = s.metric("good_fraction", s.arms[0])[0], s.metric("good_fraction", s.arms[1])[0]
+        rates = (f"{_pct(g_on)} of configurations reach {_tol_text(s.tolerance, s.task)} {w['with_t']}, "
+                 f"{_pct(g_off)} {w['with_r']} (difference {_pts(d)}{unit}, 95% interval across repeats "
+                 f"{_pts(lo)} to {_pts(hi)})")
+        head = {"easier": f"Averaged over {s.n_repeats} repeats: the search was easier {w['with_t']} than {w['with_r']}",
+                "harder": f"Averaged over {s.n_repeats} repeats: the search was harder {w['with_t']} than {w['with_r']}",
+                "equivalent": f"Averaged over {s.n_repeats} repeats: no practical difference {w['with_t']} or {w['with_r']}",
+                }.get(outcome, f"Averaged over {s.n_repeats} repeats the data cannot tell whether the search is easier "
+                               f"{w['with_t']} than {w['with_r']}")
+        out = [f"{head}: {rates}."]
+        if outcome == "cannot tell":
+            out.append("More repeats or more trials per repeat would narrow the interval.")
+        return out
 
+    paired = pr.get("paired")
+    n_t, n_r = int(pr.get("n_on", 0)), int(pr.get("n_off", 0))
+    k_t, k_r = int(pr.get("k_on", 0)), int(pr.get("k_off", 0))
+    pop = (f"Of the {n_t} configurations run in both arms (the one that set the best score left out), "
+           if paired else f"Of {n_t} and {n_r} completed trials (the one that set the best score left out), ")
+    rates = (f"{pop}{k_t} ({_pct(k_t / n_t if n_t else math.nan)}) reach {_tol_text(s.tolerance, s.task)} "
+             f"{w['with_t']} and {k_r} ({_pct(k_r / n_r if n_r else math.nan)}) {w['with_r']}: "
+             f"difference {_pts(d)}{unit} (95% CI {_pts(lo)} to {_pts(hi)})")
+    test = (f"test over {pr.get('n_levels', 0)} quality levels from the best score down to the median, "
+            f"{_p(pr.get('p_value', math.nan))}")
+    focus = ""
+    if pr.get("focus_kind") and pr.get("focus_kind") != "declared" and pr.get("focus_z", 0) != 0:
+        ft, fr = pr.get("focus_k_t", 0) / max(pr.get("focus_n_t", 1), 1), pr.get("focus_k_r", 0) / max(pr.get("focus_n_r", 1), 1)
+        focus = (f" The arms differ most at {_level_text(s, pr['focus_delta'], pr['focus_threshold'], pr['focus_kind'])}: "
+                 f"{_pct(ft)} vs {_pct(fr)}, {_pts(pr['focus_diff'])}{unit} "
+                 f"(95% CI {_pts(pr['focus_lo'])} to {_pts(pr['focus_hi'])}).")
+    reason = pr.get("reason", "")
     if outcome in ("easier", "harder"):
-        first = (f"{prefix}The search was {outcome} {w['with_t']} than {w['with_r']}: {rates} "
-                 f"({diff}{test_name}).")
+        small = (f", but by less than the practical margin of ±{100 * margin:.0f}{unit} at every quality level"
+                 if reason == "by less than the practical margin" else "")
+        first = f"The search was {outcome} {w['with_t']} than {w['with_r']}{small} ({test}). {rates}.{focus}"
     elif outcome == "equivalent":
-        eq = (f"90% interval {_pts(pr.get('eq_lo'))} to {_pts(pr.get('eq_hi'))} lies within "
-              f"±{100 * margin:.0f}{unit}")
-        first = f"{prefix}No practical difference {w['with_t']} or {w['with_r']}: {rates} ({diff}; {eq})."
-        if not repeats and pr.get("k_on") == 0 and pr.get("k_off") == 0:
-            # Equal at zero says only that neither arm comes near its lone best; say so.
-            first += (" No configuration besides the best one came that close in either arm, so this only says "
-                      "both rarely do; the tolerance profile shows the comparison at larger δ.")
+        first = (f"No practical difference {w['with_t']} or {w['with_r']}: at every one of the {pr.get('n_levels', 0)} "
+                 f"quality levels the 90% interval of the difference lies within ±{100 * margin:.0f}{unit}, and the "
+                 f"tuning curves stay within δ of each other ({test}). {rates}.")
     else:
-        first = (f"{prefix}The data cannot tell whether the search is easier {w['with_t']} than {w['with_r']}: "
-                 f"{rates} ({diff}{test_name}).")
+        why = f" because {reason}" if reason and not few else ""
+        first = (f"The data cannot tell whether the search is easier {w['with_t']} than {w['with_r']}{why} ({test}). "
+                 f"{rates}.{focus}")
     sentences = [first]
     if outcome == "cannot tell":
         if few:
-            sentences.append(f"With only {count(n_on)} and {count(n_off)} completed trials nothing can be "
+            sentences.append(f"With only {n_on:.0f} and {n_off:.0f} completed trials nothing can be "
                              f"concluded; run at least {MIN_TRIALS_TO_TELL} per arm.")
-        elif repeats:
-            sentences.append("More repeats or more trials per repeat would narrow the interval.")
         else:
-            need = pr.get("trials_needed", math.nan)
-            if np.isfinite(need):
-                sentences.append(f"About {need:.0f} {'configurations' if pr.get('paired') else 'trials'} per arm "
-                                 f"would likely settle it (80% power to show {pr.get('settles')}, if the "
-                                 f"observed difference is the true one): rerun with --trials {need:.0f}.")
+            need, settles = pr.get("trials_needed", math.nan), pr.get("settles", "")
+            if need is not None and np.isfinite(need):
+                sentences.append(f"About {need:.0f} {'configurations' if paired else 'trials'} per arm would give this "
+                                 f"test 80% power to show {settles}: rerun with --trials {need:.0f}.")
+            elif settles:
+                sentences.append(settles[0].upper() + settles[1:] + ".")
     return sentences
 
 
@@ -155,9 +179,12 @@ def _secondary_sentence(s: Summary, w: dict) -> str | None:
             win = s.test("wilcoxon", "win_rate")[0]
             band = f", {ci_name} {_score_diff(md_lo, s.task, False)} to {_score_diff(md_hi, s.task)}" \
                 if np.isfinite(md_lo) else ""
+            if np.isfinite(md_lo) and md_lo == md_hi:
+                band += ", a single value because most differences are tied"
             ptext = "" if repeats else f"; Wilcoxon Holm-adjusted {_p(p_adj)}, a secondary test"
+            what = "mean shift" if repeats else "Hodges-Lehmann shift"
             return (f"Configuration by configuration, {w['t']} scores higher in {_pct(win)} of the pairs "
-                    f"(median difference {_score_diff(md, s.task)}{band}{ptext}).")
+                    f"({what} {_score_diff(md, s.task)}{band}{ptext}).")
     else:
         p_adj = _holm(s, "mann_whitney")
         prob = s.test("mann_whitney", "prob_on_better")[0]
