@@ -525,12 +525,15 @@ def publish(report: Report, out_dir: Path, *, csv: bool = True, plots: bool = Tr
     files += [p for paths in drawn[:n_main] for p in paths] + budget_csvs
     files += [p for paths in drawn[n_main:] for p in paths]
     if csv and plots:
-        # The budget plots are embedded by the budget section appended below, not listed twice.
-        md = rpt.write_markdown(report.summary, out_dir, report.meta,
-                                [f for f in files if f.name not in ("budget.png", "compute.png")])
+        from .files import atomic_write
+
+        # report.md in one write, its budget section included: a failure between two writes would
+        # leave it without that section. The budget plots are embedded by that section, not listed twice.
+        text = rpt.markdown_text(report.summary, report.meta,
+                                 [f for f in files if f.name not in ("budget.png", "compute.png")], out_dir)
         if report.arms is not None:
-            report_arms.append_markdown(md, report.arms)
-        files.append(md)
+            text = text.rstrip("\n") + "\n\n" + report_arms.budget_markdown(report.arms)
+        files.append(atomic_write(Path(out_dir) / "report.md", lambda tmp: tmp.write_text(text, encoding="utf-8")))
     return files
 
 

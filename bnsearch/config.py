@@ -522,8 +522,20 @@ def load_config(path: str | Path | None = None) -> Settings:
         raise ConfigError(f"{p}: config file not found; pass an existing .toml file or omit it for the built-in default")
     if p.is_dir():
         raise ConfigError(f"{p}: is a directory; pass a .toml config file")
+    # /dev/zero was read until memory ran out, deaf to Ctrl-C, and a FIFO blocks until a writer comes:
+    # only a regular file is opened, and no more than a config's size limit is read (1 MiB: the
+    # largest example config is a few kB).
+    import stat
+
+    limit = 1 << 20
     try:
-        text = p.read_text()
+        if not stat.S_ISREG(p.stat().st_mode):
+            raise ConfigError(f"{p}: is not a regular file (a device, pipe or socket); pass a .toml config file")
+        with p.open("rb") as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise ConfigError(f"{p}: is larger than 1 MiB, too large for a config; pass the .toml config file")
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{p}: cannot read config ({exc})") from None
     return load_config_text(text, str(p))

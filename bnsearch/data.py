@@ -131,14 +131,24 @@ def _read_table(path: Path):
 
     kind = "Parquet" if path.suffix.lower() in (".parquet", ".pq") else "CSV"
     try:
-        return pd.read_parquet(path) if kind == "Parquet" else pd.read_csv(path)
+        frame = pd.read_parquet(path) if kind == "Parquet" else pd.read_csv(path)
+        # pandas renames a repeated CSV header ("label" twice: "label", "label.1"), so the first copy
+        # became the target and the real label a feature; the header as written tells.
+        names = [str(c) for c in (frame.columns if kind == "Parquet" else
+                                  pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0])]
     except ImportError as exc:  # pandas needs pyarrow (or fastparquet) for Parquet
         raise DataError(f"data.path: reading {path} as Parquet needs pyarrow ({exc}); pip install pyarrow") from None
     except Exception as exc:  # pandas raises many types; all mean "not a readable file of that kind"
         raise DataError(f"data.path: cannot read {path} as {kind} ({exc.__class__.__name__}: {exc})") from None
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise DataError(f"{path}: duplicate column names {repeated[:5]}; give every column its own name")
+    if len(frame) == 0:
+        raise DataError(f"{path}: has a header but no data rows; add the data")
+    return frame
 
 
-def _load_csv(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, str]:
+def _load_csv(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, str, list[str]]:
     import pandas as pd
 
     if not spec.path:
@@ -167,7 +177,7 @@ def _load_csv(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, str]:
         # inf (or a value beyond float64) made every run "diverge" in both arms, silently.
         raise DataError(f"{path}: non-finite values (inf) in feature columns {bad_cols[:5]}; "
                         "replace or drop those rows first")
-    X, _ = encode_features(frame, str(path))
+    X, names = encode_features(frame, str(path))
     numeric = pd.api.types.is_numeric_dtype(y_raw)
     if numeric and not np.isfinite(y_raw.to_numpy(dtype=np.float64)).all():
         raise DataError(f"{path}: non-finite values (inf) in target {spec.target!r}; replace or drop those rows first")
@@ -195,39 +205,67 @@ def _load_csv(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, str]:
         y = y_raw.to_numpy(dtype=np.float64)
         if distinct < 2:
             raise DataError(f"{path}: target {spec.target!r} is constant; there is nothing to regress")
-    return X, y, task
+    return X, y, task, names
 
 
 def load_arrays(spec: DataSpec, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
+    """(X, y, task) before the split. A user's file is also split and scaled as training will see it:
+    a value the model cannot represent is refused here, before anything is stored."""
+    X, y, task, names = _named_arrays(spec, seed)
+    if names is not None:
+        _split_scaled(spec, seed, X, y, task, names)
+    return X, y, task
+
+
+def _named_arrays(spec: DataSpec, seed: int) -> tuple[np.ndarray, np.ndarray, str, list[str] | None]:
+    """load_arrays' arrays and, for a user's file, its feature column names (None for built-ins)."""
     name = spec.dataset
     if name.startswith(("r:", "openml:")):
         from .tables import table_arrays
 
-        return table_arrays(name)
+        return (*table_arrays(name), None)
     if name not in BUILTIN:
         raise DataError(f"data.dataset: unknown data set {name!r}; choose one of {', '.join(BUILTIN)}")
     if name == "csv":
         return _load_csv(spec)
     if name == "skewed":
         X, y = _skewed(seed)
-        return X, y, "classification"
+        return X, y, "classification", None
     if name == "mnist1d":
         X, y = _mnist1d()
-        return X, y, "classification"
+        return X, y, "classification", None
     from sklearn import datasets as skd
 
     loader = {"digits": skd.load_digits, "breast_cancer": skd.load_breast_cancer, "wine": skd.load_wine,
               "iris": skd.load_iris, "diabetes": skd.load_diabetes}[name]
     bunch = loader()
-    return bunch.data.astype(np.float64), bunch.target, BUILTIN[name][0]
+    return bunch.data.astype(np.float64), bunch.target, BUILTIN[name][0], None
 
 
 def load_dataset(spec: DataSpec, seed: int = 0) -> Dataset:
     """Load, split (train / val / test, stratified for classification) and scale one data set."""
     import torch
+
+    X, y, task, names = _named_arrays(spec, seed)
+    X_train, y_train, X_val, y_val, X_test, y_test = _split_scaled(spec, seed, X, y, task, names)
+
+    def fx(a):
+        return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32)
+
+    def fy(a):
+        return torch.as_tensor(a, dtype=torch.int64 if task == "classification" else torch.float32)
+
+    return Dataset(spec.dataset, task, fx(X_train), fy(y_train), fx(X_val), fy(y_val), fx(X_test), fy(y_test))
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _split_scaled(spec: DataSpec, seed: int, X: np.ndarray, y: np.ndarray, task: str,
+                  names: list[str] | None) -> tuple[np.ndarray, ...]:
+    """(X_train, y_train, X_val, y_val, X_test, y_test) as float64, scaled as the model sees them."""
     from sklearn.model_selection import train_test_split
 
-    X, y, task = load_arrays(spec, seed)
     strat = y if task == "classification" else None
     try:
         X_rest, X_test, y_rest, y_test = train_test_split(
@@ -248,25 +286,41 @@ def load_dataset(spec: DataSpec, seed: int = 0) -> Dataset:
 
     X_train, X_val, X_test = fill_missing(X_train, X_val, X_test)
 
-    if spec.inputs == "standardize":
-        # Statistics from the training split only, so validation/test never leak into scaling.
-        mean = X_train.mean(0)
-        std = X_train.std(0)
-        std[std == 0] = 1.0
-        X_train, X_val, X_test = ((a - mean) / std for a in (X_train, X_val, X_test))
-    if task == "regression":
-        # Targets are standardised (train statistics) so one learning-rate range fits every data set;
-        # R^2 is invariant to this.
-        mu, sd = y_train.mean(), y_train.std() or 1.0
-        y_train, y_val, y_test = ((a - mu) / sd for a in (y_train, y_val, y_test))
+    # Huge values overflow the statistics (1e300 squared); the check below reports them in one line.
+    with np.errstate(over="ignore", invalid="ignore"):
+        if spec.inputs == "standardize":
+            # Statistics from the training split only, so validation/test never leak into scaling.
+            mean = X_train.mean(0)
+            std = X_train.std(0)
+            std[std == 0] = 1.0
+            X_train, X_val, X_test = ((a - mean) / std for a in (X_train, X_val, X_test))
+        if task == "regression":
+            # Targets are standardised (train statistics) so one learning-rate range fits every data set;
+            # R^2 is invariant to this.
+            mu, sd = y_train.mean(), y_train.std() or 1.0
+            y_train, y_val, y_test = ((a - mu) / sd for a in (y_train, y_val, y_test))
+    _check_float32(spec, (X_train, X_val, X_test), (y_train, y_val, y_test) if task == "regression" else (), names)
+    return X_train, y_train, X_val, y_val, X_test, y_test
 
-    def fx(a):
-        return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32)
 
-    def fy(a):
-        return torch.as_tensor(a, dtype=torch.int64 if task == "classification" else torch.float32)
+def _check_float32(spec: DataSpec, xs: tuple[np.ndarray, ...], ys: tuple[np.ndarray, ...],
+                   names: list[str] | None) -> None:
+    # Training is in float32: a scaled value beyond its range (a 1e50 outlier that the training split
+    # does not contain, so its statistics do not shrink it) is inf there, and every run of both arms
+    # "diverged" without a word about the data.
+    def fits(a: np.ndarray) -> np.ndarray:
+        return (np.abs(a) <= _FLOAT32_MAX).all(axis=0)  # NaN (overflowed statistics) fails too
 
-    return Dataset(spec.dataset, task, fx(X_train), fy(y_train), fx(X_val), fy(y_val), fx(X_test), fy(y_test))
+    where = spec.path or spec.dataset
+    how = "after standardisation" if spec.inputs == "standardize" else "with data.inputs = \"raw\""
+    bad = ~np.logical_and.reduce([fits(a) for a in xs])
+    if bad.any():
+        cols = [names[j] if names is not None and j < len(names) else f"#{j}" for j in np.flatnonzero(bad)]
+        raise DataError(f"{where}: values in feature columns {cols[:5]} are beyond float32's range (3.4e38) {how}; "
+                        "rescale them (e.g. take a log) or drop those rows")
+    if ys and not all(fits(a[:, None])[0] for a in ys):
+        raise DataError(f"{where}: values of target {spec.target!r} are beyond float32's range (3.4e38) after "
+                        "standardisation; rescale it (e.g. take a log) or drop those rows")
 
 
 # --------------------------------------------------------------------------- prepared-split cache

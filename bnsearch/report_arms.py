@@ -175,10 +175,11 @@ def _meta_cols(frame: pd.DataFrame, meta: Mapping) -> pd.DataFrame:
 
 def write_budget_csvs(a: ArmsAnalysis, out_dir, meta: Mapping) -> list[Path]:
     """budget.csv and compute.csv (their plots: budget_plot_jobs)."""
+    from .files import atomic_write
+
     out = Path(out_dir)
-    for name, frame in (("budget.csv", a.budget), ("compute.csv", a.compute)):
-        _meta_cols(frame, meta).to_csv(out / name, index=False)
-    return [out / "budget.csv", out / "compute.csv"]
+    return [atomic_write(out / name, lambda tmp, t=_meta_cols(frame, meta): t.to_csv(tmp, index=False))
+            for name, frame in (("budget.csv", a.budget), ("compute.csv", a.compute))]
 
 
 def budget_plot_jobs(a: ArmsAnalysis, out_dir) -> list:
@@ -202,9 +203,9 @@ def _plot_budget(a: ArmsAnalysis, out: Path) -> list[Path]:
         ax2.plot(d["epochs"], d["value"], marker="o", ls=ls, color=colors[arm], label=f"{arm} − {ref}")
         ax2.fill_between(d["epochs"], d["lo"].astype(float), d["hi"].astype(float), color=colors[arm], alpha=0.1)
     ax2.axhline(0, color="grey", lw=1)
-    for ax, title in ((ax1, "share of good configurations (vs best of all arms)"),
-                      (ax2, "advantage in the good share (95% CI)")):
-        ax.set_xscale("log")
+    for ax, title, metric in ((ax1, "share of good configurations (vs best of all arms)", "good_fraction"),
+                              (ax2, "advantage in the good share (95% CI)", "good_delta")):
+        _log_x(ax, b.loc[b["metric"] == metric, "value"])
         ax.set_xlabel("training budget (epochs)")
         ax.set_title(title)
         ax.legend(fontsize=8)
@@ -228,7 +229,7 @@ def _plot_compute(a: ArmsAnalysis, out: Path) -> list[Path]:
         if short is not None:
             s = c[(c["arm"] == arm) & (c["epochs"] == short)]
             ax.plot(s["seconds"], s["value"], ls="--", color=colors[arm], label=f"{arm}, {short} ep")
-    ax.set_xscale("log")
+    _log_x(ax, c["value"].where(c["seconds"] > 0))
     ax.set_xlabel("cumulative training seconds (n trials × mean seconds per trial)")
     ax.set_ylabel("expected best validation score")
     ax.set_title("tuning curves against compute")
@@ -236,13 +237,26 @@ def _plot_compute(a: ArmsAnalysis, out: Path) -> list[Path]:
     return [_save(fig, out / "compute.png")]
 
 
+def _log_x(ax, drawn: pd.Series, base: float = 10) -> None:
+    # With nothing finite on an axis (one trial per arm estimates no share) matplotlib cannot put it
+    # on a log scale and raises while saving; the empty panel says why instead.
+    if pd.to_numeric(drawn, errors="coerce").replace([math.inf, -math.inf], math.nan).notna().any():
+        ax.set_xscale("log", base=base)
+    else:
+        ax.text(0.5, 0.5, "too few complete trials for an estimate", transform=ax.transAxes, ha="center",
+                va="center", color="grey")
+
+
 def _save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    from .files import atomic_write
+
+    try:
+        fig.tight_layout()
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120))
+    finally:
+        plt.close(fig)
 
 
 def _plot_tuning(a: ArmsAnalysis, out: Path) -> list[Path]:
@@ -256,7 +270,7 @@ def _plot_tuning(a: ArmsAnalysis, out: Path) -> list[Path]:
         k = c[c["arm"] == arm]
         ax.plot(k["n"], k["value"], marker="o", ms=3, color=colors[arm], label=arm)
         ax.fill_between(k["n"], k["lo"].astype(float), k["hi"].astype(float), color=colors[arm], alpha=0.15)
-    ax.set_xscale("log", base=2)
+    _log_x(ax, c["value"], base=2)
     ax.set_xlabel("trials (random search)")
     ax.set_ylabel("expected best validation score")
     ax.set_title("tuning curves (V-estimate, 95% bootstrap band)")
@@ -272,6 +286,7 @@ def _relabel(table: pd.DataFrame, arm: str, reference: str) -> pd.DataFrame:
 
 def publish_arms(report, out_dir, *, csv: bool = True, plots: bool = True) -> list[Path]:
     """Every file of an N-arm experiment; returns the files written."""
+    from .files import atomic_write
     from .report import trials_table, write_trials_jsonl
 
     a: ArmsAnalysis = report.arms
@@ -292,8 +307,8 @@ def publish_arms(report, out_dir, *, csv: bool = True, plots: bool = True) -> li
         if a.interaction is not None:
             frames["interaction.csv"] = a.interaction
         for name, frame in frames.items():
-            _meta_cols(frame, meta).to_csv(out / name, index=False)
-            files.append(out / name)
+            table = _meta_cols(frame, meta)
+            files.append(atomic_write(out / name, lambda tmp: table.to_csv(tmp, index=False)))
         files.append(write_trials_jsonl(getattr(report, "records", []), out, meta))
     if csv:
         files += write_budget_csvs(a, out, meta)
@@ -301,9 +316,8 @@ def publish_arms(report, out_dir, *, csv: bool = True, plots: bool = True) -> li
         with PlotRun([*budget_plot_jobs(a, out), functools.partial(_plot_tuning, a, out)]) as run:
             files += [p for paths in run.finish() for p in paths]
     if csv and plots:
-        path = out / "report.md"
-        path.write_text(markdown_arms(a, meta, files))
-        files.append(path)
+        text = markdown_arms(a, meta, files)
+        files.append(atomic_write(out / "report.md", lambda tmp: tmp.write_text(text)))
     return files
 
 
@@ -330,8 +344,11 @@ def budget_markdown(a: ArmsAnalysis) -> str:
 
 def append_markdown(path: Path, a: ArmsAnalysis) -> None:
     """Add the budget section to report.py's two-arm report.md."""
+    from .files import atomic_write
+
     path = Path(path)
-    path.write_text(path.read_text().rstrip("\n") + "\n\n" + budget_markdown(a))
+    text = path.read_text().rstrip("\n") + "\n\n" + budget_markdown(a)
+    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def markdown_arms(a: ArmsAnalysis, meta: Mapping, files: Sequence = ()) -> str:
