@@ -522,9 +522,8 @@ def load_config(path: str | Path | None = None) -> Settings:
         raise ConfigError(f"{p}: config file not found; pass an existing .toml file or omit it for the built-in default")
     if p.is_dir():
         raise ConfigError(f"{p}: is a directory; pass a .toml config file")
-    # /dev/zero was read until memory ran out, deaf to Ctrl-C, and a FIFO blocks until a writer comes:
-    # only a regular file is opened, and no more than a config's size limit is read (1 MiB: the
-    # largest example config is a few kB).
+    # A device (/dev/zero) never ends and a FIFO blocks until a writer comes: only a regular file is
+    # opened, and no more than a config's size limit is read (1 MiB; the largest example is a few kB).
     import stat
 
     limit = 1 << 20

@@ -133,7 +133,7 @@ def _read_table(path: Path):
     try:
         frame = pd.read_parquet(path) if kind == "Parquet" else pd.read_csv(path)
         # pandas renames a repeated CSV header ("label" twice: "label", "label.1"), so the first copy
-        # became the target and the real label a feature; the header as written tells.
+        # would be the target and the second a feature; the header as written tells.
         names = [str(c) for c in (frame.columns if kind == "Parquet" else
                                   pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0])]
     except ImportError as exc:  # pandas needs pyarrow (or fastparquet) for Parquet
@@ -307,7 +307,7 @@ def _check_float32(spec: DataSpec, xs: tuple[np.ndarray, ...], ys: tuple[np.ndar
                    names: list[str] | None) -> None:
     # Training is in float32: a scaled value beyond its range (a 1e50 outlier that the training split
     # does not contain, so its statistics do not shrink it) is inf there, and every run of both arms
-    # "diverged" without a word about the data.
+    # would diverge with nothing said about the data.
     def fits(a: np.ndarray) -> np.ndarray:
         return (np.abs(a) <= _FLOAT32_MAX).all(axis=0)  # NaN (overflowed statistics) fails too
 

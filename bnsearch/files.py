@@ -14,8 +14,8 @@ def atomic_write(path: Path | str, write: Callable[[Path], object]) -> Path:
     """`write(tmp)` to a hidden file next to `path`, then rename it to `path`.
 
     A reader (or a user after a failure) finds the previous file or the complete new one, never a
-    truncated one: a full disk used to leave a cut-off trials.jsonl and a 0-byte PNG. The rename is
-    atomic only within one folder, hence the temporary file's place. An OSError of the disk, however
+    truncated one (a full disk mid-write). The rename is atomic only within one folder, hence the
+    temporary file's place. An OSError of the disk, however
     deep in the writer's exceptions (Pillow's PNG encoder hides it behind an AttributeError), becomes
     api.RunFailed naming the file, so the CLI does not blame the storage.
     """

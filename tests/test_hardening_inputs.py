@@ -21,7 +21,7 @@ SMOKE = str(CONFIGS / "smoke.toml")
 # --------------------------------------------------------------------------- config files
 
 def test_config_that_is_no_regular_file_or_is_huge_is_refused_at_once(tmp_path):
-    """/dev/zero was read until memory ran out (12.7 GB in 20 s) and a FIFO blocked forever."""
+    """Read whole, /dev/zero never ends (memory runs out first) and a FIFO blocks until a writer comes."""
     fifo = tmp_path / "cfg.fifo"
     os.mkfifo(fifo)
     huge = tmp_path / "huge.toml"
@@ -44,7 +44,7 @@ def test_config_that_is_no_regular_file_or_is_huge_is_refused_at_once(tmp_path):
 
 def test_one_trial_per_arm_gives_a_whole_report(tmp_path):
     """--trials 1 is allowed: compare and export write every file; the budget plot has nothing to
-    put on its log axis and says so instead of failing."""
+    put on its log axis and says so on the panel."""
     url = f"sqlite:///{tmp_path / 'bn.db'}"
     r = run_cli("compare", SMOKE, "--trials", "1", "--jobs", "1", "--storage", url, "--out", str(tmp_path / "a"),
                 cwd=tmp_path)
@@ -59,11 +59,11 @@ def test_one_trial_per_arm_gives_a_whole_report(tmp_path):
 # --------------------------------------------------------------------------- CSV files
 
 def test_csv_that_would_train_on_the_wrong_thing_is_refused(tmp_path):
-    """A repeated target column (pandas renamed the second copy, which then became a feature), values
+    """A repeated target column (pandas renames the second copy, which would be a feature), values
     that turn into inf in float32 once scaled (1e50 and 1e300 in a row of the validation or test
-    split, so the training split's statistics do not shrink them: every run "diverged", numpy warnings
-    printed), and a header without rows (reported as non-numeric columns). A column that is merely
-    large (units of 1e30) still runs."""
+    split, so the training split's statistics do not shrink them and every run would diverge), and a
+    header without rows (not "non-numeric columns"). A column that is merely large (units of 1e30)
+    still runs."""
     x = np.random.default_rng(0).normal(size=(60, 2))
     rows = lambda f: "".join(f(i, a, b) for i, (a, b) in enumerate(x))  # noqa: E731
     cases = {
