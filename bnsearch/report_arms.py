@@ -243,8 +243,10 @@ def _log_x(ax, drawn: pd.Series, base: float = 10) -> None:
     if pd.to_numeric(drawn, errors="coerce").replace([math.inf, -math.inf], math.nan).notna().any():
         ax.set_xscale("log", base=base)
     else:
-        ax.text(0.5, 0.5, "too few complete trials for an estimate", transform=ax.transAxes, ha="center",
+        ax.text(0.5, 0.65, "too few complete trials for an estimate", transform=ax.transAxes, ha="center",
                 va="center", color="grey")
+        ax.set_xticks([])
+        ax.set_yticks([])
 
 
 def _save(fig, path: Path) -> Path:
