@@ -478,22 +478,14 @@ def _read_run(url: str, name: str, studies: set[str]) -> _Run:
 def _analyse_arms(df, settings: Settings, comparisons, context: dict):
     """The N-arm layer (budgets, interaction) of the experiment's first run; repeats enter through the
     aggregated comparisons only."""
-    import math
-
     from . import arms as arm_specs
-    from .analysis import complete_trials, shared_best
     from .analysis.multiarm import analyse_arms
-    from .analysis.summary import DEFAULT_TOLERANCE
-    from .analysis.tolerance import noise_tolerance
 
-    tolerance = settings.tolerance
-    if tolerance is None:  # derived as the comparisons derive it, from the best score of all arms
-        tolerance = noise_tolerance(shared_best(complete_trials(df)["score"]), context.get("n_val"), _task(settings))
-        tolerance = tolerance if math.isfinite(tolerance) else DEFAULT_TOLERANCE
     cells = arm_specs.two_by_two(settings.arms, settings.data.inputs)
     norm = next((s.norm for s in settings.arms if s.norm != "none"), "batchnorm")
     return analyse_arms(df, arms=settings.arm_names(), reference=settings.reference, epochs=settings.epochs,
-                        tolerance=tolerance, distributions=settings.distributions(),
+                        tolerance=settings.tolerance, n_val=context.get("n_val"),
+                        distributions=settings.distributions(),
                         paired=settings.paired, sampler=settings.sampler, task=_task(settings), seed=settings.seed,
                         descriptions={s.name: s.describe(settings.data.inputs) for s in settings.arms},
                         cells=cells, norm_label={"batchnorm": "BN", "layernorm": "LayerNorm"}[norm],

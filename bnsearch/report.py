@@ -188,10 +188,13 @@ def _setup_lines(summary: Summary, meta: Mapping) -> list[str]:
         f"{arm_label(summary.arms[0])} vs {arm_label(summary.arms[1])}",
         f"good = within δ = {summary.tolerance:.4g} of s* = {_fmt(summary.s_star, 'score')} (best of both arms; "
         f"{summary.tolerance_source or 'set'}); the configuration that sets s* is left out of the counts",
-        "primary endpoint: difference in good fraction ("
-        + ("exact McNemar test, exact conditional 95% interval" if summary.primary.get("paired", summary.paired)
-           else "Newcombe 95% interval and the test it inverts")
-        + f"; no practical difference = 90% interval within ±{100 * summary.primary.get('margin', math.nan):.0f} pts)",
+        "primary analysis: good fraction at every quality level from s* down to the median score "
+        f"({summary.primary.get('n_levels', 0)} levels); max-statistic test with the arms swapped "
+        + ("within pairs" if summary.primary.get("paired", summary.paired) else "between trials")
+        + "; " + ("Tango" if summary.primary.get("paired", summary.paired) else "Mee")
+        + f" score intervals at its critical value {summary.primary.get('critical', math.nan):.2f} (simultaneous); "
+        f"no practical difference = every level's 90% interval within ±{100 * summary.primary.get('margin', math.nan):.0f} pts, "
+        "tuning curves within δ, not at the floor",
         "every other difference is secondary: Holm-adjusted p values in tests.csv (p_holm)",
         f"intervals: {summary.interval}",
     ]
@@ -262,7 +265,7 @@ def print_report(summary: Summary, console, meta: Mapping | None = None, full: b
     # truncated), where an unwrapped paragraph would be one unreadable line.
     console.print(Panel(summary.verdict, title="Verdict", title_align="left", width=min(console.width, 100)))
     t, r = summary.arms
-    table = Table(title="Key numbers (primary endpoint: good fraction; pp = percentage points)",
+    table = Table(title="Key numbers (good fraction: the primary analysis at δ; Δ in pts, 95% CI)",
                   title_justify="left")
     for i, h in enumerate(["", arm_label(t), arm_label(r), "Δ [95% CI]"]):
         table.add_column(h, justify="left" if i == 0 else "right", no_wrap=True)

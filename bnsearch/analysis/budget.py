@@ -183,6 +183,10 @@ def budget_table(df: pd.DataFrame, *, arms: Sequence[str], reference: str, epoch
             add(e, a, "good_delta", res.diff, res.lo, res.hi, versus=r)
             add(e, a, "primary_p", res.p_value, versus=r)
             add(e, a, "direction", {"easier": 1, "harder": -1}.get(res.outcome, 0), versus=r)
+            focus = res.level(res.focus)
+            if focus:  # the quality level where the arms differ most, as the verdict names it
+                add(e, a, "focus_delta", focus["diff"], focus["lo"], focus["hi"], versus=r)
+                add(e, a, "focus_level", focus["delta"], versus=r)
             add(e, a, "median_d", *hodges_lehmann(d), versus=r)
     return pd.DataFrame(rows, columns=BUDGET_COLUMNS)
 
@@ -253,8 +257,12 @@ def budget_verdict(df: pd.DataFrame, table: pd.DataFrame, *, arm: str, reference
     def at(e: int) -> tuple[int, str]:
         d = _row(table, e, arm, "direction", reference)[0]
         g = _row(table, e, arm, "good_delta", reference)
+        f = _row(table, e, arm, "focus_delta", reference)
+        lvl = _row(table, e, arm, "focus_level", reference)[0]
         p = _row(table, e, arm, "primary_p", reference)[0]
-        return (int(d) if math.isfinite(d) else 0), f"{_fmt(*g)} at the declared δ, {_p(p)}"
+        most = (f"; largest at δ = {lvl:.3g}: {_fmt(*f)}" if math.isfinite(lvl) and math.isfinite(f[0])
+                and f[0] != g[0] else "")
+        return (int(d) if math.isfinite(d) else 0), f"{_fmt(*g)} at the declared δ{most}; {_p(p)}"
 
     (d_s, t_s), (d_f, t_f) = at(short), at(epochs)
     word = {1: "easier", -1: "harder", 0: "not shown different"}

@@ -15,7 +15,7 @@ import pandas as pd
 from .budget import budget_grid, budget_table, budget_verdict, compute_curves, default_pairs
 from .common import N_BOOT, Summary
 from .interaction import cell_scores, interaction_table, interaction_verdict
-from .summary import summarize
+from .summary import comparison_tolerance, summarize
 
 
 @dataclass
@@ -86,19 +86,21 @@ def _from_comparison(summary: Summary | None, metric: str) -> tuple[float, float
     return None
 
 
-def analyse_arms(df: pd.DataFrame, *, arms: Sequence[str], reference: str, epochs: int, tolerance: float,
+def analyse_arms(df: pd.DataFrame, *, arms: Sequence[str], reference: str, epochs: int, tolerance: float | None,
                  distributions: Mapping, paired: bool, sampler: str, task: str, seed: int = 0,
                  descriptions: Mapping[str, str] | None = None, cells: Mapping | None = None,
                  norm_label: str = "BN", summaries: Mapping[str, Summary] | None = None,
-                 n_boot: int = N_BOOT) -> ArmsAnalysis:
+                 n_boot: int = N_BOOT, n_val: int | None = None) -> ArmsAnalysis:
     """Every non-reference arm against ``reference`` (``summarize(..., arms=(arm, reference))``),
     the budget analysis over all arms, and the interaction when ``cells`` names a 2x2.
 
-    ``summaries`` may hand in comparisons already made (e.g. aggregated over repeats)."""
+    ``summaries`` may hand in comparisons already made (e.g. aggregated over repeats). ``tolerance``:
+    the config's δ, or None to derive it from the validation noise (``n_val``) exactly as `summarize`
+    does for each pair, so the budget's full-budget row is the comparison's primary analysis."""
     arms = list(arms)
     comparisons = dict(summaries) if summaries is not None else {
         a: summarize(df, distributions=distributions, tolerance=tolerance, paired=paired, sampler=sampler,
-                     task=task, seed=seed, n_boot=n_boot, arms=(a, reference))
+                     task=task, seed=seed, n_boot=n_boot, arms=(a, reference), n_val=n_val)
         for a in arms if a != reference}
     grid = budget_grid(epochs)
     pairs = default_pairs(arms, reference)
@@ -107,13 +109,14 @@ def analyse_arms(df: pd.DataFrame, *, arms: Sequence[str], reference: str, epoch
             pair = (cells[(inputs, True)], cells[(inputs, False)])
             if pair not in pairs:
                 pairs.append(pair)
-    # Each pair against the reference is judged with the δ its two-arm summary used, so the budget's
-    # full-budget row is the summary's primary analysis, number for number.
-    tolerances = {(a, reference): comparisons[a].tolerance for a in comparisons}
-    budget = budget_table(df, arms=arms, reference=reference, epochs=epochs, tolerance=tolerance, grid=grid,
-                          pairs=pairs, n_boot=n_boot, seed=seed, tolerances=tolerances)
+    # Each pair is judged with the δ its two-arm summary uses, so the budget's full-budget row is the
+    # summary's primary analysis, number for number; the per-arm rows use the δ of all arms together.
+    tolerances = {p: comparison_tolerance(df, p, tolerance=tolerance, n_val=n_val, task=task) for p in pairs}
+    budget = budget_table(df, arms=arms, reference=reference, epochs=epochs,
+                          tolerance=comparison_tolerance(df, arms, tolerance=tolerance, n_val=n_val, task=task),
+                          grid=grid, pairs=pairs, n_boot=n_boot, seed=seed, tolerances=tolerances)
     compute = compute_curves(df, arms=arms, epochs=epochs, grid=grid, n_boot=n_boot, seed=seed)
-    verdicts = {(a, r): budget_verdict(df, budget, arm=a, reference=r, epochs=epochs, tolerance=tolerance,
+    verdicts = {(a, r): budget_verdict(df, budget, arm=a, reference=r, epochs=epochs, tolerance=tolerances[(a, r)],
                                        n_boot=n_boot, seed=seed) for a, r in pairs}
     out = ArmsAnalysis(arms, reference, epochs, dict(descriptions or {}), comparisons, budget, compute, verdicts,
                        pairs=pairs, cells=dict(cells) if cells else None)

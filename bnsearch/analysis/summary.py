@@ -156,6 +156,13 @@ def _tolerance(tolerance: float | None, s_star: float, n_val: int | None, task: 
     return float(tolerance), source
 
 
+def comparison_tolerance(df: pd.DataFrame, arms, *, tolerance: float | None, n_val: int | None, task: str) -> float:
+    """The δ `summarize` uses for these arms: the config's, or derived from the best score of their
+    completed trials (DEFAULT_TOLERANCE when the validation size is unknown)."""
+    scores = np.concatenate([_floats(complete_trials(df, a)["score"]) for a in arms]) if len(df) else np.array([])
+    return _tolerance(tolerance, shared_best(scores), n_val, task, scores)[0]
+
+
 def _pairs(df: pd.DataFrame, trials: dict, params: list[str], paired: bool, treat: str, ref: str,
            notes: list[str]) -> pd.DataFrame | None:
     """Pairing is only real when both arms carry config indices."""
