@@ -171,3 +171,27 @@ def test_interaction_with_no_gain_to_recover_and_empty():
     assert "does not show a gain" in interaction_verdict(tab.reset_index())
     empty = interaction_table(pd.DataFrame(columns=list("ABCD"), dtype=float))
     assert "Too few" in interaction_verdict(empty)
+
+
+def test_full_budget_row_is_the_verdict_s_primary_analysis():
+    """At the full budget the budget layer runs the same analysis on the same inputs as the two-arm
+    summary (derived δ included), so the numbers and the direction are identical."""
+    from bnsearch.analysis.multiarm import analyse_arms
+
+    rng = np.random.default_rng(2)
+    rows = []
+    for i in range(40):
+        q = rng.uniform(0.3, 0.9)
+        rows.append(_trial("bn-on", i, [q * 0.8, min(q + 0.05, 0.97)]))
+        rows.append(_trial("bn-off", i, [q * 0.7, q - 0.02 * (i % 3)]))
+    df = _frame(rows)
+    a = analyse_arms(df, arms=["bn-on", "bn-off"], reference="bn-off", epochs=2, tolerance=None, n_val=360,
+                     distributions={}, paired=True, sampler="random", task="classification", n_boot=50)
+    s = a.comparisons["bn-on"]
+    b = a.budget[(a.budget["epochs"] == 2) & (a.budget["versus"] == "bn-off")].set_index("metric")
+    assert (b.loc["good_delta", "value"], b.loc["good_delta", "lo"], b.loc["good_delta", "hi"]) == \
+        (s.primary["diff"], s.primary["lo"], s.primary["hi"])
+    assert b.loc["primary_p", "value"] == s.primary["p_value"]
+    assert b.loc["direction", "value"] == {"easier": 1, "harder": -1}.get(s.outcome, 0)
+    v = a.budget_verdicts[("bn-on", "bn-off")]
+    assert ("at the full 2 easier" in v) == (s.outcome == "easier")
