@@ -1,0 +1,214 @@
+"""Trials-to-target across repeats for adaptive samplers (bnsearch/analysis/survival.py).
+
+Expected values are worked out by hand in the comments; lifelines is only the thing tested.
+"""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from bnsearch.analysis.survival import (DEFAULT_ADAPTIVE_REPEATS, adaptive_sentences, analyse_trajectories,
+                                        best_so_far_band, geometric_median, geometric_reached, km_rmst,
+                                        outcome_word, primary_test, random_search_median, speedup_over_random,
+                                        time_to_target)
+
+WORDS = {"with_t": "with BN", "with_r": "without BN"}
+ARMS = ("bn-on", "bn-off")
+
+
+def _traj(reach_at: int | None, length: int) -> np.ndarray:
+    """Scores 0 until trial `reach_at` (1-based) scores 1; `length` completed trials."""
+    s = np.zeros(length)
+    if reach_at is not None:
+        s[reach_at - 1] = 1.0
+    return s
+
+
+# Six repeats per arm, budget 8 trials, target 1.0.
+#   bn-on : reached at 1, 2, 5, 5; one repeat completed only 4 trials (censored at 4); one never (8+)
+#   bn-off: reached at 3, 6; four never (8+)
+ON = [_traj(1, 8), _traj(2, 8), _traj(None, 4), _traj(5, 8), _traj(5, 8), _traj(None, 8)]
+OFF = [_traj(3, 8), _traj(6, 8), _traj(None, 8), _traj(None, 8), _traj(None, 8), _traj(None, 8)]
+
+
+@pytest.fixture(scope="module")
+def hand():
+    return analyse_trajectories({"bn-on": ON, "bn-off": OFF}, ARMS, sampler="tpe", budget=8, target=1.0, seed=0)
+
+
+def test_times_are_first_trial_at_target_and_censored_at_the_repeats_own_length(hand):
+    assert time_to_target([0.1, 0.5, 0.9, 0.95], 0.9) == (3, True)
+    assert time_to_target([0.1, 0.5], 0.9) == (2, False)
+    on = hand.times[hand.times["arm"] == "bn-on"]
+    assert on["trials"].tolist() == [1, 2, 4, 5, 5, 8]
+    assert on["reached"].tolist() == [True, True, False, True, True, False]
+
+
+def test_kaplan_meier_by_hand(hand):
+    # S(n) = prod over event times t <= n of (1 - d_t / n_t), n_t = repeats still at risk at t:
+    #   t=1: 6 at risk, 1 reaches  -> S = 5/6            = 0.833333
+    #   t=2: 5 at risk, 1 reaches  -> S = 5/6 * 4/5      = 2/3
+    #   t=4: the 4-trial repeat leaves (censored), no event
+    #   t=5: 3 at risk (5, 5, 8+), 2 reach -> S = 2/3 * 1/3 = 2/9 = 0.222222
+    # "reached by n" = 1 - S(n).
+    km = hand.per_arm["bn-on"].km.set_index("n")
+    expect = {0: 0, 1: 1 / 6, 2: 1 / 3, 3: 1 / 3, 4: 1 / 3, 5: 7 / 9, 8: 7 / 9}
+    for n, v in expect.items():
+        assert km.loc[n, "reached"] == pytest.approx(v, abs=1e-12)
+    assert km.loc[5, "at_risk"] == 3
+    # Pointwise band at n = 2 (exponential Greenwood, lifelines' default):
+    #   Greenwood sum = 1/(6*5) + 1/(5*4) = 1/30 + 1/20 = 1/12
+    #   v = (1/12) / log(2/3)^2 = 0.083333 / 0.164402 = 0.506894;  z*sqrt(v) = 1.959964 * 0.711965 = 1.395425
+    #   S bounds = (2/3)^exp(+1.395425) = (2/3)^4.03668 = 0.194617,  (2/3)^exp(-1.395425) = (2/3)^0.247728 = 0.904434
+    #   reached bounds = 1 - those: 0.095566 .. 0.805383
+    assert km.loc[2, "lo"] == pytest.approx(1 - 0.904434, abs=1e-5)
+    assert km.loc[2, "hi"] == pytest.approx(1 - 0.194617, abs=1e-5)
+    s = hand.per_arm["bn-on"]
+    # Median: the first n with S(n) <= 1/2 -> n = 5.
+    assert s.median == 5
+    # Restricted mean up to 8 = area under S: 1*1 + 1*(5/6) + 3*(2/3) + 3*(2/9) = 1 + 0.8333 + 2 + 0.6667 = 4.5
+    assert s.rmst == pytest.approx(4.5)
+    on = hand.times[hand.times["arm"] == "bn-on"]
+    assert km_rmst(on["trials"].to_numpy(), on["reached"].to_numpy(), 8)[0] == pytest.approx(4.5, abs=1e-12)
+    # bn-off: 2 of 6 reach, at 3 and 6: S = 5/6 then 4/6; the median is never reached.
+    off = hand.per_arm["bn-off"]
+    assert math.isinf(off.median) and off.reached == 2
+    # RMST: 3*1 + 3*(5/6) + 2*(4/6) = 3 + 2.5 + 1.3333 = 6.8333
+    assert off.rmst == pytest.approx(6.833333, abs=1e-6)
+
+
+def test_logrank_by_hand(hand):
+    # Pooled event times; at each, E_on = d * n_on / n and V = d (n_on/n)(n_off/n)(n-d)/(n-1):
+    #   t=1: n_on 6, n_off 6, d 1 (on)      E = 6/12 = 0.5         V = 36/144 * 11/11  = 0.25
+    #   t=2: n_on 5, n_off 6, d 1 (on)      E = 5/11 = 0.454545    V = 30/121 * 10/10  = 0.247934
+    #   t=3: n_on 4, n_off 6, d 1 (off)     E = 4/10 = 0.4         V = 24/100          = 0.24
+    #   (t=4: an on repeat censored)
+    #   t=5: n_on 3, n_off 5, d 2 (on, on)  E = 2*3/8 = 0.75       V = 2*15/64 * 6/7   = 0.401786
+    #   t=6: n_on 1, n_off 5, d 1 (off)     E = 1/6 = 0.166667     V = 5/36            = 0.138889
+    #   O_on = 4, E_on = 2.271212, O - E = 1.728788, V = 1.278609
+    #   chi2 = 1.728788^2 / 1.278609 = 2.337469; p = P(chi2_1 > 2.337469) = 0.126295
+    assert hand.o_minus_e == pytest.approx(1.728788, abs=1e-6)
+    assert hand.logrank_chi2 == pytest.approx(2.337469, abs=1e-5)
+    assert hand.logrank_p == pytest.approx(0.126295, abs=1e-5)
+    assert hand.outcome == "cannot tell" and outcome_word(hand) == "cannot tell"
+    # RMST difference 4.5 - 6.8333 = -2.3333 (on reaches sooner), with a bootstrap interval around it
+    d, lo, hi = hand.rmst_diff
+    assert d == pytest.approx(-2.333333, abs=1e-6) and lo < d < hi
+
+
+def test_geometric_closed_form_agrees_with_kaplan_meier_on_random_search_repeats():
+    # A random search draws i.i.d., so the trial it first reaches the target is geometric with
+    # p = the good fraction at the target: P(reached by n) = 1 - (1 - p)^n.
+    rng = np.random.default_rng(7)
+    budget, repeats = 30, 400
+    arm = [np.round(rng.beta(5, 2, budget) * 360) / 360 for _ in range(repeats)]  # accuracy-like ties
+    other = [np.round(rng.beta(5, 2, budget) * 360) / 360 for _ in range(repeats)]
+    res = analyse_trajectories({"bn-on": arm, "bn-off": other}, ARMS, sampler="random", budget=budget, n_boot=50)
+    allv = np.concatenate(arm + other)
+    p = float(np.mean(allv >= res.target))  # the good fraction at the target
+    km = res.per_arm["bn-on"].km
+    ns = km["n"].to_numpy()
+    closed = geometric_reached(p, ns)
+    assert np.max(np.abs(km["reached"].to_numpy() - closed)) < 0.05
+    inside = (km["lo"].to_numpy() - 1e-9 <= closed) & (closed <= km["hi"].to_numpy() + 1e-9)
+    assert inside.mean() >= 0.9  # pointwise 95% bands
+    assert abs(res.per_arm["bn-on"].median - geometric_median(p)) <= 1
+    # RMST of the geometric: sum_{n=0}^{B-1} (1-p)^n
+    closed_rmst = (1 - (1 - p) ** budget) / p
+    assert res.per_arm["bn-on"].rmst == pytest.approx(closed_rmst, rel=0.1)
+
+
+def test_geometric_median_follows_lifelines_convention():
+    # (1 - 0.5)^1 = 0.5 <= 1/2 -> 1; p = 0.1: 0.9^6 = 0.531, 0.9^7 = 0.478 -> 7
+    assert geometric_median(0.5) == 1 and geometric_median(0.1) == 7
+    assert math.isinf(geometric_median(0.0))
+
+
+def _toy_search(rng, budget, offset, lift=0.0):
+    """An adaptive toy on a 1-D landscape: samples near the incumbent with growing probability
+    (so trials are not independent), accuracy-like scores on 360 validation rows."""
+    best_x, best_s, out = None, -np.inf, []
+    for i in range(budget):
+        if best_x is not None and rng.random() < min(0.8, i / 15):
+            x = float(np.clip(best_x + rng.normal(0, 0.08), 0, 1))
+        else:
+            x = rng.random()
+        s = 0.95 - 1.5 * (x - 0.3) ** 2 + lift + offset + rng.normal(0, 0.03)
+        s = np.round(np.clip(s, 0, 1) * 360) / 360
+        out.append(s)
+        if s > best_s:
+            best_x, best_s = x, s
+    return np.array(out)
+
+
+def _draw(rng, repeats, budget, lift=0.0):
+    # Repeat r of both arms shares its data split: a shared offset per repeat.
+    off = rng.normal(0, 0.02, repeats)
+    return {"bn-on": [_toy_search(rng, budget, off[r], lift) for r in range(repeats)],
+            "bn-off": [_toy_search(rng, budget, off[r]) for r in range(repeats)]}
+
+
+def test_aa_on_adaptive_repeats_false_claim_rate_at_most_5_percent():
+    rng = np.random.default_rng(11)
+    draws = 300
+    claims = sum(primary_test(_draw(rng, DEFAULT_ADAPTIVE_REPEATS, 30), ARMS).outcome in ("faster", "slower")
+                 for _ in range(draws))
+    rate = claims / draws
+    print(f"A/A, {DEFAULT_ADAPTIVE_REPEATS} adaptive repeats per arm, {draws} draws: false-claim rate {rate:.1%}")
+    # Binomial margin: at a true 5%, 300 draws exceed 8% with probability < 0.5%.
+    assert rate <= 0.05
+
+
+def test_planted_effect_is_found_and_points_the_right_way():
+    rng = np.random.default_rng(12)
+    out = [primary_test(_draw(rng, DEFAULT_ADAPTIVE_REPEATS, 30, lift=0.05), ARMS).outcome for _ in range(40)]
+    assert out.count("faster") >= 30 and out.count("slower") == 0
+
+
+def test_best_so_far_band_and_gap_at_budget():
+    rng = np.random.default_rng(3)
+    trajs = [rng.random(20) for _ in range(10)]
+    band = best_so_far_band(trajs, 20, "bn-on", seed=1)
+    m = np.array([np.maximum.accumulate(t) for t in trajs])
+    assert np.allclose(band["mean"], m.mean(axis=0))
+    half = stats.t.ppf(0.975, 9) * m.std(axis=0, ddof=1) / math.sqrt(10)
+    assert np.allclose(band["hi"] - band["mean"], half)
+    ok = half > 0
+    # the simultaneous band is at least as wide as the pointwise one
+    assert np.all(band["sim_hi"].to_numpy()[ok] >= band["hi"].to_numpy()[ok] - 1e-12)
+    res = analyse_trajectories({"bn-on": trajs, "bn-off": [t * 0.9 for t in trajs]}, ARMS, sampler="tpe",
+                               n_boot=100)
+    diff = m[:, -1] - 0.9 * m[:, -1]  # paired by repeat
+    g, lo, hi = res.gap
+    assert g == pytest.approx(diff.mean())
+    assert hi - g == pytest.approx(stats.t.ppf(0.975, 9) * diff.std(ddof=1) / math.sqrt(10))
+
+
+def test_speedup_over_random():
+    # Adaptive medians: bn-on 2 trials, bn-off 4. Random search: p = 0.1 in both arms ->
+    # geometric median 7 (0.9^7 = 0.478 <= 1/2 < 0.9^6) -> speed-ups 7/2 = 3.5 and 7/4 = 1.75:
+    # the sampler's edge is smaller where the landscape is easier.
+    ad = analyse_trajectories({"bn-on": [_traj(2, 10), _traj(1, 10), _traj(3, 10)],
+                               "bn-off": [_traj(4, 10), _traj(3, 10), _traj(5, 10)]},
+                              ARMS, sampler="tpe", budget=10, target=1.0, n_boot=50)
+    random_scores = np.r_[np.ones(10), np.zeros(90)]
+    sp = speedup_over_random(ad, {"bn-on": random_scores, "bn-off": random_scores}).set_index("arm")
+    assert sp.loc["bn-on", "random_median"] == 7
+    assert sp.loc["bn-on", "speedup"] == pytest.approx(3.5)
+    assert sp.loc["bn-off", "speedup"] == pytest.approx(1.75)
+    assert sp.loc["bn-on", "lo"] <= 3.5 <= sp.loc["bn-on", "hi"]
+    m, lo, hi = random_search_median(random_scores, 1.0)
+    assert lo <= m <= hi
+
+
+def test_verdict_sentences_name_the_outcome_and_never_good_fraction_tests(hand):
+    text = " ".join(adaptive_sentences(hand, WORDS, sampler="tpe", task="classification"))
+    assert text.startswith("TPE, 6 repeats per arm of 8 trials")
+    assert "log-rank p = 0.126" in text and "median of 5 trials" in text
+    assert "cannot tell" in text and "good fraction" not in text.lower().replace("good-fraction tests are not", "")
+    one = " ".join(adaptive_sentences(None, WORDS, sampler="gp", task="classification", n_repeats=1))
+    assert "--repeats 10" in one and "cannot tell" in one
+    few = primary_test({"bn-on": [ON[0]], "bn-off": [OFF[0]]}, ARMS)
+    assert few.outcome == "too few repeats"
