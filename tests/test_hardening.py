@@ -193,13 +193,17 @@ def test_locked_sqlite_is_one_line_exit_1_within_the_lock_timeout(tmp_path, smok
     holder.execute("BEGIN EXCLUSIVE")  # e.g. an sqlite3 shell left in a transaction
     try:
         t0 = time.monotonic()
-        r = run_cli("list", "--storage", f"sqlite:///{db}", env={"BNSEARCH_LOCK_TIMEOUT": "2"}, timeout=120)
+        r = run_cli("study", SMOKE, "--bn", "on", "--jobs", "1", "--storage", f"sqlite:///{db}",
+                    env={"BNSEARCH_LOCK_TIMEOUT": "2"}, timeout=120)
         took = time.monotonic() - t0
+        # A reader takes no write lock (storage.reading): the WAL file stays readable meanwhile.
+        listed = run_cli("list", "--storage", f"sqlite:///{db}", env={"BNSEARCH_LOCK_TIMEOUT": "2"}, timeout=120)
     finally:
         holder.rollback()
         holder.close()
     assert one_line_error(r, 1, "is locked by another process (waited 2 s") is None, r.stderr
     assert took < 60
+    assert listed.returncode == 0 and "smoke" in listed.stdout, listed.stderr
 
 
 def test_reopening_storage_keeps_this_process_s_sqlite_locks(tmp_path, smoke):

@@ -209,8 +209,8 @@ def test_a_frozen_worker_does_not_hang_compare(tmp_path):
     cfg = tmp_path / "slow.toml"
     cfg.write_text(SLOW_CONFIG.replace("epochs = 4", "epochs = 2"))
     db = tmp_path / "bn.db"
-    cmd = [sys.executable, "-m", "bnsearch", "study", str(cfg), "--bn", "on", "--jobs", "2",
-           "--storage", f"sqlite:///{db}"]
+    cmd = [sys.executable, "-m", "bnsearch", "compare", str(cfg), "--jobs", "2", "--storage", f"sqlite:///{db}",
+           "--out", str(tmp_path / "out")]
     proc = _start_mid_trial(cmd, db, {**os.environ, "BNSEARCH_HEARTBEAT": "1"}, min_complete=0)
     with killed_on_exit(proc):
         workers = _workers_of(proc.pid)
@@ -232,7 +232,8 @@ def test_a_frozen_worker_does_not_hang_compare(tmp_path):
     with sqlite3.connect(db) as con:
         states = dict(con.execute("SELECT state, COUNT(*) FROM trials GROUP BY state").fetchall())
     con.close()
-    assert states.get("COMPLETE") == 6 and not states.get("RUNNING") and not states.get("WAITING"), states
+    assert states.get("COMPLETE") == 12 and not states.get("RUNNING") and not states.get("WAITING"), states
+    assert (tmp_path / "out" / "trials.csv").exists()
 
 
 @pytest.mark.slow
