@@ -212,3 +212,23 @@ def test_verdict_sentences_name_the_outcome_and_never_good_fraction_tests(hand):
     assert "--repeats 10" in one and "cannot tell" in one
     few = primary_test({"bn-on": [ON[0]], "bn-off": [OFF[0]]}, ARMS)
     assert few.outcome == "too few repeats"
+
+
+def test_sampler_settings_are_pinned_and_stored(tmp_path):
+    import optuna
+
+    from bnsearch.config import load_config
+    from bnsearch.search import prepare_experiment
+    from bnsearch.search.plan import TPE_SETTINGS, make_sampler, sampler_settings
+
+    s = load_config().with_overrides(sampler="tpe", paired=False, trials=3, name="pin")
+    tpe = make_sampler(s)
+    # Optuna 5.0's defaults, written out: multivariate TPE with constant liar, 10 random startup trials
+    assert tpe._multivariate is True and tpe._constant_liar is True and tpe._n_startup_trials == 10
+    stored = sampler_settings(s)
+    assert stored["name"] == "TPESampler" and stored["optuna_version"] == optuna.__version__
+    assert {k: stored[k] for k in TPE_SETTINGS} == TPE_SETTINGS and stored["seed"] == s.seed
+    arm = prepare_experiment(s, f"sqlite:///{tmp_path}/x.db", ["bn-on"])[0]
+    assert arm.study.user_attrs["sampler_settings"] == stored
+    gp = sampler_settings(s.with_overrides(sampler="gp"))
+    assert gp["name"] == "GPSampler" and gp["n_startup_trials"] == 10

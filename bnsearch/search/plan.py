@@ -25,6 +25,24 @@ def trial_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0] & 0x7FFFFFFF)
 
 
+# Every setting that shapes an adaptive search, pinned rather than inherited: Optuna 5.0 changed
+# TPE's defaults (multivariate, constant liar), so a rerun under another version would otherwise
+# sample differently. Stored per study (sampler_settings) so a report says how its trials were drawn.
+TPE_SETTINGS = {"multivariate": True, "constant_liar": True, "n_startup_trials": 10, "n_ei_candidates": 24,
+                "group": False}
+GP_SETTINGS = {"n_startup_trials": 10, "deterministic_objective": False}
+_SAMPLER_CLASS = {"random": "RandomSampler", "qmc": "QMCSampler", "tpe": "TPESampler", "gp": "GPSampler"}
+
+
+def sampler_settings(settings: Settings) -> dict[str, Any]:
+    """The sampler's full construction, as stored in the study's user attrs."""
+    pinned = {"tpe": TPE_SETTINGS, "gp": GP_SETTINGS, "qmc": {"scramble": True}}.get(settings.sampler, {})
+    # Each worker process seeds its own sampler (workers of one arm must not propose the same point).
+    seed_rule = "seed" if settings.sampler == "qmc" else "seed + 1000 * (worker pid mod 997); the plan: seed"
+    return {"name": _SAMPLER_CLASS[settings.sampler], "optuna_version": optuna.__version__, **pinned,
+            "seed": settings.seed, "seed_rule": seed_rule}
+
+
 def make_sampler(settings: Settings, worker: int = 0) -> optuna.samplers.BaseSampler:
     seed = settings.seed + 1000 * worker
     if settings.sampler == "random":
@@ -32,8 +50,8 @@ def make_sampler(settings: Settings, worker: int = 0) -> optuna.samplers.BaseSam
     if settings.sampler == "qmc":
         return optuna.samplers.QMCSampler(seed=settings.seed, scramble=True, warn_independent_sampling=False)
     if settings.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
-    return optuna.samplers.GPSampler(seed=seed)
+        return optuna.samplers.TPESampler(seed=seed, **TPE_SETTINGS)
+    return optuna.samplers.GPSampler(seed=seed, **GP_SETTINGS)
 
 
 @quiet
@@ -92,7 +110,7 @@ def _meta(settings: Settings, arm: str, repeat_of: tuple[str, int] | None = None
         "data_sha256": settings.data_digest(),
         "paired": settings.paired, "sampler": settings.sampler, "budget": settings.trials,
         "bnsearch_version": __version__, "torch_version": torch_version.split("+")[0],
-        "optuna_version": optuna.__version__,
+        "optuna_version": optuna.__version__, "sampler_settings": sampler_settings(settings),
         # Which experiment this one repeats (with seed + repeat): reports pool repeats by this stored
         # identity, never by a name that merely looks like `<experiment>-rep<N>`.
         "repeat_of": repeat_of[0] if repeat_of else None, "repeat": repeat_of[1] if repeat_of else 0,
@@ -137,8 +155,9 @@ def prepare_experiment(settings: Settings, url: str | None, arms: Iterable[str] 
                 v = max(v, old_budget)  # a smaller --trials never shrinks a stored plan
             if k in ("repeat_of", "repeat") and repeat_of is None and study.user_attrs.get("repeat_of"):
                 continue  # `study` run on a stored repeat keeps it a repeat
-            if (k not in study.user_attrs or study.user_attrs[k] != v) and not (k.endswith("_version")
-                                                                                and k in study.user_attrs):
+            # Versions and sampler settings stay those the first trials were drawn with.
+            first_only = k.endswith("_version") or k == "sampler_settings"
+            if (k not in study.user_attrs or study.user_attrs[k] != v) and not (first_only and k in study.user_attrs):
                 study.set_user_attr(k, v)
         fail_stale(study)
         if settings.paired:
