@@ -232,7 +232,8 @@ def compact_rows(summary: Summary) -> list[list[str]]:
             return "n/a"
         if math.isinf(v):
             return f"> {lo:.0f}" if np.isfinite(lo) else "n/a"
-        band = f" [{lo:.0f}–{hi:.0f}]" if np.isfinite(lo) and np.isfinite(hi) else ""
+        # one decimal: whole trials would print intervals like [2–2] that look zero-width
+        band = f" [{lo:.1f}–{hi:.1f}]" if np.isfinite(lo) and np.isfinite(hi) else ""
         return f"{v:.1f}{band}"
 
     rows = [["good fraction", *pct("good_fraction")]]

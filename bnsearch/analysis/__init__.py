@@ -11,7 +11,7 @@ seed, so the same trials always give the same report. One module per concept:
     summary     summarize(): every table for one experiment
     repeats     aggregate_repeats(): mean and interval across repeats
     verdict     plain-language sentences from a Summary, conclusion first
-    primary     the primary endpoint: good-fraction difference, interval, test, four outcomes, Holm
+    primary     the primary analysis: quality levels, max-statistic test, score intervals, outcomes, Holm
     tolerance   the noise-derived tolerance and the reference configuration left out
     lr_window   decades of lr where the smoothed P(good) exceeds a level, per optimizer
     heterogeneity  paired difference by hyperparameter level, crossovers

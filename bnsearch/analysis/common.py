@@ -82,7 +82,7 @@ class Summary:
     profile: pd.DataFrame = field(default_factory=pd.DataFrame)
     heterogeneity: pd.DataFrame = field(default_factory=pd.DataFrame)
     arms: tuple = ARMS  # (treatment, reference)
-    primary: dict = field(default_factory=dict)  # the primary endpoint (analysis.primary) as plain numbers
+    primary: dict = field(default_factory=dict)  # the primary analysis (analysis.primary) as plain numbers
     context: dict = field(default_factory=dict)  # n_val, baseline, reference model scores
     tolerance_source: str = ""
     outcome: str = ""  # easier | harder | equivalent | cannot tell

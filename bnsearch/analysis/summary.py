@@ -286,7 +286,7 @@ def _metrics_table(x: _Inputs, ends: _Endpoints, notes: list[str]) -> pd.DataFra
     if fail_end is not None:
         delta_cis[("robustness", "failed_rate")] = (fail_end.lo, fail_end.hi)
     metrics = _with_delta(metrics, TABLE_KEYS["metrics"], delta_cis, arms)
-    # The good-fraction Δ is the primary endpoint's (paired: over the configurations of both arms).
+    # The good-fraction Δ is the primary analysis' at the declared δ (paired: configurations of both arms).
     metrics.loc[(metrics["metric"] == "good_fraction") & (metrics["arm"] == DELTA), "value"] = primary.diff
     return metrics
 
@@ -454,6 +454,32 @@ def _primary_dict(primary: PrimaryResult, margin: float) -> dict:
             **{f"focus_{k}": (v if isinstance(v, str) else float(v)) for k, v in focus.items()}}
 
 
+def interval_notes(tables: Mapping[str, pd.DataFrame]) -> list[str]:
+    """Why an interval is a single value or ends at its estimate, wherever one does: the report never
+    prints such an interval without its reason."""
+    single, edge = [], []
+    for name, t in tables.items():
+        if t.empty or not {"value", "lo", "hi"} <= set(t.columns):
+            continue
+        v, lo, hi = (pd.to_numeric(t[c], errors="coerce").to_numpy(float) for c in ("value", "lo", "hi"))
+        ok = np.isfinite(lo) & np.isfinite(hi) & np.isfinite(v)
+        label = t["metric"] if "metric" in t else t["quantity"] if "quantity" in t else pd.Series([name] * len(t))
+        for i in np.flatnonzero(ok & (lo == hi)):
+            single.append(str(label.iloc[i]))
+        for i in np.flatnonzero(ok & (lo != hi) & ((v == lo) | (v == hi))):
+            edge.append(str(label.iloc[i]))
+    notes = []
+    if single:
+        notes.append("an interval that is a single value (" + ", ".join(sorted(set(single))) + ") means every "
+                     "resample or every shift the test accepts gives that value: no learning-rate window in any "
+                     "resample, or paired differences mostly tied")
+    if edge:
+        notes.append("an interval ending at its estimate (" + ", ".join(sorted(set(edge))) + ") sits at a bound "
+                     "the quantity cannot pass: a share of 0% or 100%, a difference of ±100%, or a curve at its "
+                     "best possible score")
+    return notes
+
+
 def summarize(df: pd.DataFrame, *, distributions: Mapping, tolerance: float | None, paired: bool, sampler: str,
               task: str, seed: int = 0, n_boot: int = N_BOOT, evaluator=None, arms: tuple[str, str] = ARMS,
               n_val: int | None = None, baseline: float | None = None, reference: Mapping | None = None,
@@ -479,6 +505,8 @@ def summarize(df: pd.DataFrame, *, distributions: Mapping, tolerance: float | No
     profile = _tolerance_profile_table(ends.primary, x.arms)
     het = _heterogeneity_table(x, notes)
     notes += hardware_notes(df[df["arm"].astype(str).isin(arms)] if len(df) else df)
+    notes += interval_notes({"metrics": metrics, "tests": tests, "profile": profile, "curves": curves,
+                             "heterogeneity": het})
 
     context = {"n_val": n_val, "baseline": baseline}
     if reference:
