@@ -154,16 +154,18 @@ def check_out_dir(out: Path) -> Path:
     return out
 
 
-def run_compare(config=None, *, trials=None, repeats: int = 1, jobs=None, storage=None, out=None, device=None,
+def run_compare(config=None, *, trials=None, repeats: int | None = None, jobs=None, storage=None, out=None, device=None,
                 seed=None, progress: Progress | None = None,
                 on_repeat: Callable[[int, Settings], None] | None = None) -> "Report":
     """Run what is missing of every arm (for every repeat), then analyse and export.
 
     Returns the Report; its `files` are what was written to `out` (default results/<experiment>/).
     `on_repeat(i, settings)` is called before repeat i runs. Nothing is printed.
+    repeats: None takes the config's (Settings.default_repeats: 10 for an adaptive sampler, else 1).
     """
     settings = _settings(config, trials=trials, device=device, seed=seed)
     check_jobs(jobs)
+    repeats = settings.default_repeats() if repeats is None else repeats
     check_repeats(settings, repeats)
     runs = repeat_settings(settings, repeats)
     out_dir = Path(out) if out else Path("results") / settings.name

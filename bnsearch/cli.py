@@ -133,7 +133,9 @@ FullOpt = typer.Option(False, "--full", help="Print every table, not only the ve
 def compare(
     config: Optional[Path] = ConfigArg,
     trials: Optional[int] = TrialsOpt,
-    repeats: int = typer.Option(1, "--repeats", "-r", help="Repeat the whole experiment with R seeds."),
+    repeats: Optional[int] = typer.Option(
+        None, "--repeats", "-r", show_default=False,
+        help="Repeat the whole experiment with R seeds \\[default: search.repeats, else 10 for tpe/gp, 1 otherwise]."),
     jobs: Optional[int] = JobsOpt,
     storage: Optional[str] = StorageOpt,
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Export folder \\[default: results/<experiment>/]",
@@ -150,8 +152,9 @@ def compare(
       bnsearch compare configs/breast_cancer.toml --seed 1 --out results/bc-seed1
     """
     def on_repeat(i, s):
-        if repeats > 1:
-            console.print(f"[bold]repeat {i + 1}/{repeats}[/]: {s.name} (seed {s.seed})", highlight=False)
+        total = repeats if repeats is not None else s.default_repeats()
+        if total > 1:
+            console.print(f"[bold]repeat {i + 1}/{total}[/]: {s.name} (seed {s.seed})", highlight=False)
 
     report = _run(lambda progress: api.run_compare(
         config, trials=trials, repeats=repeats, jobs=jobs, storage=storage, out=out, seed=seed,

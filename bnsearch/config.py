@@ -45,7 +45,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "experiment": {"name": str, "seed": int, "tolerance": float, "arms": list, "reference": str},
     "data": {"dataset": str, "path": str, "target": str, "task": str, "inputs": str,
              "val_fraction": float, "test_fraction": float},
-    "search": {"sampler": str, "trials": int, "paired": bool, "space": dict},
+    "search": {"sampler": str, "trials": int, "paired": bool, "repeats": int, "space": dict},
     "train": {"epochs": int, "device": str},
     "arms": {},  # [arms.<name>] tables: keys are arm names, checked by arms.parse_arms
 }
@@ -137,7 +137,13 @@ def _check_tolerance(tolerance: float, key: str) -> None:
 ANALYSIS_ONLY = ("experiment.tolerance",)
 # Not identity either: the budget may grow, a GPU machine may join a CPU one, and the data are
 # identified by their contents (data.sha256), not by where the file lies.
-NOT_IDENTITY = ("search.trials", "train.device", "data.path", *ANALYSIS_ONLY)
+# Repeats are separate experiments (seed + r), so their number is no part of any one's identity.
+NOT_IDENTITY = ("search.trials", "search.repeats", "train.device", "data.path", *ANALYSIS_ONLY)
+
+# An adaptive sampler's trajectory is one observation, so `compare` runs this many independent
+# seeded searches per arm unless the config or --repeats says otherwise (power: docs/design.md §6).
+ADAPTIVE_REPEATS = 10
+MAX_REPEATS = 1000
 
 _digests: dict[tuple[str, int, int], str] = {}
 
@@ -251,6 +257,7 @@ class Settings:
     source: str = DEFAULT_SOURCE
     arms: tuple = _arms.DEFAULT_SPECS  # ArmSpec per arm (docs/design.md, Arms)
     reference: str = _arms.DEFAULT_REFERENCE
+    repeats: int | None = None  # search.repeats; None: ADAPTIVE_REPEATS for tpe/gp, else 1 (default_repeats)
 
     def distributions(self) -> dict[str, od.BaseDistribution]:
         """The searched hyperparameters (fixed ones are not Optuna parameters)."""
@@ -277,12 +284,20 @@ class Settings:
             "experiment": {"name": self.name, "seed": self.seed,
                            **({"tolerance": self.tolerance} if self.tolerance is not None else {}), **exp_arms},
             "data": data,
-            "search": {"sampler": self.sampler, "trials": self.trials, "paired": self.paired, "space": space},
+            "search": {"sampler": self.sampler, "trials": self.trials, "paired": self.paired,
+                       **({"repeats": self.repeats} if self.repeats is not None else {}), "space": space},
             "train": {"epochs": self.epochs, "device": self.device},
         }
         if arm_tables:
             d["arms"] = arm_tables
         return d
+
+    def default_repeats(self) -> int:
+        """Repeats `compare` runs without --repeats: search.repeats, else ADAPTIVE_REPEATS for an
+        adaptive sampler (one trajectory is one observation), else 1."""
+        if self.repeats is not None:
+            return self.repeats
+        return ADAPTIVE_REPEATS if self.sampler in ("tpe", "gp") else 1
 
     def arm_names(self) -> list[str]:
         return [a.name for a in self.arms]
@@ -472,6 +487,9 @@ def parse_config(doc: dict[str, Any], src: str) -> Settings:
     paired = sea.get("paired", sampler in ("random", "qmc"))
     if paired and sampler in ("tpe", "gp"):
         raise ConfigError(f"{src}: search.paired: {sampler} tunes each arm adaptively; set paired = false or sampler = \"random\"")
+    repeats = sea.get("repeats")
+    if repeats is not None and not (isinstance(repeats, int) and 1 <= repeats <= MAX_REPEATS):
+        raise ConfigError(f"{src}: search.repeats: must be a whole number from 1 to {MAX_REPEATS} (got {repeats!r})")
     raw_space = sea.get("space")
     if raw_space is None:
         raw_space = tomllib.loads(default_text())["search"]["space"]
@@ -498,7 +516,7 @@ def parse_config(doc: dict[str, Any], src: str) -> Settings:
         raise ConfigError(f"{src}: {exc}") from None
 
     return Settings(name, exp.get("seed", 0), tolerance, data, sampler, trials, paired, space, epochs, device, src,
-                    arm_specs, reference)
+                    arm_specs, reference, repeats)
 
 
 def default_text() -> str:

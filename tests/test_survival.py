@@ -232,3 +232,17 @@ def test_sampler_settings_are_pinned_and_stored(tmp_path):
     assert arm.study.user_attrs["sampler_settings"] == stored
     gp = sampler_settings(s.with_overrides(sampler="gp"))
     assert gp["name"] == "GPSampler" and gp["n_startup_trials"] == 10
+
+
+def test_adaptive_samplers_default_to_ten_repeats_and_the_count_is_no_identity(tmp_path):
+    from bnsearch.config import ADAPTIVE_REPEATS, ConfigError, load_config, load_config_text, to_toml
+
+    base = load_config()
+    assert base.default_repeats() == 1
+    tpe = base.with_overrides(sampler="tpe", paired=False)
+    assert tpe.default_repeats() == ADAPTIVE_REPEATS == DEFAULT_ADAPTIVE_REPEATS
+    set12 = load_config_text(to_toml(tpe).replace("[search]", "[search]\nrepeats = 12", 1), "x.toml")
+    assert set12.default_repeats() == 12 and set12.config_hash() == tpe.config_hash()
+    assert load_config_text(to_toml(set12), "y.toml").repeats == 12
+    with pytest.raises(ConfigError, match="search.repeats"):
+        load_config_text(to_toml(tpe).replace("[search]", "[search]\nrepeats = 0", 1), "z.toml")
