@@ -166,6 +166,46 @@ def compare(
 
 
 @app.command()
+def panel(
+    config: Path = typer.Argument(..., help="Panel TOML: [panel] name and datasets, plus one search space and budget.",
+                                  show_default=False),
+    trials: Optional[int] = TrialsOpt,
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs per trial (overrides train.epochs).",
+                                         show_default=False),
+    jobs: Optional[int] = JobsOpt,
+    storage: Optional[str] = StorageOpt,
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Export folder \\[default: results/<panel>/]",
+                                       show_default=False),
+):
+    """Run the same paired comparison on every data set of a panel, then pool the effects
+    (random-effects meta-analysis, prediction interval, Bayesian signed-rank, moderators).
+
+    [dim]Examples:[/]
+      bnsearch panel configs/panel.toml
+      bnsearch panel configs/panel.toml --jobs 2 --out results/my-panel
+    """
+    from .panel import load_panel, run_panel
+    from .progress import PanelProgress
+
+    spec = load_panel(config, trials=trials, epochs=epochs)  # a bad config is one line before anything is shown
+    console.print(f"[bold]{spec.name}[/] ({config}, {len(spec.entries)} data sets) -> "
+                  f"{_masked(_storage_url(storage))}", highlight=False)
+    with PanelProgress(console) as progress:
+        result = run_panel(config, jobs=jobs, storage=storage, out=out, trials=trials, epochs=epochs,
+                           progress=progress)
+    console.print(result.verdict, highlight=False, soft_wrap=True)
+    for note in result.notes:
+        err.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
+    _print_files(result.files)
+
+
+def _storage_url(storage):
+    from .search import storage_url
+
+    return storage_url(storage)
+
+
+@app.command()
 def summary(
     config: Optional[Path] = ConfigArg,
     experiment: Optional[str] = ExperimentOpt,

@@ -45,9 +45,9 @@ def _jobs(argv: list[str]) -> str | None:
 
 
 def runs_workers(argv: list[str]) -> bool:
-    """Whether this command line will (most likely) start worker processes: `compare` and `study`
-    with more than one job. A wrong guess costs only CPU: an unused server is killed at exit."""
-    if not argv or argv[0] not in ("compare", "study") or "--help" in argv:
+    """Whether this command line will (most likely) start worker processes: `compare`, `study` and
+    `panel` with more than one job. A wrong guess costs only CPU: an unused server is killed at exit."""
+    if not argv or argv[0] not in ("compare", "study", "panel") or "--help" in argv:
         return False
     return _jobs(argv) not in ("1", "0")
 

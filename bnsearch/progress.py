@@ -48,3 +48,33 @@ class ArmProgress:
             else:
                 self.progress.update(self.tasks[key], completed=min(st.complete, st.budget),
                                      total=st.budget, **fields)
+
+
+class PanelProgress:
+    """One line per data set of a panel: trials done over both arms, best so far, elapsed."""
+
+    def __init__(self, console: Console):
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("best {task.fields[best]}"), TextColumn("{task.fields[extra]}"),
+            TimeElapsedColumn(), console=console, transient=False,
+        )
+        self.tasks: dict[str, int] = {}
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.__exit__(*exc)
+
+    def __call__(self, entry, arms: list[Arm]) -> None:
+        states = [arm_state(a) for a in arms]
+        best = max((s.best for s in states if s.best is not None), default=None)
+        running = sum(s.running for s in states)
+        fields = {"best": "-" if best is None else f"{best:.4f}", "extra": f"{running} running" if running else ""}
+        done, total = sum(min(s.complete, s.budget) for s in states), sum(s.budget for s in states)
+        if entry.slug not in self.tasks:
+            self.tasks[entry.slug] = self.progress.add_task(entry.slug, total=total, completed=done, **fields)
+        else:
+            self.progress.update(self.tasks[entry.slug], completed=done, total=total, **fields)
