@@ -337,7 +337,11 @@ def _build_report(url: str, experiment: str) -> Report:
     first = runs[0]  # the experiment's own run: its metadata labels every export, its trials the budgets
     # The N-arm layer (budgets, ~0.4 s) does not need the comparisons: a forked child computes it
     # while this process summarizes (_fork.py; computed here instead where that is not possible).
-    with Forked(functools.partial(_analyse_arms, first.df, first.settings, {}, first.context)) as arms_layer:
+    # Adaptive samplers: no budget layer; its good fractions per epoch budget assume i.i.d. paired draws.
+    adaptive = first.settings.sampler in ("tpe", "gp")
+    layer = (lambda: None) if adaptive else functools.partial(_analyse_arms, first.df, first.settings, {},
+                                                              first.context)
+    with Forked(layer, parallel=not adaptive) as arms_layer:
         by_arm: dict[str, list] = {}
         for run in runs:
             s = run.settings
@@ -347,8 +351,16 @@ def _build_report(url: str, experiment: str) -> Report:
                 if a != s.reference:
                     by_arm.setdefault(a, []).append(summarize(run.df, **kw, arms=(a, s.reference)))
         comparisons = {a: s[0] if len(s) == 1 else aggregate_repeats(s) for a, s in by_arm.items()}
+        if adaptive:  # the repeats' trials-to-target is the primary outcome
+            from .analysis.survival import attach_adaptive
+
+            budget = max(int(r.attrs.get("budget") or r.settings.trials) for r in runs)
+            for c in comparisons.values():
+                attach_adaptive(c, [r.df for r in runs], budget=budget, seed=first.settings.seed,
+                                sampler_settings=first.attrs.get("sampler_settings"))
         arms = arms_layer.result()
-    arms.comparisons = comparisons
+    if arms is not None:
+        arms.comparisons = comparisons
     summary = next(iter(comparisons.values()))
     meta = {k: first.attrs.get(k) for k in ("experiment", "config_hash", "seed", "bnsearch_version", "torch_version",
                                             "optuna_version")}
@@ -518,13 +530,21 @@ def publish(report: Report, out_dir: Path, *, csv: bool = True, plots: bool = Tr
         drawn = run.finish()
     files += [p for paths in drawn[:n_main] for p in paths] + budget_csvs
     files += [p for paths in drawn[n_main:] for p in paths]
+    adaptive = getattr(report.summary, "adaptive", None)
+    if adaptive is not None:  # km.csv, best_so_far.csv, trials_to_target.csv and their plots
+        from . import report_survival
+
+        files += report_survival.write(adaptive, out_dir, report.meta, csv=csv, plots=plots)
     if csv and plots:
         from .files import atomic_write
 
         # report.md in one write, its budget section included: a failure between two writes would
         # leave it without that section. The budget plots are embedded by that section, not listed twice.
         text = rpt.markdown_text(report.summary, report.meta,
-                                 [f for f in files if f.name not in ("budget.png", "compute.png")], out_dir)
+                                 [f for f in files if f.name not in ("budget.png", "compute.png", "km.png",
+                                                                     "best_so_far.png")], out_dir)
+        if adaptive is not None:
+            text = text.rstrip("\n") + "\n\n" + report_survival.markdown_section(adaptive, files, out_dir)
         if report.arms is not None:
             text = text.rstrip("\n") + "\n\n" + report_arms.budget_markdown(report.arms)
         files.append(atomic_write(Path(out_dir) / "report.md", lambda tmp: tmp.write_text(text, encoding="utf-8")))

@@ -208,6 +208,8 @@ def _setup_lines(summary: Summary, meta: Mapping) -> list[str]:
     if versions:
         lines.append(versions)
     lines += [f"note: {n}" for n in summary.notes]
+    if getattr(summary, "adaptive", None) is not None:  # its primary outcome is in the notes (survival.py)
+        lines = [x for x in lines if not x.startswith("primary analysis:")]
     return lines
 
 
@@ -249,6 +251,10 @@ def compact_rows(summary: Summary) -> list[list[str]]:
     for name in dict.fromkeys(windows["metric"]):
         label = "LR window" + (" " + name[len("lr_window ("):-1] if "(" in name else "") + " (dec.)"
         rows.append([label] + [_fmt(m(name, a)[0], "one") for a in (t, r)] + [_fmt(m(name, DELTA)[0], "one", True)])
+    if getattr(summary, "adaptive", None) is not None:  # adaptive: trials to target across repeats replace g, 1/g
+        from .report_survival import compact_rows as adaptive_rows
+
+        rows = adaptive_rows(summary.adaptive) + rows[2:]
     return rows
 
 

@@ -246,3 +246,49 @@ def test_adaptive_samplers_default_to_ten_repeats_and_the_count_is_no_identity(t
     assert load_config_text(to_toml(set12), "y.toml").repeats == 12
     with pytest.raises(ConfigError, match="search.repeats"):
         load_config_text(to_toml(tpe).replace("[search]", "[search]\nrepeats = 0", 1), "z.toml")
+
+
+def test_report_path_for_adaptive_repeats(tmp_path):
+    """summarize + aggregate_repeats + attach_adaptive, then the exports: the verdict is the
+    trials-to-target one, the good-fraction tests are marked descriptive, km/best_so_far written."""
+    import pandas as pd
+    from rich.console import Console
+
+    from bnsearch import analysis as A
+    from bnsearch import report as R
+    from bnsearch import report_survival
+    from bnsearch.analysis.survival import attach_adaptive
+
+    rng = np.random.default_rng(5)
+    dist = {"lr": __import__("optuna").distributions.FloatDistribution(1e-4, 1, log=True)}
+    dfs = []
+    for r in range(4):
+        rows = []
+        for arm, lift in (("bn-on", 0.03), ("bn-off", 0.0)):
+            for i, s in enumerate(np.clip(rng.normal(0.85 + lift, 0.05, 15), 0, 1)):
+                rows.append({"experiment": "x" if r == 0 else f"x-rep{r}", "arm": arm, "number": i,
+                             "state": "COMPLETE", "config_index": pd.NA, "seed": i, "score": float(s),
+                             "test_score": float(s), "diverged": False, "epochs_run": 3, "seconds": 0.1,
+                             "lr": 10.0 ** rng.uniform(-4, 0)})
+        dfs.append(pd.DataFrame(rows))
+    sums = [A.summarize(df, distributions=dist, tolerance=0.01, paired=False, sampler="tpe", task="classification",
+                        n_boot=50) for df in dfs]
+    s = A.aggregate_repeats(sums)
+    res = attach_adaptive(s, dfs, budget=15, sampler_settings={"name": "TPESampler", "optuna_version": "5.1.0",
+                                                                "multivariate": True})
+    assert s.adaptive is res and s.verdict.startswith("TPE, 4 repeats per arm of 15 trials")
+    assert s.outcome in ("easier", "harder", "cannot tell")
+    notes = s.tests.loc[s.tests["test"] == "good_fraction", "note"]
+    assert notes.str.startswith("descriptive only").all() and not notes.str.contains("PRIMARY").any()
+    assert any("TPESampler(multivariate=True) under Optuna 5.1.0" in n for n in s.notes)
+    assert s.to_json()["adaptive"]["repeats"] == 4
+    console = Console(record=True, width=120)
+    R.print_report(s, console, {})
+    text = console.export_text()
+    assert "median trials to target" in text and "good fraction" not in text.split("Key numbers")[1].split("\n")[3]
+    files = report_survival.write(res, tmp_path, {"experiment": "x"})
+    assert sorted(f.name for f in files) == ["best_so_far.csv", "best_so_far.png", "km.csv", "km.png",
+                                             "trials_to_target.csv"]
+    km = pd.read_csv(tmp_path / "km.csv")
+    assert set(km["arm"]) == {"bn-on", "bn-off"} and km["n"].max() == 15
+    assert "![km](km.png)" in report_survival.markdown_section(res, files, tmp_path)

@@ -90,6 +90,9 @@ class Summary:
     n_repeats: int = 1
     interval: str = "95% CI per statistic (Clopper-Pearson for one share, score intervals for differences, percentile bootstrap otherwise)"
     notes: list[str] = field(default_factory=list)
+    # Adaptive samplers (tpe, gp): trials-to-target across repeats (survival.AdaptiveResult), the
+    # primary outcome in place of the good fraction; None for random/QMC search.
+    adaptive: object = None
 
     def metric(self, metric: str, arm: str) -> tuple[float, float, float]:
         """(value, lo, hi) of one metrics row; NaNs when absent."""
@@ -115,6 +118,7 @@ class Summary:
             "primary": {k: clean(v) for k, v in self.primary.items()},
             "context": {k: clean(v) for k, v in self.context.items()},
             "interval": self.interval, "verdict": self.verdict, "notes": list(self.notes),
+            "adaptive": self.adaptive.to_json() if self.adaptive is not None else None,
             "meta": {k: clean(v) for k, v in (meta or {}).items()},
             "tables": {name: json.loads(t.replace([np.inf, -np.inf], np.nan).to_json(orient="records"))
                        for name, t in self.tables().items()},

@@ -250,6 +250,20 @@ class AdaptiveResult:
     def km_table(self) -> pd.DataFrame:
         return pd.concat([a.km for a in self.per_arm.values()], ignore_index=True)
 
+    def to_json(self) -> dict:
+        """Plain JSON-able numbers (NaN and inf become null) for `summary --json`."""
+        import json
+
+        def clean(x):
+            return None if isinstance(x, float) and not math.isfinite(x) else x
+
+        return {"sampler": self.sampler, "arms": list(self.arms), "budget": self.budget, "repeats": self.repeats,
+                "target": clean(self.target), "target_quantile": self.quantile, "outcome": self.outcome,
+                "logrank_chi2": clean(self.logrank_chi2), "logrank_p": clean(self.logrank_p),
+                "sampler_settings": dict(self.sampler_settings),
+                "summary": json.loads(self.summary_rows().replace([np.inf, -np.inf], np.nan).to_json(orient="records")),
+                "times": json.loads(self.times.to_json(orient="records"))}
+
     def summary_rows(self) -> pd.DataFrame:
         """One row per quantity (arm or 'delta'), value/lo/hi: what km.csv's companion rows hold."""
         rows = [{"quantity": "target", "arm": "", "value": self.target, "lo": math.nan, "hi": math.nan}]
@@ -433,7 +447,8 @@ def _median_text(s: ArmSurvival) -> str:
                 + (f"; 95% CI from {s.median_lo:.0f} trials" if np.isfinite(s.median_lo) else "") + ")")
     hi = f"{s.median_hi:.0f}" if np.isfinite(s.median_hi) else "beyond the budget"
     lo = f"{s.median_lo:.0f}" if np.isfinite(s.median_lo) else "n/a"
-    return f"a median of {s.median:.0f} trials (95% CI {lo} to {hi}; {s.reached}/{s.repeats} repeats reached it)"
+    unit = "trial" if s.median == 1 else "trials"
+    return f"a median of {s.median:.0f} {unit} (95% CI {lo} to {hi}; {s.reached}/{s.repeats} repeats reached it)"
 
 
 def _p(p: float) -> str:
@@ -501,3 +516,34 @@ def outcome_word(result: AdaptiveResult | None) -> str:
 
 def is_adaptive(sampler: str) -> bool:
     return sampler in ADAPTIVE_SAMPLERS
+
+
+# ----------------------------------------------------------------------------- into a Summary
+
+def attach_adaptive(summary, dfs: Sequence[pd.DataFrame], *, budget: int | None = None, seed: int = 0,
+                    sampler_settings: Mapping | None = None, n_boot: int = N_BOOT) -> AdaptiveResult:
+    """Analyse the repeats of an adaptive experiment (one trials DataFrame per repeat) for the
+    summary's arms and make it the summary's primary outcome: `summary.adaptive`, its outcome and
+    verdict. The good-fraction rows stay in the tables, marked descriptive: adaptive draws are not
+    independent, so their tests do not hold."""
+    from .verdict import verdict
+
+    res = analyse_adaptive(dfs, tuple(summary.arms), sampler=summary.sampler, task=summary.task, budget=budget,
+                           seed=seed, sampler_settings=sampler_settings, n_boot=n_boot)
+    summary.adaptive = res
+    summary.outcome = outcome_word(res)
+    tests = summary.tests
+    if not tests.empty and "note" in tests.columns:
+        gf = tests["test"].isin(["good_fraction", "quality_level"])
+        tests.loc[gf, "note"] = ("descriptive only: " + summary.sampler.upper() + " draws are not independent, so "
+                                 "this test does not hold; " + tests.loc[gf, "note"].astype(str)
+                                 .str.replace("PRIMARY: ", "", regex=False)
+                                 .str.replace("PRIMARY at the declared δ: ", "", regex=False))
+    summary.notes = [*summary.notes,
+                     f"primary outcome for {summary.sampler}: trials to a target of {res.target:.4g} (the "
+                     f"{100 * res.quantile:.0f}th percentile of all {res.n_pooled} trials of both arms and every "
+                     "repeat) per repeat, log-rank across repeats; good fractions are descriptive only"]
+    if res.sampler_settings:
+        summary.notes.append(f"sampler: {settings_text(res.sampler_settings)}")
+    summary.verdict = verdict(summary)
+    return res

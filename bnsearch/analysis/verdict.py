@@ -212,6 +212,13 @@ def verdict(s: Summary) -> str:
         who = f"{missing[0]} has no" if len(missing) == 1 else "Neither arm has any"
         return (f"{who} completed trials, so the arms cannot be compared: "
                 f"the data cannot tell whether the search is easier {w['with_t']} than {w['with_r']}.")
+    if s.sampler in ADAPTIVE_SAMPLERS:  # repeats' trials-to-target, never the i.i.d. good-fraction tests
+        from .survival import adaptive_sentences
+
+        return " ".join(x for x in [*adaptive_sentences(s.adaptive, w, sampler=s.sampler, task=s.task,
+                                                         n_repeats=s.n_repeats),
+                                    _failure_sentence(s, w), "These conclusions hold for this search space."]
+                        if x is not None)
     sentences = [*_primary_sentences(s, w, n_on, n_off), _trials_to_target_sentence(s, w),
                  _failure_sentence(s, w), _secondary_sentence(s, w), *_crossover_sentences(s, w),
                  "These conclusions hold for this search space."]

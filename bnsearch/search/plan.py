@@ -38,7 +38,7 @@ def sampler_settings(settings: Settings) -> dict[str, Any]:
     """The sampler's full construction, as stored in the study's user attrs."""
     pinned = {"tpe": TPE_SETTINGS, "gp": GP_SETTINGS, "qmc": {"scramble": True}}.get(settings.sampler, {})
     # Each worker process seeds its own sampler (workers of one arm must not propose the same point).
-    seed_rule = "seed" if settings.sampler == "qmc" else "seed + 1000 * (worker pid mod 997); the plan: seed"
+    seed_rule = "seed" if settings.sampler == "qmc" else "seed + 1000 x (worker pid mod 997)"
     return {"name": _SAMPLER_CLASS[settings.sampler], "optuna_version": optuna.__version__, **pinned,
             "seed": settings.seed, "seed_rule": seed_rule}
 

@@ -1,0 +1,165 @@
+"""Exports of the adaptive-sampler outcome (analysis/survival.py): km.csv, best_so_far.csv,
+trials_to_target.csv, km.png, best_so_far.png, the report.md section and the terminal rows.
+
+Rendering only, like report.py: every number comes from the `AdaptiveResult`."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from .analysis import arm_label
+from .analysis.survival import AdaptiveResult, settings_text
+
+PNGS = ("km.png", "best_so_far.png")
+
+
+def _colors(arms) -> dict:
+    return dict(zip(arms, ("tab:blue", "tab:orange")))
+
+
+def _trials(x: float) -> str:
+    if isinstance(x, float) and math.isinf(x):
+        return "> budget"
+    return "n/a" if not np.isfinite(x) else f"{x:.0f}"
+
+
+def _median_cell(s, budget: int) -> str:
+    def end(x):
+        return f">{budget}" if isinstance(x, float) and math.isinf(x) else _trials(x)
+
+    return f"{end(s.median)} [{end(s.median_lo)}, {end(s.median_hi)}]"
+
+
+def compact_rows(res: AdaptiveResult) -> list[list[str]]:
+    """Rows for the terminal's key-numbers table (arm, arm, Δ)."""
+    t, r = res.arms
+    st, sr = res.per_arm[t], res.per_arm[r]
+    d, lo, hi = res.rmst_diff
+    g, glo, ghi = res.gap
+    cls = res.task == "classification"
+    fmt = (lambda x: f"{100 * x:+.1f}") if cls else (lambda x: f"{x:+.3f}")
+    return [
+        ["reached the target", f"{st.reached}/{st.repeats}", f"{sr.reached}/{sr.repeats}", ""],
+        ["median trials to target", _median_cell(st, res.budget), _median_cell(sr, res.budget), f"log-rank p {res.logrank_p:.3g}"],
+        [f"mean trials (≤ {res.budget})", f"{st.rmst:.1f}", f"{sr.rmst:.1f}",
+         f"{d:+.1f} [{lo:+.1f},{hi:+.1f}]" if np.isfinite(lo) else f"{d:+.1f}"],
+        [f"best after {res.budget}", f"{res.best_at_budget[t][0]:.4f}", f"{res.best_at_budget[r][0]:.4f}",
+         f"{fmt(g)} [{fmt(glo)},{fmt(ghi)}]" if np.isfinite(glo) else fmt(g)],
+    ]
+
+
+def write_csvs(res: AdaptiveResult, out_dir, meta: Mapping) -> list[Path]:
+    from .files import atomic_write
+    from .report import _with_meta
+
+    out = Path(out_dir)
+    times = res.times.assign(target=res.target, budget=res.budget)
+    frames = {"km.csv": res.km_table().assign(target=res.target),
+              "best_so_far.csv": res.curves.assign(target=res.target),
+              "trials_to_target.csv": pd.concat([res.summary_rows(), times], ignore_index=True)}
+    extra = {"sampler_settings": settings_text(res.sampler_settings)} if res.sampler_settings else {}
+    paths = []
+    for name, frame in frames.items():
+        table = _with_meta(frame, {**meta, **extra})
+        paths.append(atomic_write(out / name, lambda tmp, table=table: table.to_csv(tmp, index=False)))
+    return paths
+
+
+def _plot_km(plt, res: AdaptiveResult, title: str):
+    fig, ax = plt.subplots(figsize=(6, 4))
+    colors = _colors(res.arms)
+    for a in res.arms:
+        km = res.per_arm[a].km
+        s = res.per_arm[a]
+        ax.step(km["n"], km["reached"], where="post", color=colors[a],
+                label=f"{arm_label(a)}: median {_trials(s.median)} ({s.reached}/{s.repeats} reached)")
+        ax.fill_between(km["n"], km["lo"], km["hi"], step="post", color=colors[a], alpha=0.15)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlim(0, res.budget)
+    ax.set_xlabel("trial n")
+    ax.set_ylabel("share of repeats that reached the target")
+    ax.set_title(f"{title}\nKaplan–Meier, shaded: pointwise 95% band; target {res.target:.4g}; "
+                 f"log-rank p = {res.logrank_p:.3g}", fontsize=9)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def _plot_best_so_far(plt, res: AdaptiveResult, title: str):
+    fig, ax = plt.subplots(figsize=(6, 4))
+    colors = _colors(res.arms)
+    for a in res.arms:
+        c = res.curves[res.curves["arm"] == a]
+        ax.plot(c["n"], c["mean"], color=colors[a], label=f"{arm_label(a)} (mean of {int(c['repeats'].max())} repeats)")
+        ax.fill_between(c["n"], c["lo"], c["hi"], color=colors[a], alpha=0.2)
+        ax.plot(c["n"], c["sim_lo"], color=colors[a], ls=":", lw=1)
+        ax.plot(c["n"], c["sim_hi"], color=colors[a], ls=":", lw=1)
+    ax.axhline(res.target, color="grey", lw=1, ls="--", label="target")
+    ax.set_xlabel("trial n")
+    ax.set_ylabel("best validation score so far")
+    ax.set_title(f"{title}\nshaded: pointwise 95% t band; dotted: simultaneous 95% (bootstrap sup-t)", fontsize=9)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def write_plots(res: AdaptiveResult, out_dir, experiment: str = "") -> list[Path]:
+    from .files import atomic_write
+    from .report import pyplot
+
+    plt = pyplot()
+    out = Path(out_dir)
+    paths = []
+    for build, name, what in ((_plot_km, "km.png", "trials to target"),
+                              (_plot_best_so_far, "best_so_far.png", "best so far across repeats")):
+        fig = build(plt, res, f"{experiment}: {res.sampler.upper()}, {what}")
+        try:
+            fig.tight_layout()
+            paths.append(atomic_write(out / name, lambda tmp, fig=fig: fig.savefig(tmp, dpi=110)))
+        finally:
+            plt.close(fig)
+    return paths
+
+
+def markdown_section(res: AdaptiveResult, files=(), out_dir=None) -> str:
+    """The report.md section: the outcome's table, how it was defined, the two plots."""
+    import os
+
+    t, r = res.arms
+    rows = compact_rows(res)
+    lines = [f"## Trials to target ({res.sampler.upper()}, {res.repeats} repeats per arm)", "",
+             f"| | {arm_label(t)} | {arm_label(r)} | Δ [95% CI] |", "|---|---|---|---|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines += ["",
+              f"- target: validation score ≥ {res.target:.4g}, the {100 * res.quantile:.0f}th percentile of all "
+              f"{res.n_pooled} completed trials of both arms and every repeat (no single arm's maximum)",
+              f"- per repeat: the first trial whose best-so-far reaches it; a repeat that never does is censored at "
+              f"its last completed trial (budget {res.budget})",
+              "- median with 95% CI: Kaplan–Meier (lifelines; pointwise exponential Greenwood band); mean trials: "
+              "restricted mean up to the budget, difference with a paired percentile bootstrap over repeats",
+              f"- primary: log-rank test across repeats, χ² = {res.logrank_chi2:.3g}, p = {res.logrank_p:.3g}; "
+              "best score after the budget: paired t-interval across repeats",
+              "- good fractions and their tests elsewhere in this report are descriptive only: adaptive draws are "
+              "not independent"]
+    if res.sampler_settings:
+        lines.append(f"- sampler: {settings_text(res.sampler_settings)}")
+    lines.append("")
+    out = Path(out_dir) if out_dir is not None else None
+    for f in files:
+        f = Path(f)
+        if f.name in PNGS:
+            link = os.path.relpath(f, out) if out is not None else f.name
+            lines += [f"![{f.stem.replace('_', ' ')}]({Path(link).as_posix()})", ""]
+    return "\n".join(lines)
+
+
+def write(res: AdaptiveResult, out_dir, meta: Mapping, *, csv: bool = True, plots: bool = True) -> list[Path]:
+    files = write_csvs(res, out_dir, meta) if csv else []
+    if plots:
+        files += write_plots(res, out_dir, str(meta.get("experiment", "")))
+    return files
