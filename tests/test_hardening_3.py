@@ -21,7 +21,7 @@ from bnsearch import api
 from bnsearch.search import prepare_experiment
 from conftest import CONFIGS, killed_on_exit, run_cli
 from pg import pg_url, postgres  # noqa: F401  (fixtures)
-from test_hardening import PASSWORD, _alive, _descendants, _workers_of, one_line_error, tmpfs
+from test_hardening import PASSWORD, _alive, _cmdline, _descendants, _workers_of, one_line_error, tmpfs
 from test_parallel import SLOW_CONFIG, _start_mid_trial
 
 SMOKE = str(CONFIGS / "smoke.toml")
@@ -234,6 +234,43 @@ def test_a_frozen_worker_does_not_hang_compare(tmp_path):
     con.close()
     assert states.get("COMPLETE") == 12 and not states.get("RUNNING") and not states.get("WAITING"), states
     assert (tmp_path / "out" / "trials.csv").exists()
+
+
+@pytest.mark.slow
+def test_every_worker_frozen_fails_in_one_line_naming_them(tmp_path):
+    """Both workers SIGSTOPped: nobody can make progress, so the command fails within a bounded time
+    in one line naming them, kills them and re-queues their trials."""
+    cfg = tmp_path / "slow.toml"
+    cfg.write_text(SLOW_CONFIG)
+    db = tmp_path / "bn.db"
+    cmd = [sys.executable, "-m", "bnsearch", "study", str(cfg), "--bn", "on", "--jobs", "2",
+           "--storage", f"sqlite:///{db}"]
+    proc = _start_mid_trial(cmd, db, {**os.environ, "BNSEARCH_HEARTBEAT": "1"}, min_complete=0)
+    with killed_on_exit(proc):
+        deadline = time.monotonic() + 30
+        while len(workers := _workers_of(proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for w in workers:
+            os.kill(w, signal.SIGSTOP)
+        everyone = _descendants(proc.pid)
+        t0 = time.monotonic()
+        try:
+            _, err = proc.communicate(timeout=90)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the command waits for its frozen workers forever ({workers}, "
+                        f"{[(p, _cmdline(p)[:80]) for p in _descendants(proc.pid)]})")
+        finally:
+            for w in _alive(workers):
+                os.kill(w, signal.SIGCONT)
+    assert time.monotonic() - t0 < 60
+    assert one_line_error(subprocess.CompletedProcess(cmd, proc.returncode, "", err), 1,
+                          f"stopped (SIGSTOP or a debugger)") is None, err
+    assert all(str(w) in err for w in workers), err
+    assert not _no_process_left(proc.pid, everyone)
+    with sqlite3.connect(db) as con:
+        running = con.execute("SELECT COUNT(*) FROM trials WHERE state = 'RUNNING'").fetchone()[0]
+    con.close()
+    assert running == 0
 
 
 @pytest.mark.slow

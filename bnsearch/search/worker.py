@@ -447,7 +447,8 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
     # of the workers, and the spawned ones start first so their imports overlap its own.
     own = launch.context() is None
     procs, started = start_workers(url, settings.name, todo, jobs - own, settings.device, data_cache=cache)
-    refresh = (lambda: _show(progress, prepared)) if progress else None
+    watch = _reader_arms(url, settings.name, prepared)
+    refresh = (lambda: _show(progress, watch)) if progress else None
     try:
         try:
             if warmup is not None:
@@ -457,10 +458,10 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
             started.result()  # never leave a process half started, whatever happened meanwhile
         if own:
             run_worker(url, settings.name, todo, device=settings.device, on_trial=on_trial, data_cache=cache)
-        stuck = _StuckWatch(procs, prepared)
+        stuck = _StuckWatch(procs, watch, prepared)
         while any(p.is_alive() for p in procs):
             if progress:
-                _show(progress, prepared)
+                _show(progress, watch)
             for p in procs:
                 p.join(timeout=1.0 / len(procs))  # polling storage costs the workers CPU
             if any(p.exitcode not in (None, 0) for p in procs):
@@ -486,7 +487,7 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
         shutil.rmtree(cache, ignore_errors=True)
     bad = [p.exitcode for p in procs if p.exitcode not in (0, -signal.SIGINT)]
     if progress:
-        _show(progress, prepared)
+        _show(progress, watch)
     if lifecycle.OUT_OF_MEMORY_EXIT in bad:
         raise MemoryError(OUT_OF_MEMORY)
     storage_kinds = sorted({lifecycle.EXIT_KIND[c] for c in bad if c in lifecycle.EXIT_KIND})
@@ -497,6 +498,19 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
         raise RuntimeError(f"{len(bad)} of {len(procs)} worker processes failed (exit codes {bad}); "
                            "rerun the same command to resume")
     return prepared
+
+
+def _reader_arms(url: str | None, experiment: str, prepared: list[Arm]) -> list[Arm]:
+    """The arms again, opened for reading (storage.reading) for what the supervising process reads
+    while workers run (progress, _StuckWatch): a reader never takes SQLite's write lock, so it does
+    not wait behind a worker stopped (SIGSTOP) inside a transaction, which holds that lock for good."""
+    from .storage import reading
+
+    try:
+        with reading():
+            return [load_arm(url, experiment, a.arm) for a in prepared]
+    except Exception:
+        return prepared
 
 
 class _StuckWatch:
@@ -511,8 +525,8 @@ class _StuckWatch:
 
     DONE_GRACE_S = 5.0
 
-    def __init__(self, procs, arms: list[Arm]):
-        self.procs, self.arms = procs, arms
+    def __init__(self, procs, arms: list[Arm], writable: list[Arm]):
+        self.procs, self.arms, self.writable = procs, arms, writable
         self.done_since: float | None = None
         self.stopped_since: dict[int, float] = {}
         self.last = -math.inf
@@ -534,24 +548,24 @@ class _StuckWatch:
         alive = [p for p in self.procs if p.pid is not None and p.is_alive()]
         if not alive:
             return
+        for p in alive:
+            if lifecycle.is_stopped(p.pid):
+                self.stopped_since.setdefault(p.pid, now)
+            else:
+                self.stopped_since.pop(p.pid, None)
         with lifecycle.deferred_stop():
             try:
                 left = self._work_left()
             except Exception as exc:
                 if not _is_transient(exc):
                     raise
-                return
+                left = True
         if not left:
             self.done_since = self.done_since or now
             if now - self.done_since >= self.DONE_GRACE_S:
                 lifecycle.stop_workers(alive, on_wait=on_wait, resume=True)
             return
         self.done_since = None
-        for p in alive:
-            if lifecycle.is_stopped(p.pid):
-                self.stopped_since.setdefault(p.pid, now)
-            else:
-                self.stopped_since.pop(p.pid, None)
         limit = 3 * heartbeat_interval() + 10.0  # a stopped worker's trial is stale after 3 intervals
         if all(now - self.stopped_since.get(p.pid, now) > limit for p in alive):
             pids = ", ".join(str(p.pid) for p in alive)
@@ -559,7 +573,7 @@ class _StuckWatch:
                 p.kill()
                 p.join(timeout=5)
             with contextlib.suppress(Exception):
-                for arm in self.arms:  # their owners are gone now: re-queue what they held
+                for arm in self.writable:  # their owners are gone now: re-queue what they held
                     fail_stale(arm.study)
             raise RuntimeError(
                 f"worker process{'es' if len(alive) > 1 else ''} {pids} stopped (SIGSTOP or a debugger) for over "
