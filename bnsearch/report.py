@@ -272,7 +272,9 @@ def print_report(summary: Summary, console, meta: Mapping | None = None, full: b
     # truncated), where an unwrapped paragraph would be one unreadable line.
     console.print(Panel(summary.verdict, title="Verdict", title_align="left", width=min(console.width, 100)))
     t, r = summary.arms
-    table = Table(title="Key numbers (good fraction: the primary analysis at δ; Δ in pts, 95% CI)",
+    table = Table(title="Key numbers (good fraction: the primary analysis at δ; Δ in pts, 95% CI)"
+                  if getattr(summary, "adaptive", None) is None else  # adaptive: report_survival.compact_rows
+                  "Key numbers (trials to target across repeats: the primary outcome; Δ with 95% CI)",
                   title_justify="left")
     for i, h in enumerate(["", arm_label(t), arm_label(r), "Δ [95% CI]"]):
         table.add_column(h, justify="left" if i == 0 else "right", no_wrap=True)

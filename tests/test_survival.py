@@ -292,3 +292,11 @@ def test_report_path_for_adaptive_repeats(tmp_path):
     km = pd.read_csv(tmp_path / "km.csv")
     assert set(km["arm"]) == {"bn-on", "bn-off"} and km["n"].max() == 15
     assert "![km](km.png)" in report_survival.markdown_section(res, files, tmp_path)
+
+
+def test_trials_beyond_the_budget_are_not_counted():
+    # Two workers may both ask for the last trial: the 41st of a 40-trial repeat must not count.
+    late = np.r_[np.zeros(40), 1.0]
+    res = analyse_trajectories({"bn-on": [late, np.zeros(40)], "bn-off": [np.zeros(40), np.zeros(40)]}, ARMS,
+                               sampler="tpe", budget=40, target=1.0, n_boot=20)
+    assert res.per_arm["bn-on"].reached == 0 and res.n_pooled == 160

@@ -336,7 +336,8 @@ def analyse_trajectories(trajs: Mapping[str, Sequence[np.ndarray]], arms: tuple[
                          sampler_settings: Mapping | None = None, target: float | None = None) -> AdaptiveResult:
     """The same from score trajectories: {arm: [scores of repeat 0, repeat 1, ...]}."""
     treat, ref = arms
-    trajs = {a: [np.asarray(t, float) for t in trajs[a]] for a in arms}
+    # Every repeat gets the same budget: a worker may finish one trial beyond it (two asked at once).
+    trajs = {a: [np.asarray(t, float)[:budget] if budget else np.asarray(t, float) for t in trajs[a]] for a in arms}
     # A repeat with no completed trial of an arm carries no time for it (nothing was searched).
     keep = {a: [t for t in trajs[a] if t.size] for a in arms}
     budget = int(budget or max((t.size for a in arms for t in keep[a]), default=0))
