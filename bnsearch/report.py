@@ -234,8 +234,9 @@ def compact_rows(summary: Summary) -> list[list[str]]:
             return "n/a"
         if math.isinf(v):
             return f"> {lo:.0f}" if np.isfinite(lo) else "n/a"
-        # one decimal: whole trials would print intervals like [2–2] that look zero-width
-        band = f" [{lo:.1f}–{hi:.1f}]" if np.isfinite(lo) and np.isfinite(hi) else ""
+        # a decimal below 10 trials: whole trials printed intervals like [2–2] that looked zero-width
+        short = (lambda x: f"{x:.1f}" if x < 10 else f"{x:.0f}")
+        band = f" [{short(lo)}–{short(hi)}]" if np.isfinite(lo) and np.isfinite(hi) else ""
         return f"{v:.1f}{band}"
 
     rows = [["good fraction", *pct("good_fraction")]]

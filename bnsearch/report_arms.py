@@ -59,7 +59,7 @@ def comparison_line(arm: str, reference: str, summary) -> str:
         med, lo, hi = summary.test("wilcoxon", "median_d")
         p = summary.test("wilcoxon", "p_value")[0]
         pairs = (f"{arm} scores higher than {reference} in {_pct(win)}% of the paired configurations "
-                 f"(ties {_pct(ties)}%; median difference {_with_ci(med, lo, hi, True)} pts, Wilcoxon p = {p:.3g})")
+                 f"(ties {_pct(ties)}%; Hodges-Lehmann shift {_with_ci(med, lo, hi, True)} pts, Wilcoxon p = {p:.3g})")
     else:
         med, lo, hi = summary.test("mann_whitney", "median_diff")
         p = summary.test("mann_whitney", "p_value")[0]
@@ -336,8 +336,9 @@ def budget_markdown(a: ArmsAnalysis) -> str:
              "Every metric re-read at each training budget from the stored per-epoch validation curves "
              "(a run's score at epoch e equals that of an e-epoch run: no LR schedule, same batches). "
              "Good = within the tolerance of the best score of all arms *at that budget*.", "",
-             _md(*_budget_rows(a)), "", "Advantage of each pair (good judged within the pair, as in the two-arm "
-             "analysis; median Δ = median paired score difference), points, 95% CIs:", "", _md(*_pair_rows(a)), ""]
+             _md(*_budget_rows(a)), "", "Advantage of each pair (the primary analysis at each budget: Δ good at the "
+             "declared δ with its simultaneous interval; median Δ = Hodges-Lehmann shift of the paired scores with "
+             "its Wilcoxon interval), points, 95% CIs:", "", _md(*_pair_rows(a)), ""]
     parts += [f"> {s}" for s in a.budget_verdicts.values()]
     parts += ["", "![advantage vs training budget](budget.png)", "",
               "![tuning curves against compute](compute.png)", ""]

@@ -230,8 +230,15 @@ def _row(table: pd.DataFrame, e: int, arm: str, metric: str, versus: str = "") -
 def _fmt(v: float, lo: float, hi: float) -> str:
     if not math.isfinite(v):
         return "n/a"
-    ci = f" (95% CI {100 * lo:+.0f} to {100 * hi:+.0f})" if math.isfinite(lo) and math.isfinite(hi) else ""
-    return f"{100 * v:+.0f} pts{ci}"
+    ci = f" (95% CI {_pp(lo)} to {_pp(hi)})" if math.isfinite(lo) and math.isfinite(hi) else ""
+    return f"{_pp(v)} pts{ci}"
+
+
+def _pp(x: float) -> str:
+    # whole points, but an end within half a point of 0 keeps its sign and a decimal: "+0" beside a
+    # test that does not reject would read as an interval touching 0 from above
+    r = int(round(100 * x))
+    return f"{100 * x:+.1f}" if r == 0 and x != 0 else f"{r:+d}"
 
 
 def _p(p: float) -> str:

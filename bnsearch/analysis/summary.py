@@ -475,8 +475,8 @@ def interval_notes(tables: Mapping[str, pd.DataFrame]) -> list[str]:
                      "resample, or paired differences mostly tied")
     if edge:
         notes.append("an interval ending at its estimate (" + ", ".join(sorted(set(edge))) + ") sits at a bound "
-                     "the quantity cannot pass: a share of 0% or 100%, a difference of ±100%, or a curve at its "
-                     "best possible score")
+                     "the quantity cannot pass: a share of 0% or 100%, a difference of ±100%, a learning-rate "
+                     "window of 0 decades, or a curve at its best possible score")
     return notes
 
 

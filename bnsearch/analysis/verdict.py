@@ -22,7 +22,12 @@ def _pct(x: float) -> str:
 
 
 def _pts(x: float) -> str:
-    return "n/a" if not np.isfinite(x) else f"{100 * x:+.0f}"
+    if not np.isfinite(x):
+        return "n/a"
+    # whole points, but a value within half a point of 0 keeps its sign and a decimal (never "-0" or a
+    # "+0" lower end beside a test that does not reject)
+    r = int(round(100 * x))
+    return f"{100 * x:+.1f}" if r == 0 and x != 0 else f"{r:+d}"
 
 
 def _score_diff(x: float, task: str, unit: bool = True) -> str:
