@@ -100,9 +100,19 @@ def _plot_best_so_far(plt, res: AdaptiveResult, title: str):
         ax.plot(c["n"], c["sim_lo"], color=colors[a], ls=":", lw=1)
         ax.plot(c["n"], c["sim_hi"], color=colors[a], ls=":", lw=1)
     ax.axhline(res.target, color="grey", lw=1, ls="--", label="target")
+    # The first few trials span most of the score range; from ~a tenth of the budget on, the
+    # differences that matter are a point or two, so the axis starts there.
+    late = res.curves[res.curves["n"] >= max(3, res.budget // 10)]
+    lows = late[["lo", "sim_lo", "mean"]].to_numpy(float)
+    highs = late[["hi", "sim_hi", "mean"]].to_numpy(float)
+    if np.isfinite(lows).any() and np.isfinite(highs).any():
+        lo, hi = np.nanmin(lows), max(np.nanmax(highs), res.target)
+        pad = 0.1 * (hi - lo) or 0.01
+        ax.set_ylim(lo - pad, hi + pad)
     ax.set_xlabel("trial n")
     ax.set_ylabel("best validation score so far")
-    ax.set_title(f"{title}\nshaded: pointwise 95% t band; dotted: simultaneous 95% (bootstrap sup-t)", fontsize=9)
+    ax.set_title(f"{title}\nshaded: pointwise 95% t band; dotted: simultaneous 95% (bootstrap sup-t)\n"
+                 "y axis fitted from a tenth of the budget on", fontsize=9)
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
     return fig
