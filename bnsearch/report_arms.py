@@ -67,7 +67,10 @@ def comparison_line(arm: str, reference: str, summary) -> str:
                  f"(Mann-Whitney p = {p:.3g})")
     g, glo, ghi = summary.test("good_fraction", "diff")
     gp = summary.test("good_fraction", "p_value")[0]
-    return f"{arm} vs {reference}: {pairs}; good fraction {_with_ci(g, glo, ghi, True)} pts (p = {gp:.3g})."
+    # The p belongs to the test over every quality level; the interval to the declared δ alone (it
+    # excludes 0 only when the test rejects at that level), so each is named for what it answers.
+    return (f"{arm} vs {reference}: {pairs}; good fraction at the declared δ {_with_ci(g, glo, ghi, True)} pts "
+            f"(simultaneous 95% CI); test over all quality levels p = {gp:.3g}.")
 
 
 def _budget_cell(b: pd.DataFrame, e: int, arm: str, metric: str, versus: str = "", signed: bool = False,
