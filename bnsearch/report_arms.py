@@ -284,9 +284,16 @@ def _plot_tuning(a: ArmsAnalysis, out: Path) -> list[Path]:
 
 
 def _relabel(table: pd.DataFrame, arm: str, reference: str) -> pd.DataFrame:
+    """Role labels (bn-on = the compared arm, bn-off = the reference) to the arms' names. A table that
+    already carries the names is returned as it is: mapping it would swap arms whose own names are
+    bn-on/bn-off in the other role."""
     if table.empty or "arm" not in table:
         return table
-    return table.assign(arm=table["arm"].astype(str).replace({"bn-on": arm, "bn-off": reference}))
+    labels = set(table["arm"].astype(str))
+    if arm in labels and reference in labels:
+        return table
+    roles = {"bn-on": arm, "bn-off": reference}
+    return table.assign(arm=table["arm"].astype(str).map(lambda x: roles.get(x, x)))
 
 
 def publish_arms(report, out_dir, *, csv: bool = True, plots: bool = True) -> list[Path]:

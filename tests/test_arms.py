@@ -187,3 +187,27 @@ def test_old_two_arm_storage_still_loads(tmp_path):
     files = api.export(experiment="old", storage=url, out=tmp_path / "out")
     assert {"summary.csv", "tests.csv", "budget.csv", "budget.png", "report.md"} <= {f.name for f in files}
     assert "Faster, or more robust?" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_comparison_labels_stay_with_their_arms_when_arms_are_named_bn_on_and_bn_off_in_other_roles():
+    """An experiment whose reference is bn-on (and whose compared arm is bn-off) keeps each arm's rows
+    under its own name in comparison_metrics.csv."""
+    import pandas as pd
+    from bnsearch.analysis import summarize
+    from bnsearch.report_arms import _relabel
+
+    rows = []
+    for arm, scores in (("bn-off", [0.9, 0.8, 0.7, 0.6, 0.5]), ("bn-on", [0.5, 0.4, 0.3, 0.2, 0.1])):
+        for i, s in enumerate(scores):
+            rows.append({"experiment": "x", "arm": arm, "number": i, "state": "COMPLETE", "config_index": i,
+                         "score": s, "test_score": s, "diverged": False})
+    df = pd.DataFrame(rows)
+    s = summarize(df, distributions={}, tolerance=0.01, paired=True, sampler="random", task="classification",
+                  arms=("bn-off", "bn-on"), n_boot=20)
+    out = _relabel(s.metrics, "bn-off", "bn-on")
+    best = out[(out["metric"] == "best")].set_index("arm")["value"]
+    assert best["bn-off"] == 0.9 and best["bn-on"] == 0.5
+    # role labels are still mapped to names
+    roles = s.metrics.assign(arm=s.metrics["arm"].map({"bn-off": "bn-on", "bn-on": "bn-off", "delta": "delta"}))
+    mapped = _relabel(roles, "t", "r").query("metric == 'best'").set_index("arm")["value"]
+    assert mapped["t"] == 0.9 and mapped["r"] == 0.5  # the treatment (role bn-on) scored 0.9
