@@ -20,7 +20,7 @@ from typing import Any
 import optuna.distributions as od
 
 from . import arms as _arms
-from .data import BUILTIN, DataSpec
+from .data import BUILTIN, DataSpec, data_digest
 
 DEFAULT_SOURCE = "<built-in default>"
 SAMPLERS = ("random", "qmc", "tpe", "gp")
@@ -145,25 +145,6 @@ NOT_IDENTITY = ("search.trials", "search.repeats", "train.device", "data.path", 
 ADAPTIVE_REPEATS = 10
 MAX_REPEATS = 1000
 
-_digests: dict[tuple[str, int, int], str] = {}
-
-
-def data_digest(spec: DataSpec) -> str:
-    """What identifies the data: the built-in set's name, or the SHA-256 of the CSV file's bytes."""
-    if spec.dataset != "csv":
-        return f"builtin:{spec.dataset}"
-    try:
-        st = os.stat(spec.path)
-        key = (str(spec.path), st.st_mtime_ns, st.st_size)
-        if key not in _digests:
-            h = hashlib.sha256()
-            with open(spec.path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    h.update(block)
-            _digests[key] = "sha256:" + h.hexdigest()
-        return _digests[key]
-    except (OSError, TypeError):
-        return "unreadable"  # loading the data reports the real problem
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

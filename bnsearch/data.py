@@ -7,6 +7,8 @@ steps and a DataLoader's per-sample indexing would cost more than the arithmetic
 from __future__ import annotations
 
 import functools
+import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -418,7 +420,6 @@ def load_prepared(spec: DataSpec, seed: int = 0) -> Dataset:
     and the split (~1.3 s on a 2-core VM), most of a run's start-up after torch's own import. A user's
     CSV or Parquet file is never copied into the cache: only this process remembers it.
     """
-    from .config import data_digest  # a CSV's contents: an edited file is a new split
 
     key = (spec, int(seed), data_digest(spec))
     if key in _prepared:
@@ -431,3 +432,24 @@ def load_prepared(spec: DataSpec, seed: int = 0) -> Dataset:
             save_split(path, data)
     _prepared[key] = data
     return data
+
+
+_digests: dict[tuple[str, int, int], str] = {}
+
+
+def data_digest(spec: DataSpec) -> str:
+    """What identifies the data: the built-in set's name, or the SHA-256 of the CSV file's bytes."""
+    if spec.dataset != "csv":
+        return f"builtin:{spec.dataset}"
+    try:
+        st = os.stat(spec.path)
+        key = (str(spec.path), st.st_mtime_ns, st.st_size)
+        if key not in _digests:
+            h = hashlib.sha256()
+            with open(spec.path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+            _digests[key] = "sha256:" + h.hexdigest()
+        return _digests[key]
+    except (OSError, TypeError):
+        return "unreadable"  # loading the data reports the real problem
