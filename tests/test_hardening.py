@@ -1,4 +1,4 @@
-"""Issue 12, row by row: no orphans, no hangs, no tracebacks, no leaked passwords, no silently mixed
+"""Hardening, row by row: no orphans, no hangs, no tracebacks, no leaked passwords, no silently mixed
 data. Real CLI processes, real SQLite files (a real full disk: a tmpfs mounted here), a real TCP
 server that never answers. Bad-input rows of the config and the data are in test_config/test_data.
 """

@@ -258,8 +258,8 @@ def _worker_loop(url, experiment, pending, device, on_trial, max_storage_retry_s
                 while True:
                     # A stop signal never lands inside a storage transaction (lifecycle.deferred_stop):
                     # raised there, it could leave a connection holding SQLite's write lock, and this
-                    # worker's clean-up then waited out the lock timeout (found by kill -9 of the
-                    # command: 1 run in 21). Taken right after, it fails and re-queues what it holds.
+                    # worker's clean-up then waited out the lock timeout. Taken right after, it fails
+                    # and re-queues what it holds.
                     with lifecycle.deferred_stop():
                         if time.monotonic() - swept.get(arm_name, -math.inf) >= STALE_SWEEP * heartbeat_interval():
                             fail_stale(arm.study)
