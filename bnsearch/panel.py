@@ -19,7 +19,7 @@ import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from .config import ConfigError, Settings, check_jobs, parse_config
 
@@ -365,13 +365,6 @@ def run_panel(config, *, jobs: int | None = None, storage=None, out=None, trials
     out_dir = Path(out) if out else Path("results") / panel.name
     made = [d for d in (out_dir, *out_dir.parents) if not d.exists()]
     check_out_dir(out_dir)
-    summaries: dict[int, Any] = {}
-
-    def summarize_done(upto: int) -> None:
-        for j in range(upto):
-            if j not in summaries:
-                summaries[j] = summarize_experiment(storage, panel.entries[j].settings.name)
-
     try:
         search.open_storage(storage)  # a bad URL fails here, before anything else
         for e in panel.entries:
@@ -379,11 +372,12 @@ def run_panel(config, *, jobs: int | None = None, storage=None, out=None, trials
         for i, e in enumerate(panel.entries):
             if on_dataset:
                 on_dataset(i, e)
-            # While this data set's workers train, this process summarizes the ones before it.
+            # Summaries wait for the end: computed in this process while the next data set's workers
+            # started, they held back those workers' first claims by seconds (measured), more than
+            # summarizing afterwards costs.
             run_arms(e.settings, storage, e.settings.arm_names(), jobs=jobs,
-                     progress=(lambda arms, e=e: progress(e, arms)) if progress else None,
-                     warmup=lambda i=i: summarize_done(i))
-        summarize_done(len(panel.entries))
+                     progress=(lambda arms, e=e: progress(e, arms)) if progress else None)
+        summaries = [summarize_experiment(storage, e.settings.name) for e in panel.entries]
         first = panel.entries[0].settings
         from .analysis.common import arm_phrases
 
