@@ -355,9 +355,11 @@ def _build_report(url: str, experiment: str) -> Report:
             from .analysis.survival import attach_adaptive
 
             budget = max(int(r.attrs.get("budget") or r.settings.trials) for r in runs)
+            twin, random_df = _random_twin_trials(url, st, experiment, all_studies, studies)
             for c in comparisons.values():
                 attach_adaptive(c, [r.df for r in runs], budget=budget, seed=first.settings.seed,
-                                sampler_settings=first.attrs.get("sampler_settings"))
+                                sampler_settings=first.attrs.get("sampler_settings"), random_df=random_df,
+                                random_source=f"experiment {twin!r}" if twin else "")
         arms = arms_layer.result()
     if arms is not None:
         arms.comparisons = comparisons
@@ -371,9 +373,9 @@ def _build_report(url: str, experiment: str) -> Report:
                   records=[rec for r in runs for rec in r.records], arms=arms, notes=notes)
 
 
-def _family(attrs: dict) -> str | None:
+def _family(attrs: dict, also_ignore: tuple[str, ...] = ()) -> str | None:
     """What repeats of one experiment share: the stored identity (config_hash's inputs) without the
-    experiment's name and seed, with the data identified by its stored digest."""
+    experiment's name and seed (and `also_ignore`), with the data identified by its stored digest."""
     import hashlib
     import json
     import tomllib
@@ -384,12 +386,48 @@ def _family(attrs: dict) -> str | None:
         flat = _flat(tomllib.loads(attrs["config_toml"]))
     except (KeyError, TypeError, tomllib.TOMLDecodeError):
         return None
-    d = {k: v for k, v in flat.items() if k not in (*NOT_IDENTITY, "experiment.name", "experiment.seed")}
+    d = {k: v for k, v in flat.items() if k not in (*NOT_IDENTITY, "experiment.name", "experiment.seed", *also_ignore)}
     if "data_sha256" in attrs:
         d["data.sha256"] = attrs["data_sha256"]
     else:  # stored before the digest existed: the path was its identity
         d["data.path"] = flat.get("data.path")
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
+
+
+_SEARCH_KEYS = ("search.sampler", "search.paired")
+
+
+def random_twin(storage, experiment: str, studies=None) -> str | None:
+    """A random-search (or QMC) experiment on the same space, data, arms and training as the adaptive
+    `experiment` (the stored identity apart from name, seed, sampler and pairing), not itself a
+    repeat; the first by name. The adaptive report states the sampler's speed-up over it."""
+    studies = storage.get_all_studies() if studies is None else studies
+    own = next((s.user_attrs for s in studies if s.study_name.rsplit("/", 1)[0] == experiment
+                and "config_toml" in s.user_attrs), None)
+    family = _family(own, _SEARCH_KEYS) if own else None
+    if family is None:
+        return None
+    for s in sorted(studies, key=lambda s: s.study_name):
+        a = s.user_attrs
+        name = s.study_name.rsplit("/", 1)[0]
+        if (name != experiment and a.get("sampler") in ("random", "qmc") and not a.get("repeat_of")
+                and _family(a, _SEARCH_KEYS) == family):
+            return name
+    return None
+
+
+def _random_twin_trials(url: str, storage, experiment: str, all_studies, names: set[str]):
+    """(name, trials of it and its repeats) of random_twin, or (None, None)."""
+    import pandas as pd
+
+    twin = random_twin(storage, experiment, all_studies)
+    if twin is None:
+        return None, None
+    reps, _ = find_repeats(storage, twin, all_studies)
+    try:
+        return twin, pd.concat([_read_run(url, n, names).df for n in [twin, *reps]], ignore_index=True)
+    except SearchError:  # an arm missing there: no comparison, the report goes on without it
+        return None, None
 
 
 def find_repeats(storage, experiment: str, studies=None) -> tuple[list[str], list[str]]:

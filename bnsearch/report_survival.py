@@ -43,7 +43,7 @@ def compact_rows(res: AdaptiveResult) -> list[list[str]]:
     g, glo, ghi = res.gap
     cls = res.task == "classification"
     fmt = (lambda x: f"{100 * x:+.1f}") if cls else (lambda x: f"{x:+.3f}")
-    return [
+    rows = [
         ["reached the target", f"{st.reached}/{st.repeats}", f"{sr.reached}/{sr.repeats}", ""],
         ["median trials to target", _median_cell(st, res.budget), _median_cell(sr, res.budget), f"log-rank p {res.logrank_p:.3g}"],
         [f"mean trials (≤ {res.budget})", f"{st.rmst:.1f}", f"{sr.rmst:.1f}",
@@ -51,6 +51,15 @@ def compact_rows(res: AdaptiveResult) -> list[list[str]]:
         [f"best after {res.budget}", f"{res.best_at_budget[t][0]:.4f}", f"{res.best_at_budget[r][0]:.4f}",
          f"{fmt(g)} [{fmt(glo)},{fmt(ghi)}]" if np.isfinite(glo) else fmt(g)],
     ]
+    if res.speedup is not None and len(res.speedup) == 2:
+        sp = res.speedup.set_index("arm")
+        rows.append([f"{res.sampler.upper()} speed-up vs random"] +
+                    [f"{sp.loc[a, 'speedup']:.1f}x" if np.isfinite(sp.loc[a, "speedup"]) else
+                     f"> {sp.loc[a, 'random_lo'] / sp.loc[a, 'adaptive_median']:.1f}x"
+                     if sp.loc[a, "random_k"] == 0 and np.isfinite(sp.loc[a, "adaptive_median"]) else "n/a"
+                     for a in (t, r)]
+                    + [""])
+    return rows
 
 
 def write_csvs(res: AdaptiveResult, out_dir, meta: Mapping) -> list[Path]:
@@ -156,6 +165,10 @@ def markdown_section(res: AdaptiveResult, files=(), out_dir=None) -> str:
               "best score after the budget: paired t-interval across repeats",
               "- good fractions and their tests elsewhere in this report are descriptive only: adaptive draws are "
               "not independent"]
+    if res.speedup is not None:
+        lines.append(f"- speed-up vs random: median trials to the same target of a random search of the same space "
+                     f"({res.speedup_source or 'stored experiment'}; geometric median at its share of trials at the "
+                     f"target) / the {res.sampler.upper()} median; interval: the bounds divided (conservative)")
     if res.sampler_settings:
         lines.append(f"- sampler: {settings_text(res.sampler_settings)}")
     lines.append("")

@@ -300,3 +300,47 @@ def test_trials_beyond_the_budget_are_not_counted():
     res = analyse_trajectories({"bn-on": [late, np.zeros(40)], "bn-off": [np.zeros(40), np.zeros(40)]}, ARMS,
                                sampler="tpe", budget=40, target=1.0, n_boot=20)
     assert res.per_arm["bn-on"].reached == 0 and res.n_pooled == 160
+
+
+def test_random_twin_is_the_same_space_searched_at_random(tmp_path):
+    from bnsearch import api
+    from bnsearch.config import load_config
+    from bnsearch.search import open_storage, prepare_experiment
+
+    url = f"sqlite:///{tmp_path}/t.db"
+    base = load_config().with_overrides(trials=2)
+    prepare_experiment(base.with_overrides(sampler="tpe", paired=False, name="ad"), url)
+    prepare_experiment(base.with_overrides(name="other-space", epochs=3), url)  # trains differently
+    assert api.random_twin(open_storage(url), "ad") is None
+    prepare_experiment(base.with_overrides(name="rnd", seed=4), url)
+    assert api.random_twin(open_storage(url), "ad") == "rnd"
+
+
+def test_speedup_enters_the_verdict_and_exports(tmp_path):
+    import pandas as pd
+
+    from bnsearch import analysis as A
+    from bnsearch import report_survival
+    from bnsearch.analysis.survival import attach_adaptive
+
+    rows = []
+    for r in range(3):
+        for arm in ARMS:
+            for i, s in enumerate(_traj([2, 1, 3][r] if arm == "bn-on" else [4, 3, 5][r], 10)):
+                rows.append({"experiment": "x", "arm": arm, "number": i, "state": "COMPLETE", "score": s,
+                             "diverged": False, "rep": r})
+    df = pd.DataFrame(rows)
+    dfs = [df[df["rep"] == r] for r in range(3)]
+    s = A.summarize(dfs[0], distributions={}, tolerance=0.01, paired=False, sampler="tpe", task="classification",
+                    n_boot=20)
+    rnd = pd.DataFrame({"arm": np.repeat(ARMS, 100), "state": "COMPLETE", "number": np.tile(np.arange(100), 2),
+                        "score": np.tile(np.r_[np.ones(10), np.zeros(90)], 2)})
+    res = attach_adaptive(s, dfs, budget=10, n_boot=20, random_df=rnd, random_source="experiment 'rnd'")
+    sp = res.speedup.set_index("arm")
+    # target = 90th percentile of 60 scores (6 ones) = linear interpolation at 0.9 * 59 = 53.1 -> 0.1
+    # rank 53 is 0, rank 54 is 1 -> 0.1: random p = 10/100 -> median 7; TPE medians 2 and 4
+    assert sp.loc["bn-on", "speedup"] == pytest.approx(3.5) and sp.loc["bn-off", "speedup"] == pytest.approx(1.75)
+    assert "Against a random search of the same space (experiment 'rnd')" in s.verdict
+    assert "3.5x" in s.verdict
+    assert "speedup_over_random" in set(res.summary_rows()["quantity"])
+    assert any("speed-up vs random" in row[0] for row in report_survival.compact_rows(res))

@@ -242,6 +242,9 @@ class AdaptiveResult:
     curves: pd.DataFrame  # best-so-far bands (best_so_far_band per arm)
     outcome: str  # faster | slower | cannot tell | too few repeats
     sampler_settings: dict = field(default_factory=dict)
+    # TPE's speed-up over a random search of the same space (speedup_over_random), when one is stored
+    speedup: pd.DataFrame | None = None
+    speedup_source: str = ""
 
     @property
     def repeats(self) -> int:
@@ -281,6 +284,9 @@ class AdaptiveResult:
                  {"quantity": "best_at_budget", "arm": "delta", "value": self.gap[0], "lo": self.gap[1],
                   "hi": self.gap[2]},
                  {"quantity": "logrank_p", "arm": "delta", "value": self.logrank_p, "lo": math.nan, "hi": math.nan}]
+        if self.speedup is not None:
+            rows += [{"quantity": "speedup_over_random", "arm": r["arm"], "value": r["speedup"], "lo": r["lo"],
+                      "hi": r["hi"]} for _, r in self.speedup.iterrows()]
         return pd.DataFrame(rows)
 
 
@@ -427,10 +433,14 @@ def speedup_over_random(adaptive: AdaptiveResult, random_scores: Mapping[str, Se
                 return math.nan
             return x / y if np.isfinite(x) else math.inf
 
-        rows.append({"arm": a, "random_median": rm, "random_lo": rlo, "random_hi": rhi,
+        v = np.asarray(random_scores[a], float)
+        v = v[np.isfinite(v)]
+        rows.append({"arm": a, "random_k": int((v >= adaptive.target).sum()), "random_n": int(v.size),
+                     "random_median": rm, "random_lo": rlo, "random_hi": rhi,
                      "adaptive_median": s.median, "adaptive_lo": s.median_lo, "adaptive_hi": s.median_hi,
                      "speedup": ratio(rm, s.median), "lo": ratio(rlo, s.median_hi), "hi": ratio(rhi, s.median_lo)})
-    return pd.DataFrame(rows, columns=["arm", "random_median", "random_lo", "random_hi", "adaptive_median",
+    return pd.DataFrame(rows, columns=["arm", "random_k", "random_n", "random_median", "random_lo", "random_hi",
+                                       "adaptive_median",
                                        "adaptive_lo", "adaptive_hi", "speedup", "lo", "hi"])
 
 
@@ -505,7 +515,35 @@ def adaptive_sentences(result: AdaptiveResult | None, words: Mapping[str, str], 
            f"{_score(g, task, True)}, 95% t-interval across repeats {_score(glo, task, True)} to "
            f"{_score(ghi, task, True)}).") if np.isfinite(g) else None
     caveat = ("Good-fraction tests are not reported for adaptive draws: they assume independent trials.")
-    return [x for x in (lead, rmst, gap, caveat) if x]
+    return [x for x in (lead, rmst, gap, speedup_sentence(result, words), caveat) if x]
+
+
+def speedup_sentence(result: AdaptiveResult, words: Mapping[str, str]) -> str | None:
+    sp = result.speedup
+    if sp is None or sp.empty or len(sp) < 2:
+        return None
+    sp = sp.set_index("arm")
+    name = result.sampler.upper()
+
+    def arm_text(a, with_words):
+        row = sp.loc[a]
+        own = _trials(row["adaptive_median"])
+        if row["random_k"] == 0:
+            return (f"{with_words} a random search never reached it in {row['random_n']:.0f} trials (its median "
+                    f"is above {row['random_lo']:.0f} trials at 95%; {name}'s: {own})")
+        v, lo, hi = row["speedup"], row["lo"], row["hi"]
+        if not np.isfinite(v):
+            return f"{with_words} n/a ({name} did not reach it in half its repeats)"
+        band = (f"; {lo:.1f}x to {hi:.1f}x" if np.isfinite(lo) and np.isfinite(hi) else
+                f"; at least {lo:.1f}x" if np.isfinite(lo) else "")
+        return (f"{with_words} {name} needed {v:.1f}x fewer trials (median {own} vs {_trials(row['random_median'])} "
+                f"for a random search{band})")
+
+    src = f" ({result.speedup_source})" if result.speedup_source else ""
+    t, r = result.arms
+    return (f"Against a random search of the same space{src}, to the same target: {arm_text(t, words['with_t'])}; "
+            f"{arm_text(r, words['with_r'])} (intervals: the bounds divided, conservative; a smaller speed-up with "
+            "one arm means adaptivity buys less there).")
 
 
 def outcome_word(result: AdaptiveResult | None) -> str:
@@ -522,15 +560,21 @@ def is_adaptive(sampler: str) -> bool:
 # ----------------------------------------------------------------------------- into a Summary
 
 def attach_adaptive(summary, dfs: Sequence[pd.DataFrame], *, budget: int | None = None, seed: int = 0,
-                    sampler_settings: Mapping | None = None, n_boot: int = N_BOOT) -> AdaptiveResult:
+                    sampler_settings: Mapping | None = None, n_boot: int = N_BOOT,
+                    random_df: pd.DataFrame | None = None, random_source: str = "") -> AdaptiveResult:
     """Analyse the repeats of an adaptive experiment (one trials DataFrame per repeat) for the
     summary's arms and make it the summary's primary outcome: `summary.adaptive`, its outcome and
     verdict. The good-fraction rows stay in the tables, marked descriptive: adaptive draws are not
-    independent, so their tests do not hold."""
+    independent, so their tests do not hold. random_df: the trials of a random search of the same
+    space (random_source names it), for the sampler's speed-up over random per arm."""
     from .verdict import verdict
 
     res = analyse_adaptive(dfs, tuple(summary.arms), sampler=summary.sampler, task=summary.task, budget=budget,
                            seed=seed, sampler_settings=sampler_settings, n_boot=n_boot)
+    if random_df is not None and len(random_df):
+        scores = {a: complete_trials(random_df, a)["score"].to_numpy(float) for a in res.arms}
+        if all(v.size for v in scores.values()):
+            res.speedup, res.speedup_source = speedup_over_random(res, scores), random_source
     summary.adaptive = res
     summary.outcome = outcome_word(res)
     tests = summary.tests
