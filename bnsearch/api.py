@@ -594,10 +594,14 @@ def show_summary(config=None, *, experiment=None, storage=None) -> Report:
     return build_report(storage, _experiment_name(config, experiment))
 
 
-def export(config=None, *, experiment=None, out=None, storage=None, csv: bool = True) -> list[Path]:
-    """Write a stored experiment's exports (CSVs unless csv=False, PNGs, report.md); returns the files."""
+def export(config=None, *, experiment=None, out=None, storage=None, csv: bool = True,
+           on_note: Callable[[str], None] | None = None) -> list[Path]:
+    """Write a stored experiment's exports (CSVs unless csv=False, PNGs, report.md); returns the files.
+    `on_note(text)` receives the report's notes (e.g. a study left out as not a repeat)."""
     name = _experiment_name(config, experiment)
     report = build_report(storage, name)  # a storage that cannot be read leaves no empty folder behind
+    for note in report.notes if on_note else []:
+        on_note(note)
     report.files = publish(report, Path(out) if out else Path("results") / name, csv=csv)
     return report.files
 

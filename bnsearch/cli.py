@@ -248,7 +248,7 @@ def export(
       bnsearch export
       bnsearch export --experiment skewed-raw --out paper/figures
     """
-    _print_files(api.export(config, experiment=experiment, out=out, storage=storage))
+    _print_files(api.export(config, experiment=experiment, out=out, storage=storage, on_note=_note))
 
 
 @app.command()
@@ -458,9 +458,13 @@ def _print_report(report, full: bool = False) -> None:
 
 
 def _print_notes(report) -> None:
-    # On stderr: what was left out of the report (e.g. a study that only looks like a repeat).
     for note in getattr(report, "notes", []):
-        err.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
+        _note(note)
+
+
+def _note(text: str) -> None:
+    # On stderr: what was left out of the report (e.g. a study that only looks like a repeat).
+    err.print(f"note: {text}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _print_files(files) -> None:

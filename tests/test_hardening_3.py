@@ -60,6 +60,7 @@ def test_repeats_are_pooled_by_their_stored_identity_not_by_name(tmp_path):
     out = tmp_path / "out"
     r = run_cli("export", "--experiment", "smoke", "--storage", url, "--out", str(out), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
+    assert "note: 'smoke-rep3' is not counted as a repeat of 'smoke': it is unfinished" in r.stderr, r.stderr
     with open(out / "trials.csv", newline="") as f:
         rows = [row for row in csv.DictReader(f) if not row.get("experiment", "").startswith("#")]
     assert {row["experiment"] for row in rows} == {"smoke", "smoke-rep1"}, {row["experiment"] for row in rows}
