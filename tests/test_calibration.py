@@ -144,6 +144,7 @@ def _rate(draw, claim) -> float:
     return sum(claim(draw(i)) for i in range(DRAWS)) / DRAWS
 
 
+@pytest.mark.slow
 def test_aa_false_claim_rate_paired_unpaired_and_at_the_floor():
     rng = np.random.default_rng(11)
     directional = {"easier", "harder"}
@@ -164,6 +165,7 @@ def test_aa_false_claim_rate_paired_unpaired_and_at_the_floor():
     assert all(v <= 0.05 for v in rates.values()), rates
 
 
+@pytest.mark.slow
 def test_planted_effect_is_detected():
     rng = np.random.default_rng(12)
     rate = _rate(lambda i: _outcome(*_scores(rng, 80, lift=0.04)), lambda o: o == "easier")
