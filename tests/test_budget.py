@@ -195,3 +195,13 @@ def test_full_budget_row_is_the_verdict_s_primary_analysis():
     assert b.loc["direction", "value"] == {"easier": 1, "harder": -1}.get(s.outcome, 0)
     v = a.budget_verdicts[("bn-on", "bn-off")]
     assert ("at the full 2 easier" in v) == (s.outcome == "easier")
+
+
+def test_unpaired_trials_get_per_arm_budgets_and_no_pair_rows():
+    """Trials without a configuration index (an unpaired random search) cannot be paired: the budget
+    table keeps the per-arm rows and has no pair rows, instead of failing."""
+    rows = [_trial("t", i, [0.5, 0.6 + 0.01 * i]) for i in range(6)] + [_trial("r", i, [0.4, 0.5]) for i in range(6)]
+    df = _frame(rows)
+    df["config_index"] = pd.array([pd.NA] * len(df), dtype="Int64")
+    tab = budget_table(df, arms=["t", "r"], reference="r", epochs=2, tolerance=0.01, n_boot=50)
+    assert (tab["metric"] == "good_fraction").any() and not (tab["versus"] == "r").any()

@@ -116,7 +116,7 @@ def pair_primary(df: pd.DataFrame, arm: str, reference: str, epoch: int, epochs:
     ref_cfg = next((order[a][np.argmax(m)] for a, m in mask.items() if m.any()), None)
     both = pd.concat({"st": _by_config(t, vt), "sr": _by_config(r, vr)}, axis=1, join="inner").dropna().sort_index()
     d = (both["st"] - both["sr"]).to_numpy(float)  # every pair, as the summary's Wilcoxon counts them
-    if ref_cfg is not None:
+    if ref_cfg is not None and np.isfinite(ref_cfg):  # unpaired trials have no configuration to leave out
         both = both[both.index != int(ref_cfg)]
     res = primary_analysis(both["st"].to_numpy(float), both["sr"].to_numpy(float), paired=True, s_star=s_star,
                            tolerance=tolerance, seed=seed)
