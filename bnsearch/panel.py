@@ -163,6 +163,15 @@ def discordant_variance(n: int, b: int, c: int) -> float:
     return max((pb + pc - (pb - pc) ** 2) / n, 1.0 / (4.0 * n * n))
 
 
+def unpaired_variance(n_on: int, k_on: int, n_off: int, k_off: int) -> float:
+    """Variance of k_on/n_on - k_off/n_off for independent arms (an adaptive sampler), with the same
+    kind of floor as the paired one."""
+    if n_on <= 0 or n_off <= 0:
+        return math.nan
+    a, r = k_on / n_on, k_off / n_off
+    return max(a * (1 - a) / n_on + r * (1 - r) / n_off, 1.0 / (4.0 * max(n_on, n_off) ** 2))
+
+
 def dataset_row(entry: PanelEntry, summary, traits: dict) -> dict:
     """One data set's row of panel.csv from its Summary (analysis.summarize) and traits."""
     p = summary.primary or {}
@@ -170,7 +179,8 @@ def dataset_row(entry: PanelEntry, summary, traits: dict) -> dict:
     b, c = int(p.get("only_on") or 0), int(p.get("only_off") or 0)
     diff = float(p.get("diff", math.nan))
     return {"dataset": entry.settings.data.dataset, "slug": entry.slug, "experiment": entry.settings.name,
-            "inputs": entry.settings.data.inputs, "n": n,
+            "inputs": entry.settings.data.inputs, "n": n, "n_off": int(p.get("n_off") or 0),
+            "k_on": int(p.get("k_on") or 0), "k_off": int(p.get("k_off") or 0),
             "good_on": (p.get("k_on") or 0) / n if n else math.nan,
             "good_off": (p.get("k_off") or 0) / n if n else math.nan,
             "b": b, "c": c, "diff": diff, "lo": float(p.get("lo", math.nan)), "hi": float(p.get("hi", math.nan)),
@@ -226,7 +236,8 @@ class PanelResult:
 
 def pool_panel(rows, *, rope: float = ROPE, name: str = "panel", what: str = "BN", seed: int = 0) -> PanelResult:
     """Pool one row per data set (dicts or a DataFrame with n, b, c, diff, good_on, good_off and
-    the MODERATORS traits; lo, hi, outcome optional). Rows without an estimate (n = 0 or diff NaN)
+    the MODERATORS traits; lo, hi, outcome optional; rows with paired = False need n_off, k_on and
+    k_off instead of b and c). Rows without an estimate (n = 0 or diff NaN)
     are kept in the table but left out of the pooling."""
     import numpy as np
     import pandas as pd
@@ -234,7 +245,10 @@ def pool_panel(rows, *, rope: float = ROPE, name: str = "panel", what: str = "BN
     from .analysis.meta import bayes_signed_rank, meta_regression, random_effects
 
     df = pd.DataFrame(rows).reset_index(drop=True)
-    df["variance"] = [discordant_variance(int(n), int(b), int(c)) for n, b, c in zip(df["n"], df["b"], df["c"])]
+    paired = df["paired"].astype(bool) if "paired" in df else pd.Series(True, index=df.index)
+    df["variance"] = [discordant_variance(int(r.n), int(r.b), int(r.c)) if pr else
+                      unpaired_variance(int(r.n), int(r.k_on), int(r.n_off), int(r.k_off))
+                      for r, pr in zip(df.itertuples(), paired)]
     df["se"] = np.sqrt(df["variance"])
     ok = np.isfinite(df["diff"].astype(float)) & np.isfinite(df["variance"]) & (df["n"] > 0)
     notes = []
@@ -410,7 +424,7 @@ def write_panel(res: PanelResult, out_dir: Path, panel: Panel) -> list[Path]:
     out_dir = Path(out_dir)
     meta = _meta(panel)
     files = []
-    cols = ["dataset", "slug", "experiment", "inputs", "n", "good_on", "good_off", "b", "c", "diff", "lo", "hi",
+    cols = ["dataset", "slug", "experiment", "inputs", "paired", "n", "good_on", "good_off", "b", "c", "diff", "lo", "hi",
             "p_value", "variance", "se", "weight", "outcome", "tolerance", "rows", "features", "classes", "majority",
             "scale_spread", "raw_inputs"]
     tables = {"panel.csv": res.datasets[[c for c in cols if c in res.datasets]],

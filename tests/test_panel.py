@@ -11,7 +11,7 @@ import time
 import pandas as pd
 import pytest
 
-from bnsearch.panel import discordant_variance, load_panel, pool_panel
+from bnsearch.panel import discordant_variance, load_panel, pool_panel, unpaired_variance
 from conftest import ROOT, killed_on_exit, run_cli
 
 TINY = """
@@ -56,6 +56,9 @@ def test_variance_by_hand():
     # All pairs discordant one way: (1 - 1) / n = 0, floored too.
     assert discordant_variance(8, 8, 0) == pytest.approx(1 / 256)
     assert math.isnan(discordant_variance(0, 0, 0))
+    # Unpaired (adaptive samplers): 10 of 20 vs 5 of 25: 0.5 * 0.5 / 20 + 0.2 * 0.8 / 25 = 0.0125 + 0.0064
+    assert unpaired_variance(20, 10, 25, 5) == pytest.approx(0.0189, abs=1e-15)
+    assert unpaired_variance(20, 0, 25, 0) == pytest.approx(1 / (4 * 25 ** 2))
 
 
 def _row(slug, n, b, c, **traits):
