@@ -49,12 +49,13 @@ def run_study(config=None, bn: str | None = "on", *, arm: str | None = None, tri
 
 def run_arms(settings: Settings, storage, arms: list[str], *, jobs=None,
              progress: Progress | None = None, warmup: Callable[[], None] | None = None,
-             repeat_of: tuple[str, int] | None = None) -> list[search.Arm]:
-    """Prepare and run the given arms of one experiment; a failed run raises RunFailed."""
+             repeat_of: tuple[str, int] | None = None, more: list[Settings] = ()) -> list[search.Arm]:
+    """Prepare and run the given arms of one experiment (and every arm of the `more` experiments,
+    with the same workers: search.run_arms); a failed run raises RunFailed."""
     check_jobs(jobs)
     try:
         return search.run_arms(settings, search.storage_url(storage), arms, jobs=jobs, progress=progress,
-                               warmup=warmup, repeat_of=repeat_of)
+                               warmup=warmup, repeat_of=repeat_of, more=more)
     except search.StorageFailure:
         raise
     except MemoryError:

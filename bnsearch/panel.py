@@ -356,15 +356,21 @@ def summarize_experiment(storage, name: str):
                      sampler=s.sampler, task=_task(s), seed=s.seed, arms=(treatment, s.reference), **run.context)
 
 
+def _report_progress(panel: Panel, arms: list, progress: Progress) -> None:
+    for e in panel.entries:
+        mine = [a for a in arms if a.settings.name == e.settings.name]
+        if mine:
+            progress(e, mine)
+
+
 def run_panel(config, *, jobs: int | None = None, storage=None, out=None, trials: int | None = None,
-              epochs: int | None = None, seed: int | None = None, progress: Progress | None = None,
-              on_dataset: Callable[[int, PanelEntry], None] | None = None) -> PanelResult:
+              epochs: int | None = None, seed: int | None = None, progress: Progress | None = None) -> PanelResult:
     """Run what is missing of every data set's experiment, summarize each, pool, and write the
     panel's files to `out` (default results/<panel>/). Returns the PanelResult (its `files` set).
 
     Every data set is checked (config and data) before anything is stored, so a bad entry fails at
-    once rather than after the first data sets trained. `progress(entry, arms)` is called as trials
-    finish; `on_dataset(i, entry)` before data set i runs. Nothing is printed."""
+    once rather than after the first data sets trained. `progress(entry, arms)` is called for each
+    data set as trials finish. Nothing is printed."""
     import contextlib
     import time
 
@@ -383,16 +389,12 @@ def run_panel(config, *, jobs: int | None = None, storage=None, out=None, trials
         search.open_storage(storage)  # a bad URL fails here, before anything else
         for e in panel.entries:
             check_budget(e.settings, storage, trials)
-        for i, e in enumerate(panel.entries):
-            if on_dataset:
-                on_dataset(i, e)
-            # Summaries wait for the end: computed in this process while the next data set's workers
-            # started, they held back those workers' first claims by seconds (measured), more than
-            # summarizing afterwards costs.
-            run_arms(e.settings, storage, e.settings.arm_names(), jobs=jobs,
-                     progress=(lambda arms, e=e: progress(e, arms)) if progress else None)
+        # One run for every data set: the workers start once and go from one data set's queue to the
+        # next (search.run_arms, more=), instead of a start and a last-trial wait per data set.
+        first, *rest = [e.settings for e in panel.entries]
+        run_arms(first, storage, first.arm_names(), jobs=jobs, more=rest,
+                 progress=(lambda arms: _report_progress(panel, arms, progress)) if progress else None)
         summaries = [summarize_experiment(storage, e.settings.name) for e in panel.entries]
-        first = panel.entries[0].settings
         from .analysis.common import arm_phrases
 
         treatment = next(a for a in first.arm_names() if a != first.reference)

@@ -208,3 +208,20 @@ def test_panel_resumes_after_kill(tmp_path):
     counts = _counts(url, load_panel(cfg))
     assert len(counts) == 6 and set(counts.values()) == {6}, counts
     assert len(pd.read_csv(tmp_path / "out" / "panel.csv")) == 3
+
+
+def test_one_worker_runs_every_experiment_of_the_panel(tmp_path):
+    from bnsearch.search import load_trials, run_arms
+    from bnsearch.search.worker import _experiment_arm
+
+    assert _experiment_arm("a", "bn-on") == ("a", "bn-on")
+    assert _experiment_arm("a", "tiny-wine/bn-off") == ("tiny-wine", "bn-off")
+    panel = load_panel(tiny(tmp_path, trials=3))
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    first, second = (e.settings for e in panel.entries)
+    arms = run_arms(first, url, first.arm_names(), jobs=1, more=[second])
+    assert sorted(a.study.study_name for a in arms) == ["tiny-iris/bn-off", "tiny-iris/bn-on", "tiny-wine/bn-off",
+                                                       "tiny-wine/bn-on"]
+    for s in (first, second):
+        df = load_trials(url, s.name, s.arm_names())
+        assert (df["state"] == "COMPLETE").sum() == 6

@@ -18,7 +18,7 @@ import threading
 import time
 from concurrent import futures
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import optuna
 import sqlalchemy
@@ -239,6 +239,24 @@ def run_worker(url: str | None, experiment: str, arms: Iterable[str], *, device:
 STALE_SWEEP = 2  # heartbeat intervals between stale-trial sweeps; a dead worker's trial is stale after 3
 
 
+def _experiment_arm(experiment: str, item: str) -> tuple[str, str]:
+    """What a worker's arm item names: an arm of `experiment`, or `<experiment>/<arm>` (a study
+    name) for an arm of another experiment (a panel's workers go from one data set's queue to the
+    next instead of being started again per data set). Neither name can hold a '/'."""
+    exp, _, arm = item.rpartition("/")
+    return (exp, arm) if exp else (experiment, item)
+
+
+def release_own_trials(url: str | None, experiment: str, items) -> None:
+    """lifecycle.release_own_trials for worker arm items that may name other experiments' arms."""
+    by_experiment: dict[str, list[str]] = {}
+    for item in items:
+        exp, arm = _experiment_arm(experiment, item)
+        by_experiment.setdefault(exp, []).append(arm)
+    for exp, arms in by_experiment.items():
+        lifecycle.release_own_trials(url, exp, arms)
+
+
 def _worker_loop(url, experiment, pending, device, on_trial, max_storage_retry_s, data_cache) -> int:
     done = 0
     state: dict[str, tuple[Arm, Any]] = {}
@@ -250,7 +268,7 @@ def _worker_loop(url, experiment, pending, device, on_trial, max_storage_retry_s
         for arm_name in pending:
             try:
                 if arm_name not in state:
-                    arm = load_arm(url, experiment, arm_name)
+                    arm = load_arm(url, *_experiment_arm(experiment, arm_name))
                     # Same split in every arm; only the arm's input scaling differs (and so the cache key).
                     arm_settings = dataclasses.replace(arm.settings, data=arm.spec.data(arm.settings.data))
                     state[arm_name] = (arm, _load_data(arm_settings, device, data_cache))
@@ -314,7 +332,7 @@ def _worker_entry(url, experiment, arms, device, data_cache=None) -> None:
         lifecycle.unblock_stop_signals()
         run_worker(url, experiment, arms, device=device, data_cache=data_cache)
     except KeyboardInterrupt:
-        lifecycle.release_own_trials(url, experiment, arms)
+        release_own_trials(url, experiment, arms)
     except MemoryError:
         sys.exit(lifecycle.OUT_OF_MEMORY_EXIT)  # the parent says what to change (N tracebacks did not)
     except Exception as exc:
@@ -402,7 +420,8 @@ class _Throttle:
 @quiet
 def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int | None = None,
              progress: Callable[[list[Arm]], None] | None = None,
-             warmup: Callable[[], None] | None = None, repeat_of: tuple[str, int] | None = None) -> list[Arm]:
+             warmup: Callable[[], None] | None = None, repeat_of: tuple[str, int] | None = None,
+             more: Sequence[Settings] = ()) -> list[Arm]:
     """Prepare the studies, then run what is missing with `jobs` workers. jobs = 1 runs in this
     process. Otherwise, in the CLI (launch.py), `jobs` forks of its fork server while this process
     supervises; elsewhere jobs - 1 spawned processes and one in this process.
@@ -412,6 +431,11 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
     any, claims a trial): what the caller needs afterwards (the report's imports, its reference
     model) is then done while the cores train, and the shared queue evens out the trials. At the end
     of the run it would keep a core idle instead (measured: ~1 s of a 2-core run's wall time).
+
+    `more`: further experiments (every arm of each) prepared here and run by the same workers after
+    this one's arms, so a panel of data sets starts its workers once and a worker moves on to the
+    next experiment's queue instead of waiting for another worker's last trial (the caller checks
+    their data). The returned and reported arms are all of them.
     """
     jobs = default_jobs() if jobs is None else jobs  # `--jobs 0` is an error, not "default"
     if jobs < 1:
@@ -426,7 +450,10 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
         from ..data import load_dataset
         load_dataset(settings.data, settings.seed)
     prepared = prepare_experiment(settings, url, arms, repeat_of=repeat_of)
-    todo = [a.arm for a in prepared if arm_state(a).complete < a.budget]
+    for other in more:
+        prepared += prepare_experiment(other, url, other.arm_names())
+    todo = [a.arm if a.settings.name == settings.name else f"{a.settings.name}/{a.arm}"
+            for a in prepared if arm_state(a).complete < a.budget]
     if progress:
         progress(prepared)
     if not todo:
@@ -436,7 +463,7 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
         try:
             run_worker(url, settings.name, todo, device=settings.device, on_trial=on_trial)
         except KeyboardInterrupt:
-            lifecycle.release_own_trials(url, settings.name, todo)
+            release_own_trials(url, settings.name, todo)
             raise
         if progress:
             _show(progress, prepared)
@@ -474,7 +501,7 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
         # does not: forward it, so every worker fails and re-queues its trial within seconds.
         futures.wait([started])  # a second signal is ignored (lifecycle): this wait is not cut short
         if own:
-            lifecycle.release_own_trials(url, settings.name, todo)  # this process's own worker
+            release_own_trials(url, settings.name, todo)  # this process's own worker
         lifecycle.stop_workers([p for p in procs if p.pid is not None], on_wait=refresh)
         if refresh:
             with contextlib.suppress(Exception):
@@ -508,7 +535,7 @@ def _reader_arms(url: str | None, experiment: str, prepared: list[Arm]) -> list[
 
     try:
         with reading():
-            return [load_arm(url, experiment, a.arm) for a in prepared]
+            return [load_arm(url, a.settings.name, a.arm) for a in prepared]
     except Exception:
         return prepared
 
