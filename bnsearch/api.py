@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from . import search
-from .config import ConfigError, Settings, check_jobs, load_config
+from .config import TABLE_SUFFIXES, ConfigError, Settings, check_jobs, load_config, table_config  # noqa: F401
 from .search import ARMS, SearchError, arm_of, arm_state, list_experiments, load_trials  # noqa: F401
 
 if TYPE_CHECKING:
@@ -156,7 +156,7 @@ def check_out_dir(out: Path) -> Path:
 
 
 def run_compare(config=None, *, trials=None, repeats: int | None = None, jobs=None, storage=None, out=None, device=None,
-                seed=None, progress: Progress | None = None,
+                seed=None, epochs=None, progress: Progress | None = None,
                 on_repeat: Callable[[int, Settings], None] | None = None) -> "Report":
     """Run what is missing of every arm (for every repeat), then analyse and export.
 
@@ -164,7 +164,7 @@ def run_compare(config=None, *, trials=None, repeats: int | None = None, jobs=No
     `on_repeat(i, settings)` is called before repeat i runs. Nothing is printed.
     repeats: None takes the config's (Settings.default_repeats: 10 for an adaptive sampler, else 1).
     """
-    settings = _settings(config, trials=trials, device=device, seed=seed)
+    settings = _settings(config, trials=trials, device=device, seed=seed, epochs=epochs)
     check_jobs(jobs)
     repeats = settings.default_repeats() if repeats is None else repeats
     check_repeats(settings, repeats)

@@ -142,6 +142,11 @@ def compare(
                                        show_default=False),
     device: Optional[DeviceName] = typer.Option(None, "--device", help="auto | cpu | cuda."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Experiment seed (overrides experiment.seed)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs per trial (overrides train.epochs).",
+                                         show_default=False),
+    target: Optional[str] = typer.Option(None, "--target", help="Label column, when CONFIG is a .csv or .parquet "
+                                         "data file (the built-in search runs on it; no TOML needed).",
+                                         show_default=False),
     full: bool = FullOpt,
 ):
     """Run what is missing of every arm (paired), then print the side-by-side report and export it.
@@ -150,16 +155,21 @@ def compare(
       bnsearch compare
       bnsearch compare configs/skewed.toml --trials 100 --repeats 3
       bnsearch compare configs/breast_cancer.toml --seed 1 --out results/bc-seed1
+      bnsearch compare data.csv --target label --epochs 10
     """
+    if config is not None and config.suffix.lower() in api.TABLE_SUFFIXES:
+        config = api.table_config(config, target)
+    elif target is not None:
+        raise ConfigError("--target: only for a .csv or .parquet data file given instead of a TOML config")
     def on_repeat(i, s):
         total = repeats if repeats is not None else s.default_repeats()
         if total > 1:
             console.print(f"[bold]repeat {i + 1}/{total}[/]: {s.name} (seed {s.seed})", highlight=False)
 
     report = _run(lambda progress: api.run_compare(
-        config, trials=trials, repeats=repeats, jobs=jobs, storage=storage, out=out, seed=seed,
+        config, trials=trials, repeats=repeats, jobs=jobs, storage=storage, out=out, seed=seed, epochs=epochs,
         device=device.value if device else None, progress=progress, on_repeat=on_repeat),
-        header=_header(config, storage, seed=seed), table=False)
+        header=_header(config, storage, seed=seed, epochs=epochs), table=False)
     _print_report(report, full)
     _print_files(report.files)
     _print_notes(report)

@@ -306,6 +306,8 @@ class Settings:
             _check_tolerance(kw["tolerance"], "--tolerance")
         if "sampler" in kw and kw["sampler"] not in SAMPLERS:
             raise ConfigError(f"--sampler: unknown sampler {kw['sampler']!r}; choose one of {', '.join(SAMPLERS)}")
+        if "epochs" in kw and not (isinstance(kw["epochs"], int) and 1 <= kw["epochs"] <= 10000):
+            raise ConfigError(f"--epochs must be between 1 and 10000 (got {kw['epochs']})")
         if "device" in kw and kw["device"] not in DEVICES:
             raise ConfigError(f"--device: must be one of {', '.join(DEVICES)} (got {kw['device']!r})")
         return replace(self, **kw)
@@ -512,8 +514,27 @@ def load_config_text(text: str, src: str) -> Settings:
     return parse_config(doc, src)
 
 
-def load_config(path: str | Path | None = None) -> Settings:
-    """Settings from a TOML file, or the built-in default (digits) when path is None."""
+TABLE_SUFFIXES = (".csv", ".parquet")
+
+
+def table_config(path: str | Path, target: str | None, task: str | None = None) -> Settings:
+    """The built-in default search on a data file of the user's: `bnsearch compare data.csv --target label`
+    without writing a TOML file. The experiment is named after the file."""
+    p = Path(path)
+    if not target:
+        raise ConfigError(f"{p}: a data file needs the label column: add --target COLUMN "
+                          "(or write a config with [data] dataset = \"csv\", path, target)")
+    doc = tomllib.loads(default_text())
+    doc["data"] = {"dataset": "csv", "path": str(p.resolve()), "target": target, **({"task": task} if task else {})}
+    name = re.sub(r"[^A-Za-z0-9_.\-]+", "-", p.stem).strip("-.")[:80] or "data"
+    doc["experiment"]["name"] = name if re.match(r"[A-Za-z0-9]", name) else f"data-{name}"
+    return parse_config(doc, str(p))
+
+
+def load_config(path: "str | Path | Settings | None" = None) -> Settings:
+    """Settings from a TOML file, or the built-in default (digits) when path is None (Settings pass through)."""
+    if isinstance(path, Settings):
+        return path
     if path is None:
         return load_config_text(default_text(), DEFAULT_SOURCE)
     p = Path(path)

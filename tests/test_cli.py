@@ -72,3 +72,21 @@ def test_fork_server_only_for_the_commands_that_run_workers():
     assert not runs_workers([]) and not runs_workers(["--version"])
     for command in ("summary", "export", "list", "worker", "space", "plot", "datasets"):
         assert not runs_workers([command])
+
+
+def test_compare_runs_on_a_csv_without_a_toml(tmp_path):
+    """`bnsearch compare data.csv --target label --epochs N`: the built-in search on the user's file,
+    the experiment named after it; without --target it is one line, exit 2."""
+    from sklearn.datasets import load_iris
+
+    frame = load_iris(as_frame=True).frame.rename(columns={"target": "label"})
+    frame.to_csv(tmp_path / "my flowers.csv", index=False)
+    r = run_cli("compare", "my flowers.csv", "--target", "label", "--epochs", "1", "--trials", "3", "--jobs", "1",
+                cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-600:]
+    assert "my-flowers" in r.stdout and (tmp_path / "results" / "my-flowers" / "report.md").exists()
+    import pandas as pd
+    trials = pd.read_csv(tmp_path / "results" / "my-flowers" / "trials.csv")
+    assert len(trials) == 6 and (trials["epochs_run"] == 1).all()
+    bad = run_cli("compare", "my flowers.csv", cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--target" in bad.stderr
