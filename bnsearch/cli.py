@@ -173,6 +173,7 @@ def compare(
     _print_report(report, full)
     _print_files(report.files)
     _print_notes(report)
+    _print_answer(report)
 
 
 @app.command()
@@ -241,6 +242,8 @@ def summary(
     else:
         _print_report(report, full)
     _print_notes(report)
+    if not as_json:
+        _print_answer(report)
 
 
 @app.command()
@@ -464,7 +467,18 @@ def _print_report(report, full: bool = False) -> None:
         for s in report.arms.comparisons.values():
             print_report(s, console, report.meta, full=True)
     if report.arms is not None:
-        print_arms(report.arms, console)
+        print_arms(report.arms, console, full=full)
+
+
+def _print_answer(report) -> None:
+    """The answer in one line, last, so it is on screen however the output scrolled."""
+    from .report import answer_line
+
+    if report.arms is None or len(report.arms.comparisons) <= 1:
+        line = answer_line(report.summary)
+    else:
+        line = "; ".join(answer_line(s, arm) for arm, s in report.arms.comparisons.items())
+    console.print(f"[bold]Answer:[/] {line}.", highlight=False)
 
 
 def _print_notes(report) -> None:

@@ -282,11 +282,13 @@ def print_report(summary: Summary, console, meta: Mapping | None = None, full: b
     for row in compact_rows(summary):
         table.add_row(*row)
     console.print(table)
+    if not full:  # one screen: the δ it rests on, and where the rest is
+        console.print(_setup_lines(summary, meta)[1], style="dim", highlight=False)
+        console.print("the setup, the notes and every table: --full; every number: the CSVs with --out",
+                      style="dim", highlight=False)
+        return
     for line in _setup_lines(summary, meta):
         console.print(line, style="dim", highlight=False)
-    if not full:
-        console.print("every table: --full; every number: the CSVs with --out", style="dim", highlight=False)
-        return
     for name, headers, rows in report_tables(summary):
         table = Table(title=name, title_justify="left", show_lines=False)
         for i, h in enumerate(headers):
@@ -300,6 +302,32 @@ def print_report(summary: Summary, console, meta: Mapping | None = None, full: b
         console.print(table)
     console.print("Tuning-curve estimators: " + "; ".join(f"{k}: {v}" for k, v in ESTIMATOR_NAMES.items()),
                   style="dim", highlight=False)
+
+
+def answer_line(summary: Summary, arm: str | None = None) -> str:
+    """The verdict's outcome in one line, with the number it rests on (the last line of the output)."""
+    from .analysis.common import arm_phrases
+
+    w = arm_phrases(summary.arms)
+    pr = summary.primary
+    who = f"{arm} vs {summary.arms[1]}: " if arm else ""
+    out = summary.outcome or "cannot tell"
+    if getattr(summary, "adaptive", None) is not None:
+        return f"{who}{out} (trials to target across repeats; see the verdict)"
+    d, lo, hi, p = (pr.get(k, math.nan) for k in ("diff", "lo", "hi", "p_value"))
+
+    def pts(x: float) -> str:
+        return f"{100 * x:+.1f}" if np.isfinite(x) else "n/a"
+    if not np.isfinite(d):
+        nums = "no completed trials to compare"
+    elif summary.n_repeats == 1:
+        nums = (f"{pts(d)} pts at δ, 95% CI {pts(lo)} to {pts(hi)}; test over all quality levels "
+                f"p {'< 0.001' if p < 0.001 else '= ' + _fmt(p, 'p')}")
+    else:
+        nums = f"{pts(d)} pts, 95% interval across repeats {pts(lo)} to {pts(hi)}"
+    text = {"easier": f"the search is easier {w['with_t']}", "harder": f"the search is harder {w['with_t']}",
+            "equivalent": "no practical difference"}.get(out, "cannot tell")
+    return f"{who}{text} ({nums})"
 
 
 # ----------------------------------------------------------------------------- CSV

@@ -139,7 +139,8 @@ def _cells_line(a: ArmsAnalysis) -> str:
 
 # ----------------------------------------------------------------------------- terminal
 
-def print_arms(a: ArmsAnalysis, console) -> None:
+def print_arms(a: ArmsAnalysis, console, full: bool = False) -> None:
+    """The N-arm layer; the budget and interaction tables only with `full` (their sentences always)."""
     from rich.table import Table
 
     def table(title, headers, rows):
@@ -155,17 +156,20 @@ def print_arms(a: ArmsAnalysis, console) -> None:
         for arm, s in a.comparisons.items():  # the calibrated two-arm verdict of each comparison
             console.print(f"[bold]{arm} vs {a.reference}:[/] {s.verdict or comparison_line(arm, a.reference, s)}",
                           highlight=False)
-    table("robustness vs training budget (good = within tolerance of the best of all arms at that budget)",
-          *_budget_rows(a))
-    table("advantage vs training budget, pts (good judged within each pair; 95% CIs)", *_pair_rows(a))
+    if full:
+        table("robustness vs training budget (good = within tolerance of the best of all arms at that budget)",
+              *_budget_rows(a))
+        table("advantage vs training budget, pts (the primary analysis at each budget; 95% CIs)", *_pair_rows(a))
     for sentence in a.budget_verdicts.values():
         console.print(f"[bold]budget:[/] {sentence}", highlight=False)
     if a.interaction is not None:
-        table("inputs × normalisation interaction", *_interaction_rows(a))
-        console.print(_cells_line(a), highlight=False, style="dim")
+        if full:
+            table("inputs × normalisation interaction", *_interaction_rows(a))
+            console.print(_cells_line(a), highlight=False, style="dim")
         console.print(f"[bold]interaction:[/] {a.interaction_verdict}", highlight=False)
-    for note in a.notes:
-        console.print(f"note: {note}", style="dim", highlight=False)
+    if full:
+        for note in a.notes:
+            console.print(f"note: {note}", style="dim", highlight=False)
 
 
 # ----------------------------------------------------------------------------- files

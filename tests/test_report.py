@@ -143,7 +143,11 @@ def test_default_report_is_verdict_first_and_fits_80_columns(written):
     R.print_report(summary, console, META)
     text = console.export_text(clear=False)
     assert all(len(line) <= 80 for line in text.splitlines())
-    assert "BN on" in text and "BN off" in text and "Δ" in text and "c0ffee12" in text
+    assert "BN on" in text and "BN off" in text and "Δ" in text
+    assert len(text.splitlines()) <= 40  # with the progress, the files and the answer line: one 80x50 screen
+    full = Console(record=True, width=80)
+    R.print_report(summary, full, META, full=True)
+    assert "c0ffee12" in full.export_text(clear=False)  # the provenance is in --full
     plain = _plain(console)
     assert " ".join(summary.verdict.split()) in plain
     assert plain.index("Verdict") < plain.index("Key numbers")  # verdict first
@@ -152,6 +156,8 @@ def test_default_report_is_verdict_first_and_fits_80_columns(written):
     d, lo, hi = summary.metric("good_fraction", "delta")
     assert f"{100 * d:+.1f} [{100 * lo:+.1f},{100 * hi:+.1f}]" in row
     assert "Tests" not in text and "--full" in text
+    line = R.answer_line(summary)
+    assert summary.outcome in ("easier", "harder", "equivalent", "cannot tell") and "pts at δ" in line
 
 
 def test_full_report_has_every_section(written):
