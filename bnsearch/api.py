@@ -331,8 +331,10 @@ def _build_report(url: str, experiment: str) -> Report:
     studies = {s.study_name for s in all_studies}
     names = {n.rsplit("/", 1)[0] for n in studies if "/" in n}
     if experiment not in names:
+        hint = (f"pass --experiment NAME, e.g. --experiment {sorted(names)[0]}" if names
+                else "run `bnsearch compare` first")
         raise SearchError(f"no experiment {experiment!r} in {search.masked(url)}; experiments here: "
-                          f"{', '.join(sorted(names)) or 'none'} (run `bnsearch compare` first)")
+                          f"{', '.join(sorted(names)) or 'none'} ({hint})")
     reps, notes = find_repeats(st, experiment, all_studies)
     runs = [_read_run(url, name, studies) for name in [experiment, *reps]]
     first = runs[0]  # the experiment's own run: its metadata labels every export, its trials the budgets
