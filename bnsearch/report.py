@@ -453,8 +453,8 @@ def _plot_score_vs_lr(plt, summary: Summary, complete: pd.DataFrame, colors: dic
         ax.set_xscale("log")
         ax.set_xlabel("learning rate")
         ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)  # each panel its own: the diverged count differs between the arms
     axes[0][0].set_ylabel("validation score")
-    axes[0][0].legend(fontsize=8)
     return fig
 
 
@@ -531,7 +531,9 @@ def _plot_heterogeneity(plt, summary: Summary, complete: pd.DataFrame, colors: d
     for i in range(len(factors)):
         for j in range(levels):
             if labels[i][j]:
-                ax.text(j, i, labels[i][j], ha="center", va="center", fontsize=7)
+                # RdBu is dark at both ends: white text there, black in the pale middle
+                dark = np.isfinite(grid[i, j]) and abs(grid[i, j] - 0.5) > 0.3
+                ax.text(j, i, labels[i][j], ha="center", va="center", fontsize=7, color="white" if dark else "black")
     ax.set_yticks(range(len(factors)), factors)
     ax.set_xticks([])
     fig.colorbar(im, ax=ax, label=f"share of pairs where {arm_label(summary.arms[0])} scores higher")
