@@ -238,7 +238,9 @@ def _pp(x: float) -> str:
     # whole points, but an end within half a point of 0 keeps its sign and a decimal: "+0" beside a
     # test that does not reject would read as an interval touching 0 from above
     r = int(round(100 * x))
-    return f"{100 * x:+.1f}" if r == 0 and x != 0 else f"{r:+d}"
+    if r == 0:
+        return "0" if abs(100 * x) < 0.05 else f"{100 * x:+.1f}"
+    return f"{r:+d}"
 
 
 def _p(p: float) -> str:

@@ -27,7 +27,9 @@ def _pts(x: float) -> str:
     # whole points, but a value within half a point of 0 keeps its sign and a decimal (never "-0" or a
     # "+0" lower end beside a test that does not reject)
     r = int(round(100 * x))
-    return f"{100 * x:+.1f}" if r == 0 and x != 0 else f"{r:+d}"
+    if r == 0:  # an interval end that touches 0 prints as 0, not as a signed +0.0 that reads as excluding it
+        return "0" if abs(100 * x) < 0.05 else f"{100 * x:+.1f}"
+    return f"{r:+d}"
 
 
 def _score_diff(x: float, task: str, unit: bool = True) -> str:
@@ -128,8 +130,8 @@ def _primary_sentences(s: Summary, w: dict, n_on: float, n_off: float) -> list[s
                  f"quality levels the 90% interval of the difference lies within ±{100 * margin:.0f}{unit}, and the "
                  f"tuning curves stay within δ of each other ({test}). {rates}.")
     else:
-        why = f" because {reason}" if reason and not few else ""
-        first = (f"The data cannot tell whether the search is easier {w['with_t']} than {w['with_r']}{why} ({test}). "
+        why = f": {reason}" if reason and not few else ""
+        first = (f"The data cannot tell whether the search is easier {w['with_t']} than {w['with_r']} ({test}){why}. "
                  f"{rates}.{focus}")
     sentences = [first]
     if outcome == "cannot tell":
