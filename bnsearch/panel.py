@@ -356,6 +356,20 @@ def summarize_experiment(storage, name: str):
                      sampler=s.sampler, task=_task(s), seed=s.seed, arms=(treatment, s.reference), **run.context)
 
 
+def _warm_imports() -> None:
+    """What pooling and the files need (~2 s of imports), done while the workers train instead of
+    after the last trial with a core idle."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import baycomp  # noqa: F401
+    import matplotlib.pyplot  # noqa: F401
+    import statsmodels.api  # noqa: F401
+    from statsmodels.stats import meta_analysis  # noqa: F401
+
+    from . import analysis  # noqa: F401
+
+
 def _report_progress(panel: Panel, arms: list, progress: Progress) -> None:
     for e in panel.entries:
         mine = [a for a in arms if a.settings.name == e.settings.name]
@@ -392,7 +406,7 @@ def run_panel(config, *, jobs: int | None = None, storage=None, out=None, trials
         # One run for every data set: the workers start once and go from one data set's queue to the
         # next (search.run_arms, more=), instead of a start and a last-trial wait per data set.
         first, *rest = [e.settings for e in panel.entries]
-        run_arms(first, storage, first.arm_names(), jobs=jobs, more=rest,
+        run_arms(first, storage, first.arm_names(), jobs=jobs, more=rest, warmup=_warm_imports,
                  progress=(lambda arms: _report_progress(panel, arms, progress)) if progress else None)
         summaries = [summarize_experiment(storage, e.settings.name) for e in panel.entries]
         from .analysis.common import arm_phrases
