@@ -514,14 +514,16 @@ def markdown(res: PanelResult, panel: Panel) -> str:
              f"Config `{panel.source}`: {len(panel.entries)} data sets, {s.trials} paired configurations per arm, "
              f"{s.epochs} epochs, sampler {s.sampler}, seed {s.seed}.", "",
              "![forest plot](forest.png)", "", "## Per data set", "",
-             "| data set | inputs | n | good with | good without | b | c | Δ pts | interval | p | outcome |",
+             "| data set | inputs | n | good with | good without | b | c | Δ pts | interval at δ | p (all levels) | outcome |",
              "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---|"]
     for r in res.datasets.itertuples():
         lines.append(f"| {r.dataset} | {r.inputs} | {r.n} | {f(r.good_on, '.0f')}% | {f(r.good_off, '.0f')}% | {r.b} | "
                      f"{r.c} | {f(r.diff, '+.1f')} | {f(r.lo, '+.1f')} to {f(r.hi, '+.1f')} | "
                      f"{f(r.p_value, '.3g', 1.0)} | {r.outcome} |")
     lines += ["", "Δ = paired good-fraction difference at each data set's declared δ (b: good only with "
-              f"{res.what}, c: good only without); the interval is the primary analysis' simultaneous one. "
+              f"{res.what}, c: good only without); the interval is the primary analysis' simultaneous one at that "
+              "δ, and p its test over every quality level (so a data set can be 'easier' while its interval at δ "
+              "includes 0). "
               "Pooling weights use var = (b/n + c/n − (b/n − c/n)²)/n, floored at 1/(4n²).", "",
               "## Pooled", "", "| method | quantity | value | interval |", "|---|---|---:|---|"]
     for r in res.pooled_table().itertuples():
