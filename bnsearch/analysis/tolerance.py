@@ -4,8 +4,9 @@
 * delta defaults to NOISE_MULTIPLE standard errors of the best validation score, plus the expected
   noise excess of a maximum: s* is the best of many noisy scores, so when m configurations are about
   as good as the best their observed maximum sits E[max of m standard normals] SEs above their true
-  score, and "within 2 SE of s*" would shrink with the budget (0.66 of identical configurations
-  judged good at 10 per arm, 0.25 at 200). m counts the contenders: trials within 2 SE of s*. The SE is a binomial SE
+  score, and "within 2 SE of s*" would shrink with the budget (55% of identical configurations
+  judged good at 10 per arm, 18% at 200; with the term 84% and 69%). m counts the contenders:
+  trials within 2 SE of s*. The SE is a binomial SE
   for accuracy (Agresti-Coull, so a perfect score still has a non-zero SE), and for R^2 the
   large-sample SE (1 - R^2) sqrt(2 / n_val) of an MSE ratio whose denominator -- the variance of
   the one validation set every configuration shares -- cancels between configurations. For
