@@ -22,7 +22,7 @@ import pandas as pd
 from .common import MIN_TRIALS_TO_TELL, N_BOOT, _floats, complete_trials
 from .curves import tuning_curve
 from .inference import hodges_lehmann
-from .primary import ALPHA, PrimaryResult, primary_analysis
+from .primary import PrimaryResult, primary_analysis
 from .robustness import is_good, proportion, shared_best
 from .tolerance import reference_mask
 
