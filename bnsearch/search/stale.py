@@ -11,7 +11,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from ._optuna_private import running_trials, storage_of
-from .lifecycle import owner_is_dead
+from .ownership import owner_is_dead
 from .storage import MAX_RETRY, heartbeat_interval
 
 def fail_stale(study: optuna.Study) -> None:

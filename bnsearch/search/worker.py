@@ -33,7 +33,7 @@ from ._optuna_private import arm_counts, claim, finish, storage_of, trial_id
 from .plan import trial_seed, Arm, load_arm, prepare_experiment
 from .readback import arm_state
 from .stale import fail_stale, requeue
-from . import lifecycle
+from . import lifecycle, ownership
 from .storage import SearchError, StorageFailure, heartbeat_interval, storage_failure, storage_url
 
 # --------------------------------------------------------------------------- workers
@@ -64,8 +64,8 @@ class _Heartbeat:
 def _start_attrs(arm: Arm) -> dict[str, Any]:
     # Written with the claim, in its transaction: which arm, which machine (scores differ between
     # CPUs; hardware.py) and which process, so that from the moment a trial is claimed a rerun can
-    # tell its owner died (lifecycle.owner_is_dead) and an interrupted worker can release it.
-    return {"arm": arm.arm, "hardware": cpu_signature(), "worker": lifecycle.owner_tag()}
+    # tell its owner died (ownership.owner_is_dead) and an interrupted worker can release it.
+    return {"arm": arm.arm, "hardware": cpu_signature(), "worker": ownership.owner_tag()}
 
 
 def _next_trial(arm: Arm) -> FrozenTrial | optuna.Trial | None | str:
@@ -576,7 +576,7 @@ class _StuckWatch:
         if not alive:
             return
         for p in alive:
-            if lifecycle.is_stopped(p.pid):
+            if ownership.is_stopped(p.pid):
                 self.stopped_since.setdefault(p.pid, now)
             else:
                 self.stopped_since.pop(p.pid, None)
