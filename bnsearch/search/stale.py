@@ -12,7 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ._optuna_private import running_trials, storage_of
 from .ownership import owner_is_dead
-from .storage import MAX_RETRY, heartbeat_interval
+from .settings import MAX_RETRY, heartbeat_interval
 
 def fail_stale(study: optuna.Study) -> None:
     """Fail dead workers' trials so their configurations run again.

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import math
 import os
 import re
 import sqlite3
@@ -20,57 +19,16 @@ import sqlalchemy
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
-
+from .errors import SearchError, StorageFailure  # noqa: F401  (re-exported: the package's errors)
+from .settings import MAX_RETRY, check_environment, heartbeat_interval, lock_timeout  # noqa: F401
+from .stale import requeue
 
 ARMS = ("bn-on", "bn-off")
 DEFAULT_STORAGE = "sqlite:///results/bnsearch.db"
-MAX_RETRY = 3  # re-runs of one configuration after crashes before it is left FAIL
 ACTIVE = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
 
 
-class SearchError(ValueError):
-    """Bad usage or input at the storage/experiment level (exit code 2)."""
-
-
-class StorageFailure(RuntimeError):
-    """A storage that failed while in use (disk full, lock held, server gone): one line naming the
-    storage (credentials masked) and the fix, and the exit code the CLI uses for it."""
-
-    def __init__(self, message: str, exit_code: int = 1, kind: str = "other", detail: str = ""):
-        super().__init__(message)
-        self.exit_code, self.kind, self.detail = exit_code, kind, detail
-
-
 # --------------------------------------------------------------------------- storage
-
-def heartbeat_interval() -> int:
-    # Seconds between heartbeats; a trial silent for 3 intervals is stale. Tests shorten it.
-    return max(1, _env_number("BNSEARCH_HEARTBEAT", "10", int, "a whole number of seconds, e.g. 10"))
-
-
-def lock_timeout() -> float:
-    # Seconds a SQLite connection waits for another process's write lock before failing. Every
-    # transaction is milliseconds long, so only a stuck foreign process ever waits this long.
-    return _env_number("BNSEARCH_LOCK_TIMEOUT", "60", float, "a number of seconds, e.g. 60")
-
-
-def _env_number(name: str, default: str, kind: type, example: str):
-    text = os.environ.get(name, default)
-    try:
-        value = kind(text)
-        if not (math.isfinite(value) and value >= 0):
-            raise ValueError
-    except ValueError:
-        raise SearchError(f"{name}={text!r} is not {example}; set it to one or unset it") from None
-    return value
-
-
-def check_environment() -> None:
-    """Read the BNSEARCH_* numbers once up front: a bad value is bad input (one line, exit 2), not a
-    traceback from whichever process first needed it."""
-    heartbeat_interval()
-    lock_timeout()
-
 
 # PostgreSQL: a server that accepts TCP but never answers must not hang the CLI (docs/design.md, Storage).
 PG_CONNECT_TIMEOUT_S = 10
@@ -159,12 +117,6 @@ def _sqlite_path(url: str) -> Path | None:
     except Exception:
         return None
     return None if db in (None, "", ":memory:") else Path(db)
-
-
-def _requeue(study, failed) -> None:
-    from .stale import requeue  # stale.py needs this module's settings: import at call time
-
-    requeue(study, failed)
 
 
 _reading = 0  # > 0 inside reading(): storage is opened read-only
@@ -276,7 +228,7 @@ def open_storage(url: str | None = None, *, create: bool = True) -> RDBStorage:
         try:
             storage = RDBStorage(
                 url, engine_kwargs=engine_kwargs, heartbeat_interval=hb, grace_period=3 * hb,
-                heartbeat_stale_trial_callback=_requeue,
+                heartbeat_stale_trial_callback=requeue,
                 # The schema version check parses Optuna's ~60 alembic migration scripts: ~20 ms per
                 # open, and one report opens storage about ten times. Once per process is enough.
                 skip_compatibility_check=url in _schema_checked,
