@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
+import warnings
 
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
@@ -46,5 +47,10 @@ def requeue(study: optuna.Study, failed: FrozenTrial) -> None:
         # The retry is nobody's yet: a copied `worker` tag would name the dead process.
         failed = copy.copy(failed)
         failed.user_attrs = {k: v for k, v in failed.user_attrs.items() if k not in ("error", "worker")}
-    RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(study, failed)
+    # Optuna warns that the callback is experimental each time one is made; a requeue can run outside any
+    # quiet() call (a worker releasing its trials as it stops), and the warning would reach the terminal.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        callback = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+    callback(study, failed)
 
