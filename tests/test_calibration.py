@@ -213,9 +213,8 @@ def test_trials_needed_is_actionable():
     off = np.array([0.9] + [0.5] * 11)
     s = A.summarize(_frame(on, off), distributions={}, tolerance=0.01, paired=True, sampler="random",
                     task="classification", n_val=N_VAL, n_boot=50)
-    assert s.outcome in ("easier", "cannot tell")
-    if s.outcome == "cannot tell":
-        assert s.primary["trials_needed"] > 11
+    # 6 of 6 discordant pairs one way at the declared δ: exact p = 2/64 = 0.031, so it needs no rerun
+    assert s.outcome == "easier" and not math.isfinite(s.primary["trials_needed"])
 
 
 def test_trials_needed_is_na_at_the_floor_with_its_reason():
@@ -224,6 +223,6 @@ def test_trials_needed_is_na_at_the_floor_with_its_reason():
     on, off = np.round(q * N_VAL) / N_VAL, np.round((q + rng.normal(0, 0.002, 40)) * N_VAL) / N_VAL
     s = A.summarize(_frame(on, off), distributions={}, tolerance=0.001, paired=True, sampler="random",
                     task="classification", n_val=N_VAL, n_boot=50)
-    if s.outcome == "cannot tell" and "floor" in s.primary["reason"]:
-        assert not math.isfinite(s.primary["trials_needed"]) or s.primary["trials_needed"] > 39
-        assert "floor" in s.verdict
+    # δ = 0.1 pt: almost no configuration ties the best, in either arm
+    assert s.outcome == "cannot tell" and "floor" in s.primary["reason"] and "floor" in s.verdict
+    assert s.primary["trials_needed"] > 39  # never fewer than the 39 compared
