@@ -268,7 +268,8 @@ def _worker_loop(url, experiment, pending, device, on_trial, max_storage_retry_s
         for arm_name in pending:
             try:
                 if arm_name not in state:
-                    arm = load_arm(url, *_experiment_arm(experiment, arm_name))
+                    with lifecycle.deferred_stop():  # transactions: see below
+                        arm = load_arm(url, *_experiment_arm(experiment, arm_name))
                     # Same split in every arm; only the arm's input scaling differs (and so the cache key).
                     arm_settings = dataclasses.replace(arm.settings, data=arm.spec.data(arm.settings.data))
                     state[arm_name] = (arm, _load_data(arm_settings, device, data_cache))
@@ -325,6 +326,7 @@ def _worker_entry(url, experiment, arms, device, data_cache=None) -> None:
     # left to the collector, each full collection walked them again (~0.1 s while opening storage).
     gc.freeze()
     lifecycle.start_worker()
+    interrupted = False
     try:
         # Ctrl-C and SIGTERM were blocked while this process started (start_workers): one that came
         # during the imports is delivered here, as KeyboardInterrupt, instead of as a traceback from
@@ -332,7 +334,7 @@ def _worker_entry(url, experiment, arms, device, data_cache=None) -> None:
         lifecycle.unblock_stop_signals()
         run_worker(url, experiment, arms, device=device, data_cache=data_cache)
     except KeyboardInterrupt:
-        release_own_trials(url, experiment, arms)
+        interrupted = True
     except MemoryError:
         sys.exit(lifecycle.OUT_OF_MEMORY_EXIT)  # the parent says what to change (N tracebacks did not)
     except Exception as exc:
@@ -344,12 +346,29 @@ def _worker_entry(url, experiment, arms, device, data_cache=None) -> None:
         # The parent names the storage and the fix once; N workers printing N tracebacks did not.
         sys.exit(lifecycle.STORAGE_EXIT[failure.kind])
     finally:
+        if interrupted:
+            _release_after_interrupt(url, experiment, arms)
         # The parent waits for this exit before its report: skip shutdown's walk over torch's
         # objects (0.4-0.8 s, see cli.main), closing the connections first.
         from .storage import close_all
 
         close_all()
         gc.freeze()
+
+
+def _release_after_interrupt(url, experiment, arms) -> None:
+    """Re-queue this worker's trials once nothing of the interrupted call is left. A stop that
+    landed inside a storage call (a path no deferred_stop covers) leaves its cursor referenced by the
+    traceback's frames, and SQLite keeps a closed connection open, write lock and all, until its
+    last statement is finalised: the release then waited the whole lock timeout on this process's
+    own lock, once per arm, and a rerun of the command failed on "database is locked" meanwhile
+    (measured: 2 kills in 10 of a panel just after its first data set). Outside the except block the
+    traceback is gone; the collection frees the frames' cycles and the disposal closes the pools."""
+    from .storage import close_all
+
+    gc.collect()
+    close_all()
+    release_own_trials(url, experiment, arms)
 
 
 OUT_OF_MEMORY = ("a worker ran out of memory while training; a rerun would fail the same way: use fewer --jobs, "
@@ -462,9 +481,13 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
     if jobs == 1:
         try:
             run_worker(url, settings.name, todo, device=settings.device, on_trial=on_trial)
-        except KeyboardInterrupt:
-            release_own_trials(url, settings.name, todo)
-            raise
+        except KeyboardInterrupt as exc:
+            stop = type(exc)  # not the exception itself: its traceback must go (_release_after_interrupt)
+        else:
+            stop = None
+        if stop is not None:
+            _release_after_interrupt(url, settings.name, todo)
+            raise stop()
         if progress:
             _show(progress, prepared)
         return prepared
@@ -476,37 +499,41 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
     procs, started = start_workers(url, settings.name, todo, jobs - own, settings.device, data_cache=cache)
     watch = _reader_arms(url, settings.name, prepared)
     refresh = (lambda: _show(progress, watch)) if progress else None
+    stop = None
     try:
         try:
-            if warmup is not None:
-                with lifecycle.deferred_stop():  # mostly imports: a Ctrl-C is taken once they are done
-                    warmup()
-        finally:
-            started.result()  # never leave a process half started, whatever happened meanwhile
-        if own:
-            run_worker(url, settings.name, todo, device=settings.device, on_trial=on_trial, data_cache=cache)
-        stuck = _StuckWatch(procs, watch, prepared)
-        while any(p.is_alive() for p in procs):
-            if progress:
-                _show(progress, watch)
-            for p in procs:
-                p.join(timeout=1.0 / len(procs))  # polling storage costs the workers CPU
-            if any(p.exitcode not in (None, 0) for p in procs):
-                # One worker failed (e.g. a write hit a full disk): the others would only fail the
-                # same way, after minutes of retries. Stop them now; their trials are re-queued.
-                lifecycle.stop_workers(procs, on_wait=refresh)
-            stuck.check(on_wait=refresh)
-    except KeyboardInterrupt:
-        # Ctrl-C in a terminal reaches the workers too, `kill -INT`/`kill PID` of this process alone
-        # does not: forward it, so every worker fails and re-queues its trial within seconds.
-        futures.wait([started])  # a second signal is ignored (lifecycle): this wait is not cut short
-        if own:
-            release_own_trials(url, settings.name, todo)  # this process's own worker
-        lifecycle.stop_workers([p for p in procs if p.pid is not None], on_wait=refresh)
-        if refresh:
-            with contextlib.suppress(Exception):
-                refresh()
-        raise
+            try:
+                if warmup is not None:
+                    with lifecycle.deferred_stop():  # mostly imports: a Ctrl-C is taken once they are done
+                        warmup()
+            finally:
+                started.result()  # never leave a process half started, whatever happened meanwhile
+            if own:
+                run_worker(url, settings.name, todo, device=settings.device, on_trial=on_trial, data_cache=cache)
+            stuck = _StuckWatch(procs, watch, prepared)
+            while any(p.is_alive() for p in procs):
+                if progress:
+                    _show(progress, watch)
+                for p in procs:
+                    p.join(timeout=1.0 / len(procs))  # polling storage costs the workers CPU
+                if any(p.exitcode not in (None, 0) for p in procs):
+                    # One worker failed (e.g. a write hit a full disk): the others would only fail the
+                    # same way, after minutes of retries. Stop them now; their trials are re-queued.
+                    lifecycle.stop_workers(procs, on_wait=refresh)
+                stuck.check(on_wait=refresh)
+        except KeyboardInterrupt as exc:
+            stop = type(exc)  # handled below, once its traceback is gone (_release_after_interrupt)
+        if stop is not None:
+            # Ctrl-C in a terminal reaches the workers too, `kill -INT`/`kill PID` of this process
+            # alone does not: forward it, so every worker fails and re-queues its trial within seconds.
+            futures.wait([started])  # a second signal is ignored (lifecycle): this wait is not cut short
+            if own:
+                _release_after_interrupt(url, settings.name, todo)  # this process's own worker
+            lifecycle.stop_workers([p for p in procs if p.pid is not None], on_wait=refresh)
+            if refresh:
+                with contextlib.suppress(Exception):
+                    refresh()
+            raise stop()
     finally:
         for p in procs:
             if p.pid is not None and p.is_alive():
