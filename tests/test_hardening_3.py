@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from bnsearch import api
+from bnsearch.config import load_config
 from bnsearch.search import prepare_experiment
 from conftest import CONFIGS, killed_on_exit, run_cli
 from pg import pg_url, postgres  # noqa: F401  (fixtures)
@@ -376,3 +377,59 @@ def test_storage_that_cannot_be_a_database_is_named_for_what_it_is(tmp_path):
     assert "rerun" not in results["in-memory: compare"].stderr and "restore" not in results["folder: list"].stderr
     assert set(os.listdir("/dev")) <= before  # no journal file left in /dev
     assert list(folder.iterdir()) == [] and not Path(out).exists()
+
+
+# A stop signal taken on the line of a storage call, right after SQLite ran the statement (where a
+# SIGTERM from the parent's death once landed, inside load_arm): raised from SQLAlchemy's
+# after_cursor_execute hook, which runs inside the same try as the driver's execute. The statement is
+# the first trial's result being stored, so the trial is RUNNING and this worker's.
+_STOP_INSIDE_A_STORAGE_CALL = r"""
+import sys, threading, time
+import sqlalchemy
+from bnsearch.config import load_config
+from bnsearch.search import lifecycle, prepare_experiment
+from bnsearch.search.worker import _worker_entry
+
+url, cfg = sys.argv[1], sys.argv[2]
+settings = load_config(cfg)
+prepare_experiment(settings, url, ["bn-on"])
+fired = []
+
+@sqlalchemy.event.listens_for(sqlalchemy.engine.Engine, "after_cursor_execute")
+def stop_here(conn, cursor, statement, *args):
+    if not fired and threading.current_thread() is threading.main_thread() \
+            and statement.lstrip().upper().startswith("INSERT INTO TRIAL_INTERMEDIATE_VALUES"):
+        fired.append(time.monotonic())
+        lifecycle.received = "SIGTERM"
+        raise lifecycle.Terminated()
+
+_worker_entry(url, settings.name, ["bn-on"], "cpu")
+print(f"{time.monotonic() - fired[0]:.2f}")
+"""
+
+
+def test_a_stop_inside_a_storage_call_still_releases_the_trial_at_once(tmp_path):
+    """The interrupted call's cursor lives on in the traceback, and SQLite keeps a closed connection,
+    with its write lock, until its statements are finalised: a release made inside the except block
+    waited out the lock timeout on the worker's own lock, left the trial RUNNING, and a rerun failed
+    on "database is locked" meanwhile."""
+    db = tmp_path / "bn.db"
+    script = tmp_path / "stop.py"
+    script.write_text(_STOP_INSIDE_A_STORAGE_CALL)
+    r = subprocess.run([sys.executable, str(script), f"sqlite:///{db}", str(CONFIGS / "smoke.toml")],
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                       env={**os.environ, "BNSEARCH_LOCK_TIMEOUT": "20"})
+    assert r.returncode == 0, r.stderr
+    assert float(r.stdout.split()[-1]) < 10, "the release waited for a lock (its own)"
+    with sqlite3.connect(db) as con:
+        rows = con.execute("SELECT t.number, t.state, a.value_json FROM trials t JOIN trial_user_attributes a "
+                           "ON a.trial_id = t.trial_id AND a.key = 'error' ORDER BY t.number").fetchall()
+        states = dict(con.execute("SELECT state, COUNT(*) FROM trials GROUP BY state").fetchall())
+    con.close()
+    assert rows == [(0, "FAIL", '"interrupted (Ctrl-C)"')], rows
+    assert not states.get("RUNNING"), states
+    # Re-queued: the smoke plan's configurations, the failed one's included, are all still to run.
+    with sqlite3.connect(db) as con:
+        budget = con.execute("SELECT COUNT(*) FROM trials WHERE state = 'WAITING'").fetchone()[0]
+    con.close()
+    assert budget == load_config(CONFIGS / "smoke.toml").trials, states
