@@ -211,9 +211,11 @@ def _warm_report(settings: Settings) -> None:
 class Report:
     """Trials of every repeat, the (aggregated) summary and the metadata every export carries."""
 
-    def __init__(self, df, summary, meta: dict, files: list[Path] | None = None, records: list[dict] | None = None,
-                 arms=None, notes: list[str] | None = None):
-        self.df, self.summary, self.meta = df, summary, meta
+    def __init__(self, df, comparisons, meta: dict, files: list[Path] | None = None,
+                 records: list[dict] | None = None, arms=None, notes: list[str] | None = None):
+        # report.Comparisons: every non-reference arm against the reference (the pair has one)
+        self.df, self.comparisons, self.meta = df, comparisons, meta
+        self.summary = comparisons.first  # the first comparison (the pair's only one)
         # What the reader should know about what was left out (e.g. a study that is not a repeat).
         self.notes: list[str] = notes or []
         self.records: list[dict] = records or []  # lossless per-trial records (trials.jsonl)
@@ -228,7 +230,7 @@ class Report:
     def _repr_markdown_(self) -> str:
         from .report import markdown_text
 
-        return markdown_text(self.summary, self.meta)
+        return markdown_text(self.comparisons, self.meta, arms=self.arms, repeats=self.summary.n_repeats)
 
 
 def _experiment_name(config, experiment: str | None) -> str:
@@ -366,13 +368,15 @@ def _build_report(url: str, experiment: str) -> Report:
         arms = arms_layer.result()
     if arms is not None:
         arms.comparisons = comparisons
-    summary = next(iter(comparisons.values()))
+    from .report import Comparisons
+
+    view = Comparisons(first.settings.arm_names(), first.settings.reference, comparisons)
     meta = {k: first.attrs.get(k) for k in ("experiment", "config_hash", "seed", "bnsearch_version", "torch_version",
                                             "optuna_version")}
     meta["repeats"] = len(runs)
     # Never write a database password into exported files (in the user info or as ?password=).
     meta["storage"] = search.masked(url)
-    return Report(pd.concat([r.df for r in runs], ignore_index=True), summary, meta,
+    return Report(pd.concat([r.df for r in runs], ignore_index=True), view, meta,
                   records=[rec for r in runs for rec in r.records], arms=arms, notes=notes)
 
 
@@ -549,47 +553,10 @@ def _analyse_arms(df, settings: Settings, comparisons, context: dict):
 
 def publish(report: Report, out_dir: Path, *, csv: bool = True, plots: bool = True) -> list[Path]:
     """Write the report's CSVs, PNGs and report.md to out_dir; returns the files written."""
-    from . import report as rpt
-    from . import report_arms
+    from .report import publish as write_all
 
-    files: list[Path] = []
     check_out_dir(out_dir)
-    if report.arms is not None and not report.arms.is_default_pair:
-        return report_arms.publish_arms(report, out_dir, csv=csv, plots=plots)
-    jobs = rpt.plot_jobs(report.df, report.summary, out_dir) if plots else []
-    n_main = len(jobs)
-    if plots and report.arms is not None:
-        jobs += report_arms.budget_plot_jobs(report.arms, out_dir)
-    with rpt.PlotRun(jobs) as run:  # a forked child starts drawing while the CSVs are written here
-        if csv:
-            # Per-epoch curves stay in storage (and budget.csv): a list per cell would bloat trials.csv.
-            files += rpt.write_csvs(report.df.drop(columns=["val_curve"], errors="ignore"), report.summary,
-                                    out_dir, report.meta)
-            files.append(rpt.write_trials_jsonl(report.records, out_dir, report.meta))
-        budget_csvs = (report_arms.write_budget_csvs(report.arms, out_dir, report.meta)
-                       if csv and report.arms is not None else [])
-        drawn = run.finish()
-    files += [p for paths in drawn[:n_main] for p in paths] + budget_csvs
-    files += [p for paths in drawn[n_main:] for p in paths]
-    adaptive = getattr(report.summary, "adaptive", None)
-    if adaptive is not None:  # km.csv, best_so_far.csv, trials_to_target.csv and their plots
-        from . import report_survival
-
-        files += report_survival.write(adaptive, out_dir, report.meta, csv=csv, plots=plots)
-    if csv and plots:
-        from .files import atomic_write
-
-        # report.md in one write, its budget section included: a failure between two writes would
-        # leave it without that section. The budget plots are embedded by that section, not listed twice.
-        text = rpt.markdown_text(report.summary, report.meta,
-                                 [f for f in files if f.name not in ("budget.png", "compute.png", "km.png",
-                                                                     "best_so_far.png")], out_dir)
-        if adaptive is not None:
-            text = text.rstrip("\n") + "\n\n" + report_survival.markdown_section(adaptive, files, out_dir)
-        if report.arms is not None:
-            text = text.rstrip("\n") + "\n\n" + report_arms.budget_markdown(report.arms)
-        files.append(atomic_write(Path(out_dir) / "report.md", lambda tmp: tmp.write_text(text, encoding="utf-8")))
-    return files
+    return write_all(report, out_dir, csv=csv, plots=plots)
 
 
 def show_summary(config=None, *, experiment=None, storage=None) -> Report:

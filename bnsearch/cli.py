@@ -233,12 +233,9 @@ def summary(
     """
     report = api.show_summary(config, experiment=experiment, storage=storage)
     if as_json:
-        from .report_arms import arms_json
+        from .report import report_json
 
-        obj = report.summary.to_json(report.meta)
-        if report.arms is not None:
-            obj["arms"] = arms_json(report.arms)
-        _print_json(obj)
+        _print_json(report_json(report))
     else:
         _print_report(report, full)
     _print_notes(report)
@@ -459,26 +456,16 @@ def _saved(arms) -> str:
 
 def _print_report(report, full: bool = False) -> None:
     from .report import print_report
-    from .report_arms import print_arms
 
-    if report.arms is None or report.arms.is_default_pair:
-        print_report(report.summary, console, report.meta, full=full)
-    elif full:  # every comparison's own two-arm report
-        for s in report.arms.comparisons.values():
-            print_report(s, console, report.meta, full=True)
-    if report.arms is not None:
-        print_arms(report.arms, console, full=full)
+    print_report(report.comparisons, console, report.meta, arms=report.arms, repeats=report.summary.n_repeats,
+                 full=full)
 
 
 def _print_answer(report) -> None:
     """The answer in one line, last, so it is on screen however the output scrolled."""
-    from .report import answer_line
+    from .report import answer
 
-    if report.arms is None or len(report.arms.comparisons) <= 1:
-        line = answer_line(report.summary)
-    else:
-        line = "; ".join(answer_line(s, arm) for arm, s in report.arms.comparisons.items())
-    console.print(f"[bold]Answer:[/] {line}.", highlight=False)
+    console.print(f"[bold]Answer:[/] {answer(report.comparisons)}.", highlight=False)
 
 
 def _print_notes(report) -> None:

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
 import torch
 
@@ -173,7 +174,7 @@ def test_old_two_arm_storage_still_loads(tmp_path):
             study.add_trial(_old_trial(arm, i, score, curve, params, {k: dists[k] for k in params}))
     report = api.show_summary(experiment="old", storage=url)
     s = report.summary
-    assert report.arms.is_default_pair and report.arms.arms == ["bn-on", "bn-off"]
+    assert report.arms.arms == ["bn-on", "bn-off"] and report.arms.reference == "bn-off"
     # Hand-computed: every pair has d = (0.9 + 0.01 i) - (0.6 + 0.01 i) = 0.3, BN on wins all 6.
     assert s.test("wilcoxon", "median_d")[0] == pytest.approx(0.3)
     assert s.test("wilcoxon", "win_rate")[0] == 1.0
@@ -191,10 +192,11 @@ def test_old_two_arm_storage_still_loads(tmp_path):
 
 def test_comparison_labels_stay_with_their_arms_when_arms_are_named_bn_on_and_bn_off_in_other_roles():
     """An experiment whose reference is bn-on (and whose compared arm is bn-off) keeps each arm's rows
-    under its own name in comparison_metrics.csv."""
+    under its own name in summary.csv (a relabelling by role once swapped them)."""
     import pandas as pd
     from bnsearch.analysis import summarize
-    from bnsearch.report_arms import _relabel
+    from bnsearch.report import Comparisons
+    from bnsearch.report.export import comparison_frames
 
     rows = []
     for arm, scores in (("bn-off", [0.9, 0.8, 0.7, 0.6, 0.5]), ("bn-on", [0.5, 0.4, 0.3, 0.2, 0.1])):
@@ -204,10 +206,55 @@ def test_comparison_labels_stay_with_their_arms_when_arms_are_named_bn_on_and_bn
     df = pd.DataFrame(rows)
     s = summarize(df, distributions={}, tolerance=0.01, paired=True, sampler="random", task="classification",
                   arms=("bn-off", "bn-on"), n_boot=20)
-    out = _relabel(s.metrics, "bn-off", "bn-on")
+    out = comparison_frames(Comparisons(["bn-on", "bn-off"], "bn-on", {"bn-off": s}))["summary.csv"]
     best = out[(out["metric"] == "best")].set_index("arm")["value"]
     assert best["bn-off"] == 0.9 and best["bn-on"] == 0.5
-    # role labels are still mapped to names
-    roles = s.metrics.assign(arm=s.metrics["arm"].map({"bn-off": "bn-on", "bn-on": "bn-off", "delta": "delta"}))
-    mapped = _relabel(roles, "t", "r").query("metric == 'best'").set_index("arm")["value"]
-    assert mapped["t"] == 0.9 and mapped["r"] == 0.5  # the treatment (role bn-on) scored 0.9
+    assert set(out["treatment"]) == {"bn-off"} and set(out["reference"]) == {"bn-on"}
+    assert out.loc[(out["metric"] == "best") & (out["arm"] == "delta"), "value"].iloc[0] == pytest.approx(0.4)
+
+
+_THREE_ARMS = """
+[experiment]
+name = "{name}"
+seed = 0
+tolerance = 0.02
+arms = {arms}
+reference = "{reference}"
+{tables}
+[data]
+dataset = "iris"
+
+[search]
+trials = 5
+
+[search.space]
+layers = {{ low = 1, high = 2 }}
+width  = {{ low = 8, high = 16, log = true }}
+lr     = {{ low = 1e-3, high = 1.0, log = true }}
+
+[train]
+epochs = 2
+"""
+
+
+def test_every_experiment_exports_the_same_files_whatever_its_arms(tmp_path):
+    """The default pair, the same pair under other names and three arms: one report path, one file set."""
+    from bnsearch.config import load_config_text
+
+    def run(name, arms, reference, norms):
+        tables = "".join(f'\n[arms.{a}]\nnorm = "{n}"\n' for a, n in zip(arms, norms))
+        text = _THREE_ARMS.format(name=name, arms=json.dumps(arms), reference=reference, tables=tables)
+        cfg = tmp_path / f"{name}.toml"
+        cfg.write_text(text)
+        load_config_text(text, str(cfg))
+        report = api.run_compare(cfg, storage=f"sqlite:///{tmp_path / 'r.db'}", out=tmp_path / name, jobs=1)
+        return sorted(f.name for f in report.files)
+
+    pair = run("pair", ["bn-on", "bn-off"], "bn-off", ["batchnorm", "none"])
+    renamed = run("renamed", ["with", "without"], "without", ["batchnorm", "none"])
+    three = run("three", ["plain", "bn", "ln"], "plain", ["none", "batchnorm", "layernorm"])
+    assert pair == renamed == three
+    assert {"summary.csv", "tests.csv", "arms.csv", "budget.csv", "tuning_curves.png", "score_vs_lr.png",
+            "report.md"} <= set(pair)
+    tests = pd.read_csv(tmp_path / "three" / "tests.csv")
+    assert set(zip(tests["treatment"], tests["reference"])) == {("bn", "plain"), ("ln", "plain")}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -58,14 +59,42 @@ def toy_summary(df=None, **kw) -> A.Summary:
     return A.summarize(df, **args)
 
 
+# The report of one comparison (the pair), as the exporter gets it from api.build_report.
+def _report(df, summary, meta=META):
+    view = R.Comparisons(list(summary.arms), summary.arms[1], {summary.arms[0]: summary})
+    return SimpleNamespace(df=df, comparisons=view, meta=dict(meta), arms=None, records=[])
+
+
+def write_csvs(df, summary, out, meta):
+    return R.write_csvs(_report(df, summary, meta), out, meta)
+
+
+def plot_jobs(df, summary, out):
+    return R.comparison_plot_jobs(df, _report(df, summary).comparisons, out, summary.experiment or "toy")
+
+
+def write_plots(df, summary, out):
+    return [p for paths in R.PlotRun(plot_jobs(df, summary, out)).finish() for p in paths]
+
+
+def write_markdown(summary, out, meta, files):
+    text = R.markdown_text(_report(None, summary, meta).comparisons, meta, files, out, repeats=summary.n_repeats)
+    (Path(out) / "report.md").write_text(text, encoding="utf-8")
+    return Path(out) / "report.md"
+
+
+def print_report(summary, console, meta, full=False):
+    R.print_report(_report(None, summary, meta).comparisons, console, meta, repeats=summary.n_repeats, full=full)
+
+
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
     df = toy_trials()
     summary = toy_summary(df)
-    csvs = R.write_csvs(df, summary, out, META)
-    pngs = R.write_plots(df, summary, out)
-    md = R.write_markdown(summary, out, META, csvs + pngs)
+    csvs = write_csvs(df, summary, out, META)
+    pngs = write_plots(df, summary, out)
+    md = write_markdown(summary, out, META, csvs + pngs)
     return out, df, summary, csvs, pngs, md
 
 
@@ -140,13 +169,13 @@ def _plain(console: Console) -> str:
 def test_default_report_is_verdict_first_and_fits_80_columns(written):
     _, _, summary, *_ = written
     console = Console(record=True, width=80)
-    R.print_report(summary, console, META)
+    print_report(summary, console, META)
     text = console.export_text(clear=False)
     assert all(len(line) <= 80 for line in text.splitlines())
     assert "BN on" in text and "BN off" in text and "Δ" in text
     assert len(text.splitlines()) <= 40  # with the progress, the files and the answer line: one 80x50 screen
     full = Console(record=True, width=80)
-    R.print_report(summary, full, META, full=True)
+    print_report(summary, full, META, full=True)
     assert "c0ffee12" in full.export_text(clear=False)  # the provenance is in --full
     plain = _plain(console)
     assert " ".join(summary.verdict.split()) in plain
@@ -163,7 +192,7 @@ def test_default_report_is_verdict_first_and_fits_80_columns(written):
 def test_full_report_has_every_section(written):
     _, _, summary, *_ = written
     console = Console(record=True, width=160)
-    R.print_report(summary, console, META, full=True)
+    print_report(summary, console, META, full=True)
     text = console.export_text(clear=False)
     for title in ("Scores", "Robustness", "Tuning curve", "Importance", "Sensitivity", "Tests", "Verdict",
                   "Tolerance profile", "Where it differs"):
@@ -178,12 +207,12 @@ def test_renderers_accept_aggregated_repeats(tmp_path):
     reps.append(toy_summary(shifted, seed=2))
     agg = A.aggregate_repeats(reps)
     console = Console(record=True, width=160)
-    R.print_report(agg, console, META)
+    print_report(agg, console, META)
     assert "3 repeats" in console.export_text(clear=False)
     assert " ".join(agg.verdict.split()) in _plain(console)
     both = pd.concat([df, shifted], ignore_index=True)
-    files = R.write_csvs(both, agg, tmp_path, {**META, "repeats": 3}) + R.write_plots(both, agg, tmp_path)
-    md = R.write_markdown(agg, tmp_path, META, files)
+    files = write_csvs(both, agg, tmp_path, {**META, "repeats": 3}) + write_plots(both, agg, tmp_path)
+    md = write_markdown(agg, tmp_path, META, files)
     columns = pd.read_csv(tmp_path / "summary.csv").columns
     assert "repeats" in columns and "n_repeats" not in columns and "meta_repeats" not in columns
     assert len(pd.read_csv(tmp_path / "trials.csv")) == len(both)
@@ -193,7 +222,7 @@ def test_renderers_accept_aggregated_repeats(tmp_path):
 def test_no_lr_column_skips_that_plot(tmp_path):
     df = toy_trials(with_lr=False)
     summary = toy_summary(df)
-    names = {p.name for p in R.write_plots(df, summary, tmp_path)}
+    names = {p.name for p in write_plots(df, summary, tmp_path)}
     assert "score_vs_lr.png" not in names and "tuning_curves.png" in names
 
 
@@ -204,9 +233,9 @@ def test_degenerate_summaries_render(tmp_path):
         summary = toy_summary(frame, sampler=sampler)
         out = tmp_path / str(k)
         console = Console(record=True, width=160)
-        R.print_report(summary, console, META)
-        files = R.write_csvs(frame, summary, out, META) + R.write_plots(frame, summary, out)
-        R.write_markdown(summary, out, META, files)
+        print_report(summary, console, META)
+        files = write_csvs(frame, summary, out, META) + write_plots(frame, summary, out)
+        write_markdown(summary, out, META, files)
         assert len(pd.read_csv(out / "trials.csv")) == len(frame)
         assert "Verdict" in console.export_text()
 
@@ -217,7 +246,7 @@ def test_pngs_drawn_on_two_cores_are_the_pngs_drawn_on_one(written, tmp_path):
     """PlotRun draws every other plot in a forked child: the files, their order and their bytes
     are those of a serial run (the module fixture drew them with the default, two processes here)."""
     _, df, summary, _, pngs, _ = written
-    serial = [p for paths in R.PlotRun(R.plot_jobs(df, summary, tmp_path), processes=1).finish() for p in paths]
+    serial = [p for paths in R.PlotRun(plot_jobs(df, summary, tmp_path), processes=1).finish() for p in paths]
     assert [p.name for p in serial] == [p.name for p in pngs] and len(serial) >= 5
     for a, b in zip(serial, pngs):
         assert a.read_bytes() == b.read_bytes(), a.name

@@ -256,7 +256,7 @@ def test_report_path_for_adaptive_repeats(tmp_path):
 
     from bnsearch import analysis as A
     from bnsearch import report as R
-    from bnsearch import report_survival
+    from bnsearch.report import survival as report_survival
     from bnsearch.analysis.survival import attach_adaptive
 
     rng = np.random.default_rng(5)
@@ -283,15 +283,18 @@ def test_report_path_for_adaptive_repeats(tmp_path):
     assert any("TPESampler(multivariate=True) under Optuna 5.1.0" in n for n in s.notes)
     assert s.to_json()["adaptive"]["repeats"] == 4
     console = Console(record=True, width=120)
-    R.print_report(s, console, {})
+    view = R.Comparisons(["bn-on", "bn-off"], "bn-off", {"bn-on": s})
+    R.print_report(view, console, {})
     text = console.export_text()
     assert "median trials to target" in text and "good fraction" not in text.split("Key numbers")[1].split("\n")[3]
-    files = report_survival.write(res, tmp_path, {"experiment": "x"})
+    files = (report_survival.write_csvs({"bn-on": res}, tmp_path, {"experiment": "x"})
+             + report_survival.write_plots({"bn-on": res}, tmp_path, "x", ["bn-on", "bn-off"]))
     assert sorted(f.name for f in files) == ["best_so_far.csv", "best_so_far.png", "km.csv", "km.png",
                                              "trials_to_target.csv"]
     km = pd.read_csv(tmp_path / "km.csv")
     assert set(km["arm"]) == {"bn-on", "bn-off"} and km["n"].max() == 15
-    assert "![km](km.png)" in report_survival.markdown_section(res, files, tmp_path)
+    assert set(km["treatment"]) == {"bn-on"} and set(km["reference"]) == {"bn-off"}
+    assert "![km](km.png)" in R.markdown_text(view, {}, files, tmp_path)
 
 
 def test_trials_beyond_the_budget_are_not_counted():
@@ -320,7 +323,7 @@ def test_speedup_enters_the_verdict_and_exports(tmp_path):
     import pandas as pd
 
     from bnsearch import analysis as A
-    from bnsearch import report_survival
+    from bnsearch.report import survival as report_survival
     from bnsearch.analysis.survival import attach_adaptive
 
     rows = []

@@ -47,10 +47,6 @@ class ArmsAnalysis:
     cells: dict | None = None
     notes: list[str] = field(default_factory=list)
 
-    @property
-    def is_default_pair(self) -> bool:
-        return self.arms == ["bn-on", "bn-off"] and self.reference == "bn-off"
-
     def arm_table(self) -> pd.DataFrame:
         """Per arm at the full budget (good = within tolerance of the best of *all* arms): n, good
         fraction, divergence, expected best-of-5; against the reference Δ good and median Δ as the

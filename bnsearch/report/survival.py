@@ -1,7 +1,6 @@
-"""Exports of the adaptive-sampler outcome (analysis/survival.py): km.csv, best_so_far.csv,
-trials_to_target.csv, km.png, best_so_far.png, the report.md section and the terminal rows.
-
-Rendering only, like report.py: every number comes from the `AdaptiveResult`."""
+"""The adaptive samplers' outcome (analysis/survival.py), one `AdaptiveResult` per comparison:
+km.csv, best_so_far.csv, trials_to_target.csv, km.png, best_so_far.png, the report.md section and
+the terminal rows. Every number comes from the results."""
 
 from __future__ import annotations
 
@@ -12,14 +11,11 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from .analysis import arm_label
-from .analysis.survival import AdaptiveResult, settings_text
+from ..analysis import arm_label
+from ..analysis.survival import AdaptiveResult, settings_text
+from .format import arm_colors, md_table, pyplot, save_figure, with_meta
 
 PNGS = ("km.png", "best_so_far.png")
-
-
-def _colors(arms) -> dict:
-    return dict(zip(arms, ("tab:blue", "tab:orange")))
 
 
 def _trials(x: float) -> str:
@@ -62,26 +58,28 @@ def compact_rows(res: AdaptiveResult) -> list[list[str]]:
     return rows
 
 
-def write_csvs(res: AdaptiveResult, out_dir, meta: Mapping) -> list[Path]:
-    from .files import atomic_write
-    from .report import _with_meta
+def write_csvs(results: Mapping[str, AdaptiveResult], out_dir, meta: Mapping) -> list[Path]:
+    """km.csv, best_so_far.csv, trials_to_target.csv: every comparison's rows, named by its arms."""
+    from ..files import atomic_write
 
     out = Path(out_dir)
-    times = res.times.assign(target=res.target, budget=res.budget)
-    frames = {"km.csv": res.km_table().assign(target=res.target),
-              "best_so_far.csv": res.curves.assign(target=res.target),
-              "trials_to_target.csv": pd.concat([res.summary_rows(), times], ignore_index=True)}
-    extra = {"sampler_settings": settings_text(res.sampler_settings)} if res.sampler_settings else {}
+    frames: dict[str, list[pd.DataFrame]] = {"km.csv": [], "best_so_far.csv": [], "trials_to_target.csv": []}
+    for res in results.values():
+        pair = {"treatment": res.arms[0], "reference": res.arms[1], "target": res.target}
+        frames["km.csv"].append(res.km_table().assign(**pair))
+        frames["best_so_far.csv"].append(res.curves.assign(**pair))
+        frames["trials_to_target.csv"].append(
+            pd.concat([res.summary_rows(), res.times.assign(budget=res.budget)], ignore_index=True).assign(**pair))
+    first = next(iter(results.values()))
+    extra = {"sampler_settings": settings_text(first.sampler_settings)} if first.sampler_settings else {}
     paths = []
-    for name, frame in frames.items():
-        table = _with_meta(frame, {**meta, **extra})
+    for name, parts in frames.items():
+        table = with_meta(pd.concat(parts, ignore_index=True), {**meta, **extra})
         paths.append(atomic_write(out / name, lambda tmp, table=table: table.to_csv(tmp, index=False)))
     return paths
 
 
-def _plot_km(plt, res: AdaptiveResult, title: str):
-    fig, ax = plt.subplots(figsize=(6, 4))
-    colors = _colors(res.arms)
+def _plot_km(ax, res: AdaptiveResult, title: str, colors: dict) -> None:
     for a in res.arms:
         km = res.per_arm[a].km
         s = res.per_arm[a]
@@ -96,12 +94,9 @@ def _plot_km(plt, res: AdaptiveResult, title: str):
                  f"log-rank p = {res.logrank_p:.3g}", fontsize=9)
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
-    return fig
 
 
-def _plot_best_so_far(plt, res: AdaptiveResult, title: str):
-    fig, ax = plt.subplots(figsize=(6, 4))
-    colors = _colors(res.arms)
+def _plot_best_so_far(ax, res: AdaptiveResult, title: str, colors: dict) -> None:
     for a in res.arms:
         c = res.curves[res.curves["arm"] == a]
         ax.plot(c["n"], c["mean"], color=colors[a], label=f"{arm_label(a)} (mean of {int(c['repeats'].max())} repeats)")
@@ -124,36 +119,29 @@ def _plot_best_so_far(plt, res: AdaptiveResult, title: str):
                  "y axis fitted from a tenth of the budget on", fontsize=9)
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
-    return fig
 
 
-def write_plots(res: AdaptiveResult, out_dir, experiment: str = "") -> list[Path]:
-    from .files import atomic_write
-    from .report import pyplot
-
+def write_plots(results: Mapping[str, AdaptiveResult], out_dir, experiment: str, arms) -> list[Path]:
+    """km.png and best_so_far.png, one panel per comparison."""
     plt = pyplot()
+    colors = arm_colors(arms)
     out = Path(out_dir)
     paths = []
-    for build, name, what in ((_plot_km, "km.png", "trials to target"),
-                              (_plot_best_so_far, "best_so_far.png", "best so far across repeats")):
-        fig = build(plt, res, f"{experiment}: {res.sampler.upper()}, {what}")
-        try:
-            fig.tight_layout()
-            paths.append(atomic_write(out / name, lambda tmp, fig=fig: fig.savefig(tmp, dpi=110)))
-        finally:
-            plt.close(fig)
+    for draw, name, what in ((_plot_km, "km.png", "trials to target"),
+                             (_plot_best_so_far, "best_so_far.png", "best so far across repeats")):
+        fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4), squeeze=False)
+        for ax, res in zip(axes[0], results.values()):
+            draw(ax, res, f"{experiment}: {res.sampler.upper()}, {what}", colors)
+        paths.append(save_figure(fig, out / name))
     return paths
 
 
-def markdown_section(res: AdaptiveResult, files=(), out_dir=None) -> str:
-    """The report.md section: the outcome's table, how it was defined, the two plots."""
-    import os
-
+def markdown_section(res: AdaptiveResult, label: str = "") -> str:
+    """The report.md section of one comparison: the outcome's table and how it was defined."""
     t, r = res.arms
-    rows = compact_rows(res)
-    lines = [f"## Trials to target ({res.sampler.upper()}, {res.repeats} repeats per arm)", "",
-             f"| | {arm_label(t)} | {arm_label(r)} | Δ [95% CI] |", "|---|---|---|---|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines = [f"## Trials to target ({res.sampler.upper()}, {res.repeats} repeats per arm)"
+             + (f": {label}" if label else ""), "",
+             md_table(["", arm_label(t), arm_label(r), "Δ [95% CI]"], compact_rows(res))]
     lines += ["",
               f"- target: validation score ≥ {res.target:.4g}, the {100 * res.quantile:.0f}th percentile of all "
               f"{res.n_pooled} completed trials of both arms and every repeat (no single arm's maximum)",
@@ -172,17 +160,4 @@ def markdown_section(res: AdaptiveResult, files=(), out_dir=None) -> str:
     if res.sampler_settings:
         lines.append(f"- sampler: {settings_text(res.sampler_settings)}")
     lines.append("")
-    out = Path(out_dir) if out_dir is not None else None
-    for f in files:
-        f = Path(f)
-        if f.name in PNGS:
-            link = os.path.relpath(f, out) if out is not None else f.name
-            lines += [f"![{f.stem.replace('_', ' ')}]({Path(link).as_posix()})", ""]
     return "\n".join(lines)
-
-
-def write(res: AdaptiveResult, out_dir, meta: Mapping, *, csv: bool = True, plots: bool = True) -> list[Path]:
-    files = write_csvs(res, out_dir, meta) if csv else []
-    if plots:
-        files += write_plots(res, out_dir, str(meta.get("experiment", "")))
-    return files
