@@ -4,7 +4,7 @@ import os
 import signal
 import sys
 
-from . import launch
+from . import forkserver
 
 
 def run() -> None:
@@ -14,14 +14,14 @@ def run() -> None:
     def early_stop(signum, _frame):
         how = b"by SIGHUP (terminal closed)" if signum == getattr(signal, "SIGHUP", None) else b"(Ctrl-C)"
         os.write(2, b"interrupted " + how + b" before anything started; nothing was written\n")
-        launch.stop_server()
+        forkserver.stop_server()
         os._exit(130)
 
     signal.signal(signal.SIGINT, early_stop)
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, early_stop)
-    # Workers' libraries load in the fork server while the CLI imports its own and plans (launch.py).
-    launch.start_server(sys.argv[1:])
+    # Workers' libraries load in the fork server while the CLI imports its own and plans (forkserver.py).
+    forkserver.start_server(sys.argv[1:])
     from .cli import main
 
     main()

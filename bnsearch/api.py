@@ -13,14 +13,11 @@ from typing import TYPE_CHECKING, Callable
 
 from . import search
 from .config import TABLE_SUFFIXES, ConfigError, Settings, check_jobs, load_config, table_config  # noqa: F401
+from .errors import RunFailed  # noqa: F401  (the CLI catches api.RunFailed)
 from .search import ARMS, SearchError, arm_of, arm_state, list_experiments, load_trials  # noqa: F401
 
 if TYPE_CHECKING:
     import pandas as pd
-
-
-class RunFailed(RuntimeError):
-    """The run itself failed (exit code 1), as opposed to bad input (exit code 2)."""
 
 
 def _settings(config: Path | str | None, **overrides) -> Settings:
@@ -325,7 +322,7 @@ def _build_report(url: str, experiment: str) -> Report:
 
     import pandas as pd
 
-    from ._fork import Forked
+    from .offload import Forked
     from .analysis import aggregate_repeats, summarize
 
     st = search.open_storage(url, create=False)
@@ -341,7 +338,7 @@ def _build_report(url: str, experiment: str) -> Report:
     runs = [_read_run(url, name, studies) for name in [experiment, *reps]]
     first = runs[0]  # the experiment's own run: its metadata labels every export, its trials the budgets
     # The N-arm layer (budgets, ~0.4 s) does not need the comparisons: a forked child computes it
-    # while this process summarizes (_fork.py; computed here instead where that is not possible).
+    # while this process summarizes (offload.py; computed here instead where that is not possible).
     # Adaptive samplers: no budget layer; its good fractions per epoch budget assume i.i.d. paired draws.
     adaptive = first.settings.sampler in ("tpe", "gp")
     layer = (lambda: None) if adaptive else functools.partial(_analyse_arms, first.df, first.settings, {},
@@ -357,7 +354,7 @@ def _build_report(url: str, experiment: str) -> Report:
                     by_arm.setdefault(a, []).append(summarize(run.df, **kw, arms=(a, s.reference)))
         comparisons = {a: s[0] if len(s) == 1 else aggregate_repeats(s) for a, s in by_arm.items()}
         if adaptive:  # the repeats' trials-to-target is the primary outcome
-            from .analysis.survival import attach_adaptive
+            from .analysis.summary import attach_adaptive
 
             budget = max(int(r.attrs.get("budget") or r.settings.trials) for r in runs)
             twin, random_df = _random_twin_trials(url, st, experiment, all_studies, studies)

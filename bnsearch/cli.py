@@ -17,7 +17,7 @@ from typer.exceptions import TyperException
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__, api, launch
+from . import __version__, api, forkserver
 from .config import ConfigError
 from .data import DataError
 from .search import SearchError
@@ -40,10 +40,10 @@ err = _console(stderr=True)
 
 def configure_logging() -> None:
     """The CLI owns its process: keep Optuna's per-study INFO lines and experimental warnings out of
-    the output (the library itself changes no global state; see _quiet.py)."""
+    the output (the library itself changes no global state; see optuna_logging.py)."""
     import optuna
 
-    from ._quiet import silence_warnings
+    from .optuna_logging import silence_warnings
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     silence_warnings()
@@ -353,12 +353,14 @@ def list_(storage: Optional[str] = StorageOpt,
 def experiments_table(rows: list[dict]) -> Table:
     """One line per arm, narrow enough for an 80-column terminal (the config hash is in --json)."""
     table = Table(title="experiments", title_justify="left")
-    for col in ("experiment", "arm", "done", "queued", "running", "failed", "best"):
+    # The words of `list --json` and of Optuna's trial states; "errored" is Optuna's FAIL (a trial that
+    # raised), not the report's "failed to train" (a trial no better than a constant predictor).
+    for col in ("experiment", "arm", "complete", "waiting", "running", "errored", "best"):
         table.add_column(col, justify="left" if col in ("experiment", "arm") else "right",
                          overflow="fold" if col == "experiment" else "ellipsis")
     for r in rows:
         table.add_row(r["experiment"], r["arm"], f"{r['complete']}/{r['budget']}", str(r["waiting"]),
-                      str(r["running"]), str(r["failed"]), "-" if r["best"] is None else f"{r['best']:.4f}")
+                      str(r["running"]), str(r["errored"]), "-" if r["best"] is None else f"{r['best']:.4f}")
     return table
 
 
@@ -487,17 +489,9 @@ def _print_files(files) -> None:
 
 def _print_json(obj) -> None:
     # Plain print: rich would re-wrap long strings and add colour codes that break `json.tool`.
-    print(json.dumps(obj, indent=2, default=_json_default, allow_nan=False))
+    from .analysis.common import json_safe
 
-
-def _json_default(o):
-    import numpy as np
-
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+    print(json.dumps(json_safe(obj), indent=2, allow_nan=False))
 
 
 def _storage_arg(argv: list[str]) -> str | None:
@@ -516,9 +510,11 @@ def main(argv: list[str] | None = None) -> None:
     stopped a run and 2 when the storage could not be used at all (docs/design.md, Exit codes).
     Always ends in SystemExit, with the garbage collector frozen (see below)."""
     from .search import lifecycle
+    from .search.worker import use_fork_server
 
     configure_logging()
     lifecycle.handle_stop_signals()  # `kill PID` stops a run like Ctrl-C: trials in flight are re-queued
+    use_fork_server(forkserver.context())  # started by the entry point, if this command runs workers
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         _main(argv)
@@ -526,7 +522,8 @@ def main(argv: list[str] | None = None) -> None:
         from .search.storage import close_all
 
         close_all()
-        launch.stop_server()
+        forkserver.stop_server()
+        use_fork_server(None)
         # Interpreter shutdown walks every object torch, pandas and matplotlib made for cycles:
         # 0.7-1.2 s after the last line was printed (measured). Frozen objects are skipped by that
         # last collection, so connections are closed explicitly first; atexit handlers still run.

@@ -16,15 +16,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .tables import DataError  # noqa: F401  (raised here, and caught by callers as data.DataError)
+
 if TYPE_CHECKING:
     import torch
 
 # torch, pandas and scikit-learn are imported where used: `bnsearch --help`, `space` and config
 # errors should answer at once, not after two seconds of imports.
-
-
-class DataError(ValueError):
-    """Bad data input (unknown data set, unreadable CSV, missing target column ...)."""
 
 
 # A numeric CSV target with more distinct values than this is not taken for class labels unasked.
@@ -225,7 +223,7 @@ def _named_arrays(spec: DataSpec, seed: int) -> tuple[np.ndarray, np.ndarray, st
     if name.startswith(("r:", "openml:")):
         from .tables import table_arrays
 
-        return (*table_arrays(name), None)
+        return (*table_arrays(name, openml_home()), None)
     if name not in BUILTIN:
         raise DataError(f"data.dataset: unknown data set {name!r}; choose one of {', '.join(BUILTIN)}")
     if name == "csv":
@@ -329,6 +327,13 @@ def _check_float32(spec: DataSpec, xs: tuple[np.ndarray, ...], ys: tuple[np.ndar
 
 _FIELDS = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")
 _prepared: dict[tuple, Dataset] = {}
+
+
+def openml_home() -> str | None:
+    """fetch_openml's data_home: <bnsearch cache>/openml, or scikit-learn's default when the cache
+    is off (BNSEARCH_CACHE_DIR="")."""
+    folder = cache_dir()
+    return None if folder is None else str(folder / "openml")
 
 
 def cache_dir() -> Path | None:

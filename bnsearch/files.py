@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from .errors import RunFailed
+
 _NO_ROOM = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG)
 
 
@@ -17,7 +19,7 @@ def atomic_write(path: Path | str, write: Callable[[Path], object]) -> Path:
     truncated one (a full disk mid-write). The rename is atomic only within one folder, hence the
     temporary file's place. An OSError of the disk, however
     deep in the writer's exceptions (Pillow's PNG encoder hides it behind an AttributeError), becomes
-    api.RunFailed naming the file, so the CLI does not blame the storage.
+    RunFailed naming the file, so the CLI does not blame the storage.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")  # keeps the suffix writers dispatch on
@@ -38,9 +40,7 @@ def atomic_write(path: Path | str, write: Callable[[Path], object]) -> Path:
 
 
 def output_failure(exc: BaseException, path: Path):
-    """api.RunFailed for an exception caused by the operating system refusing a write, else None."""
-    from .api import RunFailed
-
+    """RunFailed for an exception caused by the operating system refusing a write, else None."""
     e, seen = exc, 0
     while e is not None and seen < 10:
         if isinstance(e, OSError) and e.errno is not None:

@@ -173,7 +173,7 @@ def unpaired_variance(n_on: int, k_on: int, n_off: int, k_off: int) -> float:
 
 
 def dataset_row(entry: PanelEntry, summary, traits: dict) -> dict:
-    """One data set's row of panel.csv from its Summary (analysis.summarize) and traits."""
+    """One data set's row of panel.csv from its Comparison (analysis.summarize) and traits."""
     p = summary.primary or {}
     n = int(p.get("n_on") or 0)
     b, c = int(p.get("only_on") or 0), int(p.get("only_off") or 0)
@@ -341,7 +341,7 @@ Progress = Callable[[PanelEntry, list], None]
 
 
 def summarize_experiment(storage, name: str):
-    """The two-arm Summary of one stored experiment, as `compare` computes it (first non-reference
+    """The two-arm Comparison of one stored experiment, as `compare` computes it (first non-reference
     arm vs the reference), without the report's budget layer and files."""
     from . import search
     from .analysis import summarize
@@ -390,7 +390,6 @@ def run_panel(config, *, jobs: int | None = None, storage=None, out=None, trials
 
     from . import search
     from .api import check_budget, check_out_dir, run_arms
-    from .tables import traits as table_traits
 
     t0 = time.perf_counter()
     panel = load_panel(config, trials=trials, epochs=epochs, seed=seed)
@@ -423,6 +422,29 @@ def run_panel(config, *, jobs: int | None = None, storage=None, out=None, trials
                 d.rmdir()
         raise
     return res
+
+
+def table_traits(spec, seed: int = 0) -> dict:
+    """What a panel's meta-regression can relate the BN effect to, for one data set (a DataSpec):
+    rows, encoded features, classes (1 for regression), the majority-class share, the log10 spread
+    of the features' standard deviations (max/min over non-constant columns, before any scaling)
+    and whether inputs are fed raw (1) or standardized (0)."""
+    import numpy as np
+
+    from .data import load_arrays
+
+    X, y, task = load_arrays(spec, seed)
+    with np.errstate(all="ignore"):
+        sd = np.nanstd(X, axis=0)
+    sd = sd[np.isfinite(sd) & (sd > 0)]
+    classes = int(len(np.unique(y))) if task == "classification" else 1
+    majority = float(np.bincount(np.asarray(y)).max() / len(y)) if task == "classification" else float("nan")
+    return {"rows": int(X.shape[0]), "features": int(X.shape[1]), "classes": classes, "majority": majority,
+            "scale_spread": float(np.log10(sd.max() / sd.min())) if len(sd) else 0.0,
+            "raw_inputs": int(spec.inputs == "raw")}
+
+
+# --------------------------------------------------------------------------- encoding
 
 
 # --------------------------------------------------------------------------- files

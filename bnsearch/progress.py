@@ -38,7 +38,7 @@ class ArmProgress:
             if st.diverged:
                 extra.append(f"{st.diverged} diverged")
             if st.failed:
-                extra.append(f"{st.failed} failed")
+                extra.append(f"{st.failed} errored")
             fields = {"best": "-" if st.best is None else f"{st.best:.4f}", "extra": ", ".join(extra)}
             key = arm.study.study_name
             if key not in self.tasks:

@@ -22,7 +22,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .data import DataError
+
+
+class DataError(ValueError):
+    """Bad data input (unknown data set, unreadable CSV, missing target column ...). Defined here,
+    below data.py (which re-exports it), so that data.py imports this module and not the reverse."""
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -112,15 +116,6 @@ def _r_frame(key: str) -> tuple["pd.DataFrame", "pd.Series", str]:
     return frame, frame.pop(entry.target), "classification"
 
 
-def openml_home() -> str | None:
-    """fetch_openml's data_home: <bnsearch cache>/openml, or scikit-learn's default when the cache
-    is off (BNSEARCH_CACHE_DIR="")."""
-    from .data import cache_dir
-
-    folder = cache_dir()
-    return None if folder is None else str(folder / "openml")
-
-
 def _openml_frame(data_id: int, data_home: str | None) -> tuple["pd.DataFrame", "pd.Series", str]:
     import warnings
 
@@ -156,12 +151,12 @@ def _version(dist: str) -> str:
 
 def load_table(name: str, data_home: str | None = None) -> tuple["pd.DataFrame", "pd.Series", str]:
     """The raw table: (features, target, task), nothing encoded or dropped yet. `data_home` is
-    fetch_openml's cache folder (default openml_home())."""
+    fetch_openml's cache folder (None: scikit-learn's default; data.py passes bnsearch's cache)."""
     if (problem := name_problem(name)) is not None:
         raise DataError(f"data.dataset: {problem}")
     if name.startswith(R_PREFIX):
         return _r_frame(name[len(R_PREFIX):])
-    return _openml_frame(int(name[len(OPENML_PREFIX):]), data_home if data_home is not None else openml_home())
+    return _openml_frame(int(name[len(OPENML_PREFIX):]), data_home)
 
 
 def table_arrays(name: str, data_home: str | None = None) -> tuple[np.ndarray, np.ndarray, str]:
@@ -180,26 +175,6 @@ def table_arrays(name: str, data_home: str | None = None) -> tuple[np.ndarray, n
         y = y_raw.to_numpy(dtype=np.float64)
     return X, y, task
 
-
-def traits(spec, seed: int = 0) -> dict:
-    """What a panel's meta-regression can relate the BN effect to, for one data set (a DataSpec):
-    rows, encoded features, classes (1 for regression), the majority-class share, the log10 spread
-    of the features' standard deviations (max/min over non-constant columns, before any scaling)
-    and whether inputs are fed raw (1) or standardized (0)."""
-    from .data import load_arrays
-
-    X, y, task = load_arrays(spec, seed)
-    with np.errstate(all="ignore"):
-        sd = np.nanstd(X, axis=0)
-    sd = sd[np.isfinite(sd) & (sd > 0)]
-    classes = int(len(np.unique(y))) if task == "classification" else 1
-    majority = float(np.bincount(np.asarray(y)).max() / len(y)) if task == "classification" else float("nan")
-    return {"rows": int(X.shape[0]), "features": int(X.shape[1]), "classes": classes, "majority": majority,
-            "scale_spread": float(np.log10(sd.max() / sd.min())) if len(sd) else 0.0,
-            "raw_inputs": int(spec.inputs == "raw")}
-
-
-# --------------------------------------------------------------------------- encoding
 
 def _categorical(column: "pd.Series") -> bool:
     import pandas as pd

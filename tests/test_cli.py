@@ -61,9 +61,9 @@ def test_compare_seed_is_validated_before_anything_is_written(tmp_path):
 
 
 def test_fork_server_only_for_the_commands_that_run_workers():
-    """The entry point preloads the workers' libraries (launch.py) only where workers will run:
+    """The entry point preloads the workers' libraries (forkserver.py) only where workers will run:
     compare/study with more than one job; an unused server would cost a core ~1.5 s for nothing."""
-    from bnsearch.launch import runs_workers
+    from bnsearch.forkserver import runs_workers
 
     assert runs_workers(["compare"]) and runs_workers(["study", "cfg.toml", "--bn", "on"])
     assert runs_workers(["compare", "--jobs", "2"]) and runs_workers(["compare", "-j", "4"])

@@ -59,7 +59,7 @@ def test_list_fits_an_80_column_terminal():
     from bnsearch.cli import experiments_table
 
     rows = [{"experiment": "a-rather-long-experiment-name-rep12", "arm": "bn-off", "complete": 1000, "budget": 1000,
-             "waiting": 0, "running": 12, "failed": 3, "best": 0.987654}]
+             "waiting": 0, "running": 12, "errored": 3, "best": 0.987654}]
     console = Console(width=80, record=True)
     console.print(experiments_table(rows))
     text = console.export_text()

@@ -53,10 +53,10 @@ def test_rerun_trains_nothing_and_summary_needs_only_storage(compared, tmp_path)
 
 
 def test_budget_layer_from_the_forked_child_is_the_one_computed_here(compared):
-    """build_report computes the budget analysis in a forked child (api.py, _fork.py) while it
+    """build_report computes the budget analysis in a forked child (api.py, offload.py) while it
     summarizes: what comes back through the pipe is what this process computes itself."""
     _, url, report = compared
-    from bnsearch._fork import Forked, cores
+    from bnsearch.offload import Forked, cores
 
     with Forked(lambda: 1) as probe:  # on 2+ cores with fork, the report below uses a child too
         assert (probe.pid is not None) == (cores() > 1) and probe.result() == 1

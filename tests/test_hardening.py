@@ -417,7 +417,7 @@ def _fork_server_of(pid: int) -> int | None:
 
 
 def _workers_of(pid: int) -> list[int]:
-    """A CLI run's worker processes: the forks of its fork server (bnsearch/launch.py)."""
+    """A CLI run's worker processes: the forks of its fork server (bnsearch/forkserver.py)."""
     server = _fork_server_of(pid)
     return _children_of(server) if server is not None else []
 

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from bnsearch import analysis as A
 from bnsearch import report as R
-from bnsearch._fork import cores
+from bnsearch.offload import cores
 
 DIST = {
     "layers": IntDistribution(1, 4),
@@ -50,7 +50,7 @@ def toy_trials(with_lr: bool = True) -> pd.DataFrame:
     return df if with_lr else df.drop(columns="lr")
 
 
-def toy_summary(df=None, **kw) -> A.Summary:
+def toy_summary(df=None, **kw) -> A.Comparison:
     df = toy_trials() if df is None else df
     dist = {k: v for k, v in DIST.items() if k in df.columns}
     args = dict(distributions=dist, tolerance=0.01, paired=True, sampler="random", task="classification",

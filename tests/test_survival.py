@@ -257,7 +257,7 @@ def test_report_path_for_adaptive_repeats(tmp_path):
     from bnsearch import analysis as A
     from bnsearch import report as R
     from bnsearch.report import survival as report_survival
-    from bnsearch.analysis.survival import attach_adaptive
+    from bnsearch.analysis.summary import attach_adaptive
 
     rng = np.random.default_rng(5)
     dist = {"lr": __import__("optuna").distributions.FloatDistribution(1e-4, 1, log=True)}
@@ -324,7 +324,7 @@ def test_speedup_enters_the_verdict_and_exports(tmp_path):
 
     from bnsearch import analysis as A
     from bnsearch.report import survival as report_survival
-    from bnsearch.analysis.survival import attach_adaptive
+    from bnsearch.analysis.summary import attach_adaptive
 
     rows = []
     for r in range(3):

@@ -15,7 +15,8 @@ import pytest
 
 from bnsearch.config import ConfigError, load_config
 from bnsearch.data import DataError, DataSpec, load_arrays, load_dataset
-from bnsearch.tables import MAX_COLUMNS, MAX_LEVELS, R_TABLES, encode_features, fill_missing, registered, traits
+from bnsearch.panel import table_traits as traits
+from bnsearch.tables import MAX_COLUMNS, MAX_LEVELS, R_TABLES, encode_features, fill_missing, registered
 from conftest import CONFIGS, run_cli
 from test_hardening import _csv_config, one_line_error
 
@@ -141,7 +142,7 @@ def test_openml_loader_reads_a_cached_data_set(tmp_path, monkeypatch):
     features = [_feature(0, "a", "numeric", missing=6),
                 _feature(1, "color", "nominal", nominal=["red", "green", "blue"], missing=9),
                 _feature(2, "label", "nominal", target=True, nominal=["no", "yes"])]
-    _write_openml_cache(tmp_path / "cache" / "openml", 990001, arff, features, 60)  # tables.openml_home()
+    _write_openml_cache(tmp_path / "cache" / "openml", 990001, arff, features, 60)  # data.openml_home()
 
     X, y, task = load_arrays(DataSpec(dataset="openml:990001"))
     # a, a=missing, color=(missing), color=blue, color=green, color=red

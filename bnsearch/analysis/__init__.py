@@ -3,14 +3,14 @@
 Pure functions: no I/O, no printing, and every random quantity (bootstrap) derives from an explicit
 seed, so the same trials always give the same report. One module per concept:
 
-    common      arm names, the Summary container and its long table layout
+    common      arm names, the Comparison container and its long table layout
     robustness  score statistics, good fraction, trials to target, divergence, LR window
     curves      tuning curves (V/U estimates, best-so-far)
     importance  sensitivity and Optuna importances
     inference   paired/unpaired tests and bootstrap intervals
     summary     summarize(): every table for one experiment
     repeats     aggregate_repeats(): mean and interval across repeats
-    verdict     plain-language sentences from a Summary, conclusion first
+    verdict     plain-language sentences from a Comparison, conclusion first
     primary     the primary analysis: quality levels, max-statistic test, score intervals, outcomes, Holm
     tolerance   the noise-derived tolerance and the reference configuration left out
     lr_window   decades of lr where the smoothed P(good) exceeds a level, per optimizer

@@ -1,6 +1,6 @@
-"""Shared vocabulary of the analysis: arm names, the `Summary` container and its long table layout.
+"""Shared vocabulary of the analysis: arm names, the `Comparison` container and its long table layout.
 
-Every table of a `Summary` has one long layout -- key columns, then `value`, `lo`, `hi` -- so that
+Every table of a `Comparison` has one long layout -- key columns, then `value`, `lo`, `hi` -- so that
 `aggregate_repeats` can reduce any of them the same way (mean and 95% t-interval across repeats)
 and the report layer renders a single-run summary and an aggregated one with the same code.
 Per-arm tables carry the two compared arms (by default "bn-on", the treatment, and "bn-off", the
@@ -17,7 +17,8 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-ARMS = ("bn-on", "bn-off")
+from ..arms import DEFAULT_ARMS as ARMS  # the default pair, defined once (arms.py)
+
 DELTA = "delta"
 ARM_LABELS = {"bn-on": "BN on", "bn-off": "BN off", DELTA: "Δ"}
 
@@ -52,8 +53,9 @@ _VALUE_COLS = ["value", "lo", "hi"]
 
 
 @dataclass
-class Summary:
-    """Everything the report renders. One experiment, or R repeats aggregated.
+class Comparison:
+    """One arm against the reference (`summarize`'s result), everything the report renders of that
+    comparison. One experiment, or R repeats aggregated.
 
     Tables (long format, see TABLE_KEYS; `lo`/`hi` are NaN where no interval applies):
       metrics      section ("scores" | "robustness"), metric, arm, value, lo, hi
@@ -106,11 +108,7 @@ class Summary:
 
     def to_json(self, meta: Mapping | None = None) -> dict:
         """Plain JSON-able dict (NaN and inf become null): setup, verdict, notes and every table as records."""
-        import json
-
-        def clean(x):
-            return None if isinstance(x, float) and not math.isfinite(x) else x
-
+        clean = json_safe
         return {
             "experiment": self.experiment, "task": self.task, "sampler": self.sampler, "paired": self.paired,
             "tolerance": clean(self.tolerance), "s_star": clean(self.s_star), "n_repeats": self.n_repeats,
@@ -120,12 +118,11 @@ class Summary:
             "interval": self.interval, "verdict": self.verdict, "notes": list(self.notes),
             "adaptive": self.adaptive.to_json() if self.adaptive is not None else None,
             "meta": {k: clean(v) for k, v in (meta or {}).items()},
-            "tables": {name: json.loads(t.replace([np.inf, -np.inf], np.nan).to_json(orient="records"))
-                       for name, t in self.tables().items()},
+            "tables": {name: records(t) for name, t in self.tables().items()},
         }
 
     def __repr__(self) -> str:
-        return (f"<bnsearch Summary {self.experiment!r}: task {self.task}, sampler {self.sampler}, "
+        return (f"<bnsearch Comparison {self.experiment!r}: task {self.task}, sampler {self.sampler}, "
                 f"{self.n_repeats} repeat(s)>\n{self.verdict}")
 
     def _repr_markdown_(self) -> str:
@@ -160,3 +157,31 @@ def complete_trials(df: pd.DataFrame, arm: str | None = None) -> pd.DataFrame:
     out = df[mask]
     return out[np.isfinite(_floats(out["score"]))].sort_values("number", kind="stable")
 
+
+# ----------------------------------------------------------------------------- JSON
+
+def json_safe(x):
+    """A value JSON can hold: NaN and inf become null (JSON has neither), numpy scalars and paths
+    plain values, recursively through dicts, lists and tuples."""
+    from pathlib import PurePath
+
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {str(k): json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_safe(v) for v in x]
+    if isinstance(x, np.generic):
+        return json_safe(x.item())
+    if isinstance(x, PurePath):
+        return str(x)
+    return x
+
+
+def records(table: pd.DataFrame | None) -> list[dict] | None:
+    """A table as JSON-able records (NaN and inf as null)."""
+    import json
+
+    if table is None:
+        return None
+    return json.loads(table.replace([np.inf, -np.inf], np.nan).to_json(orient="records"))

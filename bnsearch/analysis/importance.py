@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .._quiet import quiet_optuna
+from ..optuna_logging import quiet_optuna
 from .common import MIN_IMPORTANCE_TRIALS, _floats, complete_trials
 
 def categorical_sensitivity(values: Sequence, scores: Sequence[float]) -> float:

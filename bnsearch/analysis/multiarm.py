@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from .budget import budget_grid, budget_table, budget_verdict, compute_curves, default_pairs
-from .common import N_BOOT, Summary
+from .common import N_BOOT, Comparison
 from .interaction import cell_scores, interaction_table, interaction_verdict
 from .summary import comparison_tolerance, summarize
 
@@ -24,7 +24,7 @@ class ArmsAnalysis:
 
     arms           arm names in config order; ``reference`` is one of them
     descriptions   arm -> "norm batchnorm before activation, inputs raw"
-    comparisons    arm -> Summary of that arm (as bn-on) against the reference (as bn-off)
+    comparisons    arm -> Comparison of that arm (as bn-on) against the reference (as bn-off)
     budget         budget_table(): every robustness metric at every epoch budget, per arm
     compute        compute_curves(): expected best score vs training seconds
     pairs          (arm, versus) pairs of the budget analysis: every arm against the reference, and in a
@@ -37,7 +37,7 @@ class ArmsAnalysis:
     reference: str
     epochs: int
     descriptions: dict[str, str]
-    comparisons: dict[str, Summary]
+    comparisons: dict[str, Comparison]
     budget: pd.DataFrame
     compute: pd.DataFrame
     budget_verdicts: dict[tuple[str, str], str]
@@ -67,12 +67,12 @@ class ArmsAnalysis:
         return pd.DataFrame(rows)
 
 
-# Where the two-arm Summary keeps the paired differences (paired design first, then unpaired).
+# Where the two-arm Comparison keeps the paired differences (paired design first, then unpaired).
 _COMPARISON_KEYS = {"good_delta": [("good_fraction", "diff")],
                     "median_d": [("wilcoxon", "median_d"), ("mann_whitney", "median_diff")]}
 
 
-def _from_comparison(summary: Summary | None, metric: str) -> tuple[float, float, float] | None:
+def _from_comparison(summary: Comparison | None, metric: str) -> tuple[float, float, float] | None:
     if summary is None:
         return None
     for test, quantity in _COMPARISON_KEYS[metric]:
@@ -85,7 +85,7 @@ def _from_comparison(summary: Summary | None, metric: str) -> tuple[float, float
 def analyse_arms(df: pd.DataFrame, *, arms: Sequence[str], reference: str, epochs: int, tolerance: float | None,
                  distributions: Mapping, paired: bool, sampler: str, task: str, seed: int = 0,
                  descriptions: Mapping[str, str] | None = None, cells: Mapping | None = None,
-                 norm_label: str = "BN", summaries: Mapping[str, Summary] | None = None,
+                 norm_label: str = "BN", summaries: Mapping[str, Comparison] | None = None,
                  n_boot: int = N_BOOT, n_val: int | None = None) -> ArmsAnalysis:
     """Every non-reference arm against ``reference`` (``summarize(..., arms=(arm, reference))``),
     the budget analysis over all arms, and the interaction when ``cells`` names a 2x2.

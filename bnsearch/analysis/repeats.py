@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .common import ARMS, CONFIDENCE, DELTA, TABLE_KEYS, _VALUE_COLS, Summary, _floats
+from .common import ARMS, CONFIDENCE, DELTA, TABLE_KEYS, _VALUE_COLS, Comparison, _floats
 from .primary import decide
 from .robustness import trials_to_target
 from .verdict import verdict
@@ -64,7 +64,7 @@ def _trials_to_target_from_mean_g(metrics: pd.DataFrame, arms=ARMS) -> pd.DataFr
     return m
 
 
-def aggregate_repeats(summaries: Sequence[Summary]) -> Summary:
+def aggregate_repeats(summaries: Sequence[Comparison]) -> Comparison:
     """Mean and 95% Student-t interval of the mean across repeats, for every scalar of every table.
 
     Exception: trials-to-target is 1 / (mean good fraction), its interval mapped from g's interval,
@@ -91,7 +91,7 @@ def aggregate_repeats(summaries: Sequence[Summary]) -> Summary:
                "p_value": math.nan, "eq_lo": eq_lo, "eq_hi": eq_hi, "margin": margin,
                "trials_needed": math.nan, "settles": ""}
     outcome = decide(p, mean, eq_lo, eq_hi, margin)
-    out = Summary(
+    out = Comparison(
         experiment=first.experiment, task=first.task, sampler=first.sampler,
         paired=all(s.paired for s in summaries), tolerance=first.tolerance,
         s_star=t_interval([s.s_star for s in summaries])[0], params=list(first.params),

@@ -1,16 +1,16 @@
-"""`summarize`: the trials DataFrame of one experiment -> a `Summary` (every table, then the verdict)."""
+"""`summarize`: the trials DataFrame of one experiment -> a `Comparison` (every table, then the verdict)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from .common import (ADAPTIVE_SAMPLERS, ARMS, DELTA, MIN_IMPORTANCE_TRIALS, N_BOOT, TABLE_KEYS, _VALUE_COLS,
-                     Summary, _floats, complete_trials)
+                     Comparison, _floats, complete_trials)
 from .curves import best_so_far, curve_grid, simultaneous_curve, u_weights
 from .heterogeneity import heterogeneity_table
 from .lr_window import lr_window_grid, lr_window_stat, smoothed_p_good
@@ -483,7 +483,7 @@ def interval_notes(tables: Mapping[str, pd.DataFrame]) -> list[str]:
 def summarize(df: pd.DataFrame, *, distributions: Mapping, tolerance: float | None, paired: bool, sampler: str,
               task: str, seed: int = 0, n_boot: int = N_BOOT, evaluator=None, arms: tuple[str, str] = ARMS,
               n_val: int | None = None, baseline: float | None = None, reference: Mapping | None = None,
-              margin: float = EQUIVALENCE_MARGIN) -> Summary:
+              margin: float = EQUIVALENCE_MARGIN) -> Comparison:
     """All metrics of docs/design.md (Analysis) for one comparison (treatment arm vs reference arm).
 
     arms: (treatment, reference) labels in df["arm"]. tolerance: delta, or None to derive it from the
@@ -512,10 +512,48 @@ def summarize(df: pd.DataFrame, *, distributions: Mapping, tolerance: float | No
     if reference:
         context.update({f"reference_{k}": v for k, v in reference.items()})
     experiment = str(df["experiment"].iloc[0]) if len(df) and "experiment" in df else ""
-    summary = Summary(experiment=experiment, task=task, sampler=sampler, paired=x.pairs is not None,
+    summary = Comparison(experiment=experiment, task=task, sampler=sampler, paired=x.pairs is not None,
                       tolerance=x.tolerance, s_star=x.s_star, params=x.params, metrics=metrics, curves=curves,
                       importance=importance, sensitivity=sensitivity, tests=tests, profile=profile,
                       heterogeneity=het, arms=arms, context=context, tolerance_source=x.tolerance_source,
                       notes=notes, outcome=ends.primary.outcome, primary=_primary_dict(ends.primary, margin))
     summary.verdict = verdict(summary)
     return summary
+
+
+# ----------------------------------------------------------------------------- adaptive samplers
+
+def attach_adaptive(summary, dfs: Sequence[pd.DataFrame], *, budget: int | None = None, seed: int = 0,
+                    sampler_settings: Mapping | None = None, n_boot: int = N_BOOT,
+                    random_df: pd.DataFrame | None = None, random_source: str = "") -> AdaptiveResult:
+    """Analyse the repeats of an adaptive experiment (one trials DataFrame per repeat) for the
+    summary's arms and make it the summary's primary outcome: `summary.adaptive`, its outcome and
+    verdict. The good-fraction rows stay in the tables, marked descriptive: adaptive draws are not
+    independent, so their tests do not hold. random_df: the trials of a random search of the same
+    space (random_source names it), for the sampler's speed-up over random per arm."""
+    from .common import complete_trials
+    from .survival import analyse_adaptive, outcome_word, settings_text, speedup_over_random
+
+    res = analyse_adaptive(dfs, tuple(summary.arms), sampler=summary.sampler, task=summary.task, budget=budget,
+                           seed=seed, sampler_settings=sampler_settings, n_boot=n_boot)
+    if random_df is not None and len(random_df):
+        scores = {a: complete_trials(random_df, a)["score"].to_numpy(float) for a in res.arms}
+        if all(v.size for v in scores.values()):
+            res.speedup, res.speedup_source = speedup_over_random(res, scores), random_source
+    summary.adaptive = res
+    summary.outcome = outcome_word(res)
+    tests = summary.tests
+    if not tests.empty and "note" in tests.columns:
+        gf = tests["test"].isin(["good_fraction", "quality_level"])
+        tests.loc[gf, "note"] = ("descriptive only: " + summary.sampler.upper() + " draws are not independent, so "
+                                 "this test does not hold; " + tests.loc[gf, "note"].astype(str)
+                                 .str.replace("PRIMARY: ", "", regex=False)
+                                 .str.replace("PRIMARY at the declared δ: ", "", regex=False))
+    summary.notes = [*summary.notes,
+                     f"primary outcome for {summary.sampler}: trials to a target of {res.target:.4g} (the "
+                     f"{100 * res.quantile:.0f}th percentile of all {res.n_pooled} trials of both arms and every "
+                     "repeat) per repeat, log-rank across repeats; good fractions are descriptive only"]
+    if res.sampler_settings:
+        summary.notes.append(f"sampler: {settings_text(res.sampler_settings)}")
+    summary.verdict = verdict(summary)
+    return res

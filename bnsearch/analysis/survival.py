@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .common import ADAPTIVE_SAMPLERS, CONFIDENCE, _rng, complete_trials
+from .common import ADAPTIVE_SAMPLERS, CONFIDENCE, _rng, complete_trials, json_safe, records
 
 TARGET_QUANTILE = 0.90
 DEFAULT_ADAPTIVE_REPEATS = 10  # power figure: docs/design.md §6, Adaptive samplers
@@ -255,17 +255,12 @@ class AdaptiveResult:
 
     def to_json(self) -> dict:
         """Plain JSON-able numbers (NaN and inf become null) for `summary --json`."""
-        import json
-
-        def clean(x):
-            return None if isinstance(x, float) and not math.isfinite(x) else x
-
+        clean = json_safe
         return {"sampler": self.sampler, "arms": list(self.arms), "budget": self.budget, "repeats": self.repeats,
                 "target": clean(self.target), "target_quantile": self.quantile, "outcome": self.outcome,
                 "logrank_chi2": clean(self.logrank_chi2), "logrank_p": clean(self.logrank_p),
                 "sampler_settings": dict(self.sampler_settings),
-                "summary": json.loads(self.summary_rows().replace([np.inf, -np.inf], np.nan).to_json(orient="records")),
-                "times": json.loads(self.times.to_json(orient="records"))}
+                "summary": records(self.summary_rows()), "times": records(self.times)}
 
     def summary_rows(self) -> pd.DataFrame:
         """One row per quantity (arm or 'delta'), value/lo/hi: what km.csv's companion rows hold."""
@@ -547,7 +542,7 @@ def speedup_sentence(result: AdaptiveResult, words: Mapping[str, str]) -> str | 
 
 
 def outcome_word(result: AdaptiveResult | None) -> str:
-    """The Summary.outcome vocabulary: reaching the target sooner is an easier search."""
+    """The Comparison.outcome vocabulary: reaching the target sooner is an easier search."""
     if result is None:
         return "cannot tell"
     return {"faster": "easier", "slower": "harder"}.get(result.outcome, "cannot tell")
@@ -555,40 +550,3 @@ def outcome_word(result: AdaptiveResult | None) -> str:
 
 def is_adaptive(sampler: str) -> bool:
     return sampler in ADAPTIVE_SAMPLERS
-
-
-# ----------------------------------------------------------------------------- into a Summary
-
-def attach_adaptive(summary, dfs: Sequence[pd.DataFrame], *, budget: int | None = None, seed: int = 0,
-                    sampler_settings: Mapping | None = None, n_boot: int = N_BOOT,
-                    random_df: pd.DataFrame | None = None, random_source: str = "") -> AdaptiveResult:
-    """Analyse the repeats of an adaptive experiment (one trials DataFrame per repeat) for the
-    summary's arms and make it the summary's primary outcome: `summary.adaptive`, its outcome and
-    verdict. The good-fraction rows stay in the tables, marked descriptive: adaptive draws are not
-    independent, so their tests do not hold. random_df: the trials of a random search of the same
-    space (random_source names it), for the sampler's speed-up over random per arm."""
-    from .verdict import verdict
-
-    res = analyse_adaptive(dfs, tuple(summary.arms), sampler=summary.sampler, task=summary.task, budget=budget,
-                           seed=seed, sampler_settings=sampler_settings, n_boot=n_boot)
-    if random_df is not None and len(random_df):
-        scores = {a: complete_trials(random_df, a)["score"].to_numpy(float) for a in res.arms}
-        if all(v.size for v in scores.values()):
-            res.speedup, res.speedup_source = speedup_over_random(res, scores), random_source
-    summary.adaptive = res
-    summary.outcome = outcome_word(res)
-    tests = summary.tests
-    if not tests.empty and "note" in tests.columns:
-        gf = tests["test"].isin(["good_fraction", "quality_level"])
-        tests.loc[gf, "note"] = ("descriptive only: " + summary.sampler.upper() + " draws are not independent, so "
-                                 "this test does not hold; " + tests.loc[gf, "note"].astype(str)
-                                 .str.replace("PRIMARY: ", "", regex=False)
-                                 .str.replace("PRIMARY at the declared δ: ", "", regex=False))
-    summary.notes = [*summary.notes,
-                     f"primary outcome for {summary.sampler}: trials to a target of {res.target:.4g} (the "
-                     f"{100 * res.quantile:.0f}th percentile of all {res.n_pooled} trials of both arms and every "
-                     "repeat) per repeat, log-rank across repeats; good fractions are descriptive only"]
-    if res.sampler_settings:
-        summary.notes.append(f"sampler: {settings_text(res.sampler_settings)}")
-    summary.verdict = verdict(summary)
-    return res

@@ -1,4 +1,4 @@
-"""The verdict: plain sentences built from the numbers of a `Summary`, conclusion first.
+"""The verdict: plain sentences built from the numbers of a `Comparison`, conclusion first.
 
 The first sentences state the outcome of the primary analysis (docs/design.md, Primary analysis) with
 the numbers it rests on, all from one population: easier, harder, no practical difference, or cannot
@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from .common import ADAPTIVE_SAMPLERS, CONFIDENCE, MIN_TRIALS_TO_TELL, Summary, arm_label, arm_phrases
+from .common import ADAPTIVE_SAMPLERS, CONFIDENCE, MIN_TRIALS_TO_TELL, Comparison, arm_label, arm_phrases
 from .heterogeneity import crossovers
 
 ALPHA = 1 - CONFIDENCE
@@ -64,15 +64,15 @@ def _p(p: float) -> str:
     return "p n/a" if not np.isfinite(p) else ("p < 0.001" if p < 0.001 else f"p = {p:.3f}")
 
 
-def _holm(s: Summary, test: str) -> float:
+def _holm(s: Comparison, test: str) -> float:
     return s.test(test, "p_holm")[0]
 
 
-def _ci_name(s: Summary) -> str:
+def _ci_name(s: Comparison) -> str:
     return "95% interval across repeats" if s.n_repeats > 1 else "95% CI"
 
 
-def _level_text(s: Summary, delta: float, threshold: float, kind: str) -> str:
+def _level_text(s: Comparison, delta: float, threshold: float, kind: str) -> str:
     cls = s.task == "classification"
     near = (f"within {100 * delta:.3g} pts of the best" if cls else f"within {delta:.3g} of the best")
     if kind.startswith("top"):
@@ -80,7 +80,7 @@ def _level_text(s: Summary, delta: float, threshold: float, kind: str) -> str:
     return f"a score of at least {threshold:.3f} ({near})"
 
 
-def _primary_sentences(s: Summary, w: dict, n_on: float, n_off: float) -> list[str]:
+def _primary_sentences(s: Comparison, w: dict, n_on: float, n_off: float) -> list[str]:
     """The outcome of the primary analysis with the numbers it rests on, then what would settle it."""
     repeats = s.n_repeats > 1
     pr = s.primary
@@ -148,7 +148,7 @@ def _primary_sentences(s: Summary, w: dict, n_on: float, n_off: float) -> list[s
     return sentences
 
 
-def _trials_to_target_sentence(s: Summary, w: dict) -> str:
+def _trials_to_target_sentence(s: Comparison, w: dict) -> str:
     treat, ref = s.arms
     ci_name = _ci_name(s)
     t_on, t_off = s.metric("trials_to_target", treat), s.metric("trials_to_target", ref)
@@ -158,7 +158,7 @@ def _trials_to_target_sentence(s: Summary, w: dict) -> str:
             f"{ttt_text(*t_off, ci=ci_name)} {w['with_r']}.")
 
 
-def _failure_sentence(s: Summary, w: dict) -> str | None:
+def _failure_sentence(s: Comparison, w: dict) -> str | None:
     """Divergence and failed-to-train rates, only when some run diverged or failed."""
     treat, ref = s.arms
     div_on, div_off = s.metric("divergence_rate", treat)[0], s.metric("divergence_rate", ref)[0]
@@ -173,7 +173,7 @@ def _failure_sentence(s: Summary, w: dict) -> str | None:
     return None
 
 
-def _secondary_sentence(s: Summary, w: dict) -> str | None:
+def _secondary_sentence(s: Comparison, w: dict) -> str | None:
     """Typical configurations, only when Holm-significant."""
     treat, ref = s.arms
     repeats = s.n_repeats > 1
@@ -201,14 +201,14 @@ def _secondary_sentence(s: Summary, w: dict) -> str | None:
     return None
 
 
-def _crossover_sentences(s: Summary, w: dict) -> list[str]:
+def _crossover_sentences(s: Comparison, w: dict) -> list[str]:
     if s.n_repeats > 1 or s.heterogeneity.empty:
         return []
     return [f"It depends on {c['factor']}: {w['t']} helps at {', '.join(c['helps'])} and hurts at "
             f"{', '.join(c['hurts'])} (sign tests, Holm-adjusted p < 0.05)." for c in crossovers(s.heterogeneity)]
 
 
-def verdict(s: Summary) -> str:
+def verdict(s: Comparison) -> str:
     """Plain sentences from the numbers, conclusion first; says so when the data cannot tell."""
     treat, ref = s.arms
     w = arm_phrases(s.arms)

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..analysis import DELTA
+from ..analysis.common import json_safe, records  # noqa: F401  (the one JSON cleaner)
 
 _PCT = {"good_fraction", "divergence_rate", "failed_rate", "win_rate", "tie_rate", "loss_rate", "prob_on_better",
         "diff", "equivalence"}
@@ -117,28 +118,6 @@ def with_meta(frame: pd.DataFrame, meta: Mapping) -> pd.DataFrame:
             col = f"meta_{key}"
         out[col] = value
     return out
-
-
-def json_safe(x):
-    # JSON has no NaN/inf; null keeps every line parseable by any JSON reader.
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, dict):
-        return {str(k): json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [json_safe(v) for v in x]
-    if isinstance(x, np.generic):
-        return json_safe(x.item())
-    return x
-
-
-def records(table: pd.DataFrame | None) -> list[dict] | None:
-    """A table as JSON-able records (NaN and inf as null)."""
-    import json
-
-    if table is None:
-        return None
-    return json.loads(table.replace([np.inf, -np.inf], np.nan).to_json(orient="records"))
 
 
 def pyplot():

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from .._fork import Forked
+from ..offload import Forked
 from ..analysis import DELTA, arm_label
 from ..analysis.heterogeneity import wide as heterogeneity_wide
 from ..analysis.multiarm import ArmsAnalysis
@@ -304,7 +304,7 @@ def _log_x(ax, drawn: pd.Series, base: float = 10) -> None:
 
 class PlotRun:
     """Plot jobs on two cores: drawing the PNGs was the longest part of a report (~1.4-1.8 s of a
-    2-core run's last ~3.5 s, with the other core idle). Made at once, a forked child (_fork.Forked)
+    2-core run's last ~3.5 s, with the other core idle). Made at once, a forked child (offload.Forked)
     draws every other job; finish() draws the rest here, after whatever the caller writes meanwhile
     (the CSVs), and returns every job's files in job order. If the child fails in any way its jobs
     are drawn here: same files either way (tested byte for byte)."""

@@ -1,7 +1,7 @@
 """The tables every renderer shows, as (title, headers, rows of strings): the terminal, markdown and
 JSON outputs are built from these, so they always show the same numbers.
 
-Per comparison (one non-reference arm against the reference, an `analysis.Summary`): the key
+Per comparison (one non-reference arm against the reference, an `analysis.Comparison`): the key
 numbers, the setup and one table per section, with a column per arm and a Δ column. Over all arms
 (`analysis.multiarm.ArmsAnalysis`): one row per arm, the epoch budgets and the 2x2 interaction.
 """
@@ -15,7 +15,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from ..analysis import DELTA, Summary, arm_label, curve_grid
+from ..analysis import DELTA, Comparison, arm_label, curve_grid
 from ..analysis.heterogeneity import wide as heterogeneity_wide
 from ..analysis.multiarm import ArmsAnalysis
 from .format import NA, cell, fmt, kind_of, with_ci
@@ -32,13 +32,13 @@ class Comparisons:
 
     arms: list[str]
     reference: str
-    by_arm: dict[str, Summary]
+    by_arm: dict[str, Comparison]
 
     @property
-    def first(self) -> Summary:
+    def first(self) -> Comparison:
         return next(iter(self.by_arm.values()))
 
-    def own(self, arm: str) -> Summary:
+    def own(self, arm: str) -> Comparison:
         return self.by_arm.get(arm, self.first)
 
     def rows(self, table: str, arm: str) -> pd.DataFrame:
@@ -71,7 +71,7 @@ def _label(metric: str) -> str:
     return _LABELS.get(metric, metric)
 
 
-def _arm_columns(summary: Summary) -> tuple:
+def _arm_columns(summary: Comparison) -> tuple:
     return (*summary.arms, DELTA)
 SECTION_TITLES = {"scores": "Scores", "robustness": "Robustness", "curves": "Tuning curve",
                   "importance": "Importance", "sensitivity": "Sensitivity", "tests": "Tests",
@@ -86,7 +86,7 @@ def _by_arm(table: pd.DataFrame, keys: list[str]) -> list[tuple[tuple, dict[str,
     return list(out.items())
 
 
-def report_tables(summary: Summary) -> list[tuple[str, list[str], list[list[str]]]]:
+def report_tables(summary: Comparison) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, headers, rows of strings) per section; shared by the terminal and markdown reports."""
     ARM_COLUMNS = _arm_columns(summary)
     ARMS = summary.arms
@@ -155,7 +155,7 @@ def report_tables(summary: Summary) -> list[tuple[str, list[str], list[list[str]
     return sections
 
 
-def setup_lines(summary: Summary, meta: Mapping) -> list[str]:
+def setup_lines(summary: Comparison, meta: Mapping) -> list[str]:
     lines = [
         f"experiment {summary.experiment or meta.get('experiment', '')} · task {summary.task} · "
         f"sampler {summary.sampler} · {'paired' if summary.paired else 'unpaired'} · "
@@ -187,7 +187,7 @@ def setup_lines(summary: Summary, meta: Mapping) -> list[str]:
     return lines
 
 
-def compact_rows(summary: Summary) -> list[list[str]]:
+def compact_rows(summary: Comparison) -> list[list[str]]:
     """The default terminal view: a few key numbers per arm, Δ with its interval, fits 80 columns."""
     t, r = summary.arms
     m = summary.metric

@@ -9,7 +9,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ..analysis import Summary, arm_label
+from ..analysis import Comparison, arm_label
 from .format import fmt
 from .tables import (ESTIMATOR_NAMES, Comparisons, arm_rows, budget_rows, cells_line, compact_rows,
                      interaction_rows, pair_rows, report_tables, setup_lines)
@@ -31,7 +31,7 @@ def _table(console, title: str, headers, rows, *, wrap: bool = True) -> None:
     console.print(table)
 
 
-def _key_numbers(console, summary: Summary) -> None:
+def _key_numbers(console, summary: Comparison) -> None:
     t, r = summary.arms
     title = ("Key numbers (good fraction: the primary analysis at δ; Δ in pts, 95% CI)"
              if getattr(summary, "adaptive", None) is None else  # adaptive: survival.compact_rows
@@ -104,7 +104,7 @@ def answer(view: Comparisons) -> str:
     return "; ".join(answer_line(s, arm) for arm, s in view.by_arm.items())
 
 
-def answer_line(summary: Summary, arm: str | None = None) -> str:
+def answer_line(summary: Comparison, arm: str | None = None) -> str:
     """The verdict's outcome in one line, with the number it rests on (the last line of the output)."""
     from ..analysis.common import arm_phrases
 
@@ -142,7 +142,7 @@ def study_table(arms, title: str = "study", seconds: float | None = None):
     from ..search import arm_state
 
     table = Table(title=title + (f" ({seconds:.1f} s wall)" if seconds is not None else ""))
-    for col in ("arm", "complete", "diverged", "failed", "best val", "test of best", "median s/trial"):
+    for col in ("arm", "complete", "diverged", "errored", "best val", "test of best", "median s/trial"):
         table.add_column(col, justify="left" if col == "arm" else "right")
     best_configs = []
     for arm in arms:

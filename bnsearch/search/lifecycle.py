@@ -24,7 +24,7 @@ import signal
 import sys
 import threading
 
-from .. import launch
+from ..stopsignals import stop_signals_blocked, unblock_stop_signals  # noqa: F401  (used as lifecycle.*)
 from .ownership import owner_tag
 
 # The signal that stopped this process, for "interrupted (SIGTERM)" messages; None until one came.
@@ -106,8 +106,6 @@ def handle_stop_signals() -> None:
         _previous_unraisablehook, sys.unraisablehook = sys.unraisablehook, _unraisable
 
 
-# Started processes inherit a blocked mask until their handlers are in place (see launch.py).
-stop_signals_blocked, unblock_stop_signals = launch.stop_signals_blocked, launch.unblock_stop_signals
 
 
 def start_worker() -> None:
@@ -116,7 +114,7 @@ def start_worker() -> None:
 
     handle_stop_signals()
     # The command that asked for this worker: the parent of a spawned worker, but not of a fork
-    # server's child (launch.py), whose parent is the server, alive while any of its forks lives.
+    # server's child (forkserver.py), whose parent is the server, alive while any of its forks lives.
     parent = multiprocessing.parent_process()
     if parent is not None:
         watch_pid(parent.pid)

@@ -11,7 +11,7 @@ from typing import Any, Iterable
 import numpy as np
 import optuna
 
-from .._quiet import quiet
+from ..optuna_logging import quiet
 from .. import __version__
 from ..config import Settings, identity_conflict, load_config_text, to_toml
 from ._optuna_private import active_config_indices, enqueue_many, ensure_claim_index

@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 if TYPE_CHECKING:
     import pandas as pd
 
-from .._quiet import quiet
+from ..optuna_logging import quiet
 from ..hardware import signature_text
 from ._optuna_private import arm_counts, read_trials, study_id
 from .plan import Arm, load_arm
@@ -112,7 +112,7 @@ def list_experiments(url: str | None) -> list[dict[str, Any]]:
         out.append({
             "experiment": exp, "arm": arm, "complete": states.count(TrialState.COMPLETE),
             "running": states.count(TrialState.RUNNING), "waiting": states.count(TrialState.WAITING),
-            "failed": states.count(TrialState.FAIL), "budget": s.user_attrs.get("budget"),
+            "errored": states.count(TrialState.FAIL), "budget": s.user_attrs.get("budget"),
             "config_hash": s.user_attrs.get("config_hash"), "best": max(values, default=None),
         })
     return sorted(out, key=lambda r: (r["experiment"], r["arm"]))

@@ -19,11 +19,11 @@ import sqlalchemy
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
+from ..arms import DEFAULT_ARMS as ARMS  # noqa: F401  (the default pair, defined once)
 from .errors import SearchError, StorageFailure  # noqa: F401  (re-exported: the package's errors)
 from .settings import MAX_RETRY, check_environment, heartbeat_interval, lock_timeout  # noqa: F401
 from .stale import requeue
 
-ARMS = ("bn-on", "bn-off")
 DEFAULT_STORAGE = "sqlite:///results/bnsearch.db"
 ACTIVE = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
 
@@ -338,8 +338,8 @@ def _check_sqlite_file(db: Path, shown: str) -> None:
         if rows == ["ok"] or before[2] or _file_state(db) == before:
             break  # intact; or damaged, read under SQLite's locks or in a file nobody changed meanwhile
         # Another process wrote meanwhile (two commands creating one fresh file at once): an
-        # `immutable` read can see a checkpoint half done ("invalid rootpage", measured once in
-        # 12 concurrent starts). Read again; with a -wal present, the locked way.
+        # `immutable` read can see a checkpoint half done ("invalid rootpage"). Read again; with a
+        # -wal present, the locked way.
         time.sleep(0.05 * (attempt + 1))
     else:
         return  # still being written after ~10 s: a live database, not a damaged one

@@ -25,8 +25,7 @@ import sqlalchemy
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from .. import launch
-from .._quiet import quiet
+from ..optuna_logging import quiet
 from ..config import Settings
 from ..hardware import cpu_signature
 from ._optuna_private import arm_counts, claim, finish, storage_of, trial_id
@@ -59,6 +58,17 @@ class _Heartbeat:
     def __exit__(self, *exc):
         self.stop.set()
         self.thread.join()
+
+
+# The CLI's fork server (bnsearch/forkserver.py), set by the CLI: workers are its forks and start in
+# milliseconds. None (every library call): workers are spawned.
+_fork_server = None
+
+
+def use_fork_server(context) -> None:
+    """Start workers as forks of `context` (a multiprocessing fork-server context), or spawn them (None)."""
+    global _fork_server
+    _fork_server = context
 
 
 def _start_attrs(arm: Arm) -> dict[str, Any]:
@@ -361,9 +371,9 @@ def _release_after_interrupt(url, experiment, arms) -> None:
     landed inside a storage call (a path no deferred_stop covers) leaves its cursor referenced by the
     traceback's frames, and SQLite keeps a closed connection open, write lock and all, until its
     last statement is finalised: the release then waited the whole lock timeout on this process's
-    own lock, once per arm, and a rerun of the command failed on "database is locked" meanwhile
-    (measured: 2 kills in 10 of a panel just after its first data set). Outside the except block the
-    traceback is gone; the collection frees the frames' cycles and the disposal closes the pools."""
+    own lock, once per arm, and a rerun of the command failed on "database is locked" meanwhile.
+    Outside the except block the traceback is gone; the collection frees the frames' cycles and the
+    disposal closes the pools."""
     from .storage import close_all
 
     gc.collect()
@@ -390,7 +400,7 @@ def is_out_of_memory(exc: BaseException | None) -> bool:
 
 def start_workers(url: str | None, experiment: str, arms: list[str], jobs: int, device: str,
                   data_cache: str | None = None):
-    """Start `jobs` worker processes, from a thread: forks of the CLI's fork server (launch.py) when
+    """Start `jobs` worker processes, from a thread: forks of the CLI's fork server (forkserver.py) when
     it has one, else spawned (a fork after torch/SQLAlchemy init is unsafe). Asking the fork server
     for a fork blocks until it has loaded its libraries, and the caller has other work meanwhile.
     Returns the processes and a Future done once they are all started (result() raises what
@@ -399,7 +409,7 @@ def start_workers(url: str | None, experiment: str, arms: list[str], jobs: int, 
 
     spawn = mp.get_context("spawn")
     args = (storage_url(url), experiment, arms, device, data_cache)
-    procs = [(launch.context() or spawn).Process(target=_worker_entry, args=args, daemon=False) for _ in range(jobs)]
+    procs = [(_fork_server or spawn).Process(target=_worker_entry, args=args, daemon=False) for _ in range(jobs)]
 
     def start():
         with lifecycle.stop_signals_blocked():  # children inherit the mask until _worker_entry lifts it
@@ -407,7 +417,7 @@ def start_workers(url: str | None, experiment: str, arms: list[str], jobs: int, 
                 try:
                     p.start()
                 except (OSError, EOFError):
-                    if launch.context() is None:
+                    if _fork_server is None:
                         raise
                     # The fork server is gone (killed, out of memory): spawn this worker instead.
                     procs[i] = spawn.Process(target=_worker_entry, args=args, daemon=False)
@@ -442,7 +452,7 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
              warmup: Callable[[], None] | None = None, repeat_of: tuple[str, int] | None = None,
              more: Sequence[Settings] = ()) -> list[Arm]:
     """Prepare the studies, then run what is missing with `jobs` workers. jobs = 1 runs in this
-    process. Otherwise, in the CLI (launch.py), `jobs` forks of its fork server while this process
+    process. Otherwise, in the CLI (forkserver.py), `jobs` forks of its fork server while this process
     supervises; elsewhere jobs - 1 spawned processes and one in this process.
 
     `progress(arms)` is called at most about once a second while trials run. With jobs > 1,
@@ -495,7 +505,7 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
     # With the CLI's fork server every worker is a fork of it and this process only supervises: its
     # own worker would first have to import torch (~1.4 s of a core). Otherwise this process is one
     # of the workers, and the spawned ones start first so their imports overlap its own.
-    own = launch.context() is None
+    own = _fork_server is None
     procs, started = start_workers(url, settings.name, todo, jobs - own, settings.device, data_cache=cache)
     watch = _reader_arms(url, settings.name, prepared)
     refresh = (lambda: _show(progress, watch)) if progress else None

@@ -9,8 +9,9 @@ else, preloading those libraries while the CLI parses, checks storage and writes
 worker is then a fork of it, running within milliseconds of being asked for. Forking a process that
 has only imported libraries (no torch threads, no open connections) is the safe use of fork.
 
-Only the CLI does this. A library call keeps spawning: a fork server started in a notebook would
-give every later run the environment (and the preloaded modules) of the first.
+Only the CLI does this, and hands the server to the library (search.worker.use_fork_server); the
+library never imports this module. A library call keeps spawning: a fork server started in a
+notebook would give every later run the environment (and the preloaded modules) of the first.
 
 This module must stay cheap to import: the entry point imports it before anything else.
 """
@@ -22,15 +23,15 @@ import os
 import signal
 import sys
 
+from .stopsignals import stop_signals_blocked
+
 # What a worker imports before its first claim: torch comes with bnsearch.train; Optuna imports
 # alembic (and mako, pygments) lazily when it opens storage, ~0.25 s in every worker otherwise. A
 # name that stops existing is skipped (the server ignores an ImportError): nothing breaks, the
 # worker imports what it needs itself.
-# bnsearch._server_init first: the server dies with the command, even in the middle of these imports.
-PRELOAD = ["bnsearch._server_init", "bnsearch.search.worker", "bnsearch.train", "bnsearch.data", "numpy.random",
+# bnsearch.forkserver_init first: the server dies with the command, even in the middle of these imports.
+PRELOAD = ["bnsearch.forkserver_init", "bnsearch.search.worker", "bnsearch.train", "bnsearch.data", "numpy.random",
            "sqlalchemy.dialects.sqlite", "alembic.command", "alembic.config", "alembic.migration", "alembic.script"]
-
-_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM} | ({signal.SIGHUP} if hasattr(signal, "SIGHUP") else set())
 
 _context = None  # the fork server's multiprocessing context, once this process started it
 
@@ -50,32 +51,6 @@ def runs_workers(argv: list[str]) -> bool:
     if not argv or argv[0] not in ("compare", "study", "panel") or "--help" in argv:
         return False
     return _jobs(argv) not in ("1", "0")
-
-
-@contextlib.contextmanager
-def stop_signals_blocked():
-    """Block SIGINT/SIGTERM in this thread while starting processes. A child inherits the mask, so a
-    Ctrl-C during its first second (interpreter start, unpickling, imports) stays pending until it
-    calls unblock_stop_signals() instead of raising a traceback out of an import; a Ctrl-C to this
-    thread meanwhile is delivered when the block ends."""
-    if not hasattr(signal, "pthread_sigmask"):  # Windows
-        yield
-        return
-    from multiprocessing import resource_tracker
-
-    # Process.start() launches multiprocessing's resource tracker the first time, and that launch
-    # ends by unblocking these very signals (CPython uses the same mask trick for it, bpo-33613).
-    resource_tracker.ensure_running()
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-def unblock_stop_signals() -> None:
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
 
 def start_server(argv: list[str]) -> None:

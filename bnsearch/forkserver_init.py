@@ -1,4 +1,4 @@
-"""Imported first by the workers' fork server (launch.PRELOAD) and by nothing else.
+"""Imported first by the workers' fork server (forkserver.PRELOAD) and by nothing else.
 
 The server only imports modules and holds no state, but while it imports torch (~1.5 s) it cannot
 notice that the command which started it is gone: after a `kill -9` of the command it lingered for up
