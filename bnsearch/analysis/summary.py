@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,9 @@ from .importance import _is_categorical, categorical_sensitivity, numeric_sensit
 from .inference import _diff_of_medians, bootstrap_ci, hodges_lehmann, mann_whitney, paired_scores, wilcoxon_test
 from .robustness import is_good, proportion, score_stats, shared_best, trials_to_target
 from .verdict import verdict
+
+if TYPE_CHECKING:
+    from .survival import AdaptiveResult
 
 def _rows(section: str, arm: str, values: Mapping[str, float], cis: Mapping[str, tuple] | None = None) -> list[dict]:
     cis = cis or {}

@@ -49,6 +49,7 @@ class Comparisons:
         """How a comparison is named where there are several; nothing where there is one."""
         return f"{arm_label(arm)} vs {arm_label(self.reference)}" if len(self.by_arm) > 1 else ""
 
+
 ESTIMATOR_NAMES = {
     "V": "expected best of n (V-estimate, with replacement; 95% simultaneous band, opda DKW)",
     "U": "expected best of n (U-estimate, without replacement; no band)",
@@ -73,6 +74,8 @@ def _label(metric: str) -> str:
 
 def _arm_columns(summary: Comparison) -> tuple:
     return (*summary.arms, DELTA)
+
+
 SECTION_TITLES = {"scores": "Scores", "robustness": "Robustness", "curves": "Tuning curve",
                   "importance": "Importance", "sensitivity": "Sensitivity", "tests": "Tests",
                   "profile": "Tolerance profile", "heterogeneity": "Where it differs (paired d by hyperparameter level)"}
@@ -88,9 +91,8 @@ def _by_arm(table: pd.DataFrame, keys: list[str]) -> list[tuple[tuple, dict[str,
 
 def report_tables(summary: Comparison) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, headers, rows of strings) per section; shared by the terminal and markdown reports."""
-    ARM_COLUMNS = _arm_columns(summary)
-    ARMS = summary.arms
-    arm_headers = [arm_label(a) for a in ARM_COLUMNS]
+    columns = _arm_columns(summary)
+    arm_headers = [arm_label(a) for a in columns]
     sections = []
 
     for section in ("scores", "robustness"):
@@ -99,7 +101,7 @@ def report_tables(summary: Comparison) -> list[tuple[str, list[str], list[list[s
         for (metric,), arms in _by_arm(part, ["metric"]):
             kind = kind_of(metric)
             rows.append([_label(metric)] +
-                        [cell(arms.get(a), kind, signed=a == DELTA) for a in ARM_COLUMNS])
+                        [cell(arms.get(a), kind, signed=a == DELTA) for a in columns])
         sections.append((SECTION_TITLES[section], ["Metric", *arm_headers], rows))
 
     # Terminal/markdown show the n = 1, 2, 4, ... grid; curves.csv keeps every point.
@@ -110,22 +112,22 @@ def report_tables(summary: Comparison) -> list[tuple[str, list[str], list[list[s
         shown = set(curve_grid(n_max))
         for (est, n), arms in _by_arm(curves[curves["n"].isin(shown)], ["estimator", "n"]):
             rows.append([ESTIMATOR_SHORT.get(est, str(est)), str(int(n))] +
-                        [cell(arms.get(a), "score", signed=a == DELTA) for a in ARM_COLUMNS])
+                        [cell(arms.get(a), "score", signed=a == DELTA) for a in columns])
     sections.append((SECTION_TITLES["curves"], ["Estimator", "n", *arm_headers], rows))
 
     rows = []
     imp = summary.importance
     if not imp.empty:
-        order = (imp[imp["arm"] == ARMS[0]].sort_values("value", ascending=False, na_position="last")["param"].tolist())
+        order = (imp[imp["arm"] == summary.arms[0]].sort_values("value", ascending=False, na_position="last")["param"].tolist())
         grouped = dict(_by_arm(imp, ["param"]))
         for p in order + [k[0] for k in grouped if k[0] not in order]:
             arms = grouped.get((p,), {})
-            rows.append([str(p)] + [cell(arms.get(a), "score", signed=a == DELTA) for a in ARM_COLUMNS])
+            rows.append([str(p)] + [cell(arms.get(a), "score", signed=a == DELTA) for a in columns])
     sections.append((SECTION_TITLES["importance"], ["Parameter", *arm_headers], rows))
 
     rows = []
     for (param, _kind, measure), arms in _by_arm(summary.sensitivity, ["param", "kind", "measure"]):
-        rows.append([str(param), str(measure)] + [cell(arms.get(a), "score", signed=a == DELTA) for a in ARM_COLUMNS])
+        rows.append([str(param), str(measure)] + [cell(arms.get(a), "score", signed=a == DELTA) for a in columns])
     sections.append((SECTION_TITLES["sensitivity"], ["Parameter", "Measure", *arm_headers], rows))
 
     rows = []
@@ -140,7 +142,7 @@ def report_tables(summary: Comparison) -> list[tuple[str, list[str], list[list[s
 
     rows = []
     for (delta,), arms in _by_arm(summary.profile, ["delta"]) if not summary.profile.empty else []:
-        rows.append([fmt(delta, "score")] + [cell(arms.get(a), "pct", signed=a == DELTA) for a in ARM_COLUMNS])
+        rows.append([fmt(delta, "score")] + [cell(arms.get(a), "pct", signed=a == DELTA) for a in columns])
     sections.append((SECTION_TITLES["profile"], ["tolerance δ", *[f"good fraction, {h}" for h in arm_headers]], rows))
 
     rows = []

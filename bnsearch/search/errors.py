@@ -1,4 +1,5 @@
-"""The two errors of the search layer; no imports from this package, so every module can raise them."""
+"""The errors of the search layer, and the exit codes a worker process reports them with; no
+imports from this package, so every module can raise them."""
 
 from __future__ import annotations
 
@@ -14,3 +15,11 @@ class StorageFailure(RuntimeError):
     def __init__(self, message: str, exit_code: int = 1, kind: str = "other", detail: str = ""):
         super().__init__(message)
         self.exit_code, self.kind, self.detail = exit_code, kind, detail
+
+
+# Worker exit codes for storage failures, so the parent can say why a worker stopped without
+# any channel but the exit status (a traceback per worker said the same thing N times).
+STORAGE_EXIT = {"full": 71, "locked": 72, "corrupt": 73, "readonly": 74, "unreachable": 75, "timeout": 76,
+                "other": 77, "race": 77}
+EXIT_KIND = {v: k for k, v in STORAGE_EXIT.items() if k != "race"}
+OUT_OF_MEMORY_EXIT = 78  # a worker's MemoryError (or torch's allocation failure)

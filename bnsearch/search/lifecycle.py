@@ -215,11 +215,3 @@ def release_own_trials(url: str | None, experiment: str, arms) -> int:
                         requeue(study, storage.get_trial(tid))
                         n += 1
     return n
-
-
-# Worker exit codes for storage failures, so the parent can say why a worker stopped without
-# any channel but the exit status (a traceback per worker said the same thing N times).
-STORAGE_EXIT = {"full": 71, "locked": 72, "corrupt": 73, "readonly": 74, "unreachable": 75, "timeout": 76,
-                "other": 77, "race": 77}
-EXIT_KIND = {v: k for k, v in STORAGE_EXIT.items() if k != "race"}
-OUT_OF_MEMORY_EXIT = 78  # a worker's MemoryError (or torch's allocation failure)

@@ -33,6 +33,7 @@ from .plan import trial_seed, Arm, load_arm, prepare_experiment
 from .readback import arm_state
 from .stale import fail_stale, requeue
 from . import lifecycle, ownership
+from .errors import EXIT_KIND, OUT_OF_MEMORY_EXIT, STORAGE_EXIT
 from .storage import SearchError, StorageFailure, heartbeat_interval, storage_failure, storage_url
 
 # --------------------------------------------------------------------------- workers
@@ -346,15 +347,15 @@ def _worker_entry(url, experiment, arms, device, data_cache=None) -> None:
     except KeyboardInterrupt:
         interrupted = True
     except MemoryError:
-        sys.exit(lifecycle.OUT_OF_MEMORY_EXIT)  # the parent says what to change (N tracebacks did not)
+        sys.exit(OUT_OF_MEMORY_EXIT)  # the parent says what to change (N tracebacks did not)
     except Exception as exc:
         if is_out_of_memory(exc):
-            sys.exit(lifecycle.OUT_OF_MEMORY_EXIT)
+            sys.exit(OUT_OF_MEMORY_EXIT)
         failure = storage_failure(exc, url)
         if failure is None:
             raise
         # The parent names the storage and the fix once; N workers printing N tracebacks did not.
-        sys.exit(lifecycle.STORAGE_EXIT[failure.kind])
+        sys.exit(STORAGE_EXIT[failure.kind])
     finally:
         if interrupted:
             _release_after_interrupt(url, experiment, arms)
@@ -552,9 +553,9 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
     bad = [p.exitcode for p in procs if p.exitcode not in (0, -signal.SIGINT)]
     if progress:
         _show(progress, watch)
-    if lifecycle.OUT_OF_MEMORY_EXIT in bad:
+    if OUT_OF_MEMORY_EXIT in bad:
         raise MemoryError(OUT_OF_MEMORY)
-    storage_kinds = sorted({lifecycle.EXIT_KIND[c] for c in bad if c in lifecycle.EXIT_KIND})
+    storage_kinds = sorted({EXIT_KIND[c] for c in bad if c in EXIT_KIND})
     if storage_kinds:
         # Re-create the worker's failure here, where the message can name the storage once.
         raise StorageFailure(*_storage_message(storage_kinds[0], url))
