@@ -481,10 +481,16 @@ def _note(text: str) -> None:
 
 
 def _print_files(files) -> None:
+    """One line (the names are in report.md's Files section): the folder and what kinds it holds."""
     if files:
         folder = Path(files[0]).parent
-        console.print(f"wrote {len(files)} files to {folder}/: " + ", ".join(Path(f).name for f in files),
-                      highlight=False)
+        kinds: dict[str, int] = {}
+        for f in files:
+            suffix = Path(f).suffix.lstrip(".").upper()
+            kinds[suffix] = kinds.get(suffix, 0) + 1
+        what = ", ".join(f"{n} {kind}" + ("s" if n > 1 else "") for kind, n in kinds.items())
+        start = "; start with report.md" if any(Path(f).name == "report.md" for f in files) else ""
+        console.print(f"wrote {len(files)} files to {folder}/ ({what}){start}", highlight=False)
 
 
 def _print_json(obj) -> None:

@@ -258,3 +258,14 @@ def test_every_experiment_exports_the_same_files_whatever_its_arms(tmp_path):
             "report.md"} <= set(pair)
     tests = pd.read_csv(tmp_path / "three" / "tests.csv")
     assert set(zip(tests["treatment"], tests["reference"])) == {("bn", "plain"), ("ln", "plain")}
+
+
+def test_the_verdict_names_each_arm_by_itself_not_by_which_pair_it_is():
+    from bnsearch.analysis.common import arm_phrases
+
+    assert arm_phrases(("bn-on", "bn-off")) == {"what": "BN", "with_t": "with BN", "with_r": "without BN",
+                                                "t": "BN", "r": "no-BN"}
+    reversed_pair = arm_phrases(("bn-off", "bn-on"))
+    assert (reversed_pair["with_t"], reversed_pair["with_r"]) == ("without BN", "with BN")
+    mixed = arm_phrases(("bn-on", "none"))
+    assert (mixed["with_t"], mixed["with_r"], mixed["what"]) == ("with BN", "with none", "BN")

@@ -27,12 +27,20 @@ def arm_label(arm: str) -> str:
     return ARM_LABELS.get(arm, arm)
 
 
+# How the verdict speaks of an arm: the default pair's names in words, any other arm by its name.
+# Looked up per arm, never by which pair it is: a pair given the other way round reads "without BN"
+# first, and a bn-on arm compared with a `none` arm is still "with BN".
+_WITH = {"bn-on": "with BN", "bn-off": "without BN"}
+_SHORT = {"bn-on": "BN", "bn-off": "no-BN"}
+
+
 def arm_phrases(arms: tuple[str, str]) -> dict[str, str]:
-    """Words for the verdict: 'with BN' / 'without BN' for the default pair, '<arm>' otherwise."""
-    if tuple(arms) == ARMS:
-        return {"what": "BN", "with_t": "with BN", "with_r": "without BN", "t": "BN", "r": "no-BN"}
+    """Words for the verdict: 'with BN' / 'without BN' for bn-on / bn-off, 'with <arm>' otherwise."""
     t, r = arms
-    return {"what": t, "with_t": f"with {t}", "with_r": f"with {r}", "t": t, "r": r}
+    return {"what": _SHORT.get(t, t), "with_t": _WITH.get(t, f"with {t}"), "with_r": _WITH.get(r, f"with {r}"),
+            "t": _SHORT.get(t, t), "r": _SHORT.get(r, r)}
+
+
 ADAPTIVE_SAMPLERS = ("tpe", "gp")
 MIN_TRIALS_TO_TELL = 5  # per arm; below this the verdict refuses to conclude anything
 MIN_IMPORTANCE_TRIALS = 5  # PED-ANOVA on fewer trials returns numbers that mean nothing
