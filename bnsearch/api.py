@@ -24,11 +24,11 @@ def _settings(config: Path | str | None, **overrides) -> Settings:
     return load_config(config).with_overrides(**overrides)
 
 
-Progress = Callable[[list[search.Arm]], None]
+Progress = Callable[[list[search.ArmStudy]], None]
 
 
 def run_study(config=None, bn: str | None = "on", *, arm: str | None = None, trials=None, storage=None, seed=None,
-              jobs=None, sampler=None, device=None, progress: Progress | None = None) -> list[search.Arm]:
+              jobs=None, sampler=None, device=None, progress: Progress | None = None) -> list[search.ArmStudy]:
     """Run (or resume) one arm: ``arm`` by name (any arm of the config), else ``bn`` "on"/"off".
     Returns the prepared arm, whose study holds the trials.
 
@@ -46,7 +46,7 @@ def run_study(config=None, bn: str | None = "on", *, arm: str | None = None, tri
 
 def run_arms(settings: Settings, storage, arms: list[str], *, jobs=None,
              progress: Progress | None = None, warmup: Callable[[], None] | None = None,
-             repeat_of: tuple[str, int] | None = None, more: list[Settings] = ()) -> list[search.Arm]:
+             repeat_of: tuple[str, int] | None = None, more: list[Settings] = ()) -> list[search.ArmStudy]:
     """Prepare and run the given arms of one experiment (and every arm of the `more` experiments,
     with the same workers: search.run_arms); a failed run raises RunFailed."""
     check_jobs(jobs)
@@ -97,7 +97,7 @@ def run_worker(experiment: str, bn: str | None = None, *, arm: str | None = None
                              on_trial=(lambda *_: progress(loaded)) if progress else None)
 
 
-def worker_arms(experiment: str, bn: str | None = None, *, arm: str | None = None, storage=None) -> list[search.Arm]:
+def worker_arms(experiment: str, bn: str | None = None, *, arm: str | None = None, storage=None) -> list[search.ArmStudy]:
     """The arms a worker would join, loaded from storage (raises SearchError on a wrong name or URL)."""
     url = search.storage_url(storage)
     arms = [arm] if arm else [arm_of(bn)] if bn else stored_arms(url, experiment)

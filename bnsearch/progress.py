@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from .search import Arm, arm_state
+from .search import ArmStudy, arm_state
 
 
 class ArmProgress:
@@ -29,7 +29,7 @@ class ArmProgress:
     def __exit__(self, *exc):
         self.progress.__exit__(*exc)
 
-    def __call__(self, arms: list[Arm]) -> None:
+    def __call__(self, arms: list[ArmStudy]) -> None:
         for arm in arms:
             st = arm_state(arm)
             extra = []
@@ -68,7 +68,7 @@ class PanelProgress:
     def __exit__(self, *exc):
         self.progress.__exit__(*exc)
 
-    def __call__(self, entry, arms: list[Arm]) -> None:
+    def __call__(self, entry, arms: list[ArmStudy]) -> None:
         states = [arm_state(a) for a in arms]
         best = max((s.best for s in states if s.best is not None), default=None)
         running = sum(s.running for s in states)

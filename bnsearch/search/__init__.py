@@ -16,7 +16,7 @@ Everything a worker needs (config TOML, seed, budget) lives in study user attrs.
 """
 
 from ._optuna_private import claim_waiting
-from .plan import Arm, load_arm, make_sampler, prepare_experiment, sample_configs, trial_seed
+from .plan import ArmStudy, load_arm, make_sampler, prepare_experiment, sample_configs, trial_seed
 from .readback import (TRIAL_COLUMNS, ArmState, arm_state, list_experiments, load_trials, load_trials_and_records,
                        trial_records)
 from .stale import fail_stale, requeue
@@ -27,7 +27,7 @@ from .worker import OUT_OF_MEMORY, default_jobs, is_out_of_memory, resolve_devic
 
 _pop_waiting = claim_waiting  # the name older tests and notebooks use
 
-__all__ = ["ACTIVE", "ARMS", "Arm", "ArmState", "DEFAULT_STORAGE", "MAX_RETRY", "SearchError", "StorageFailure", "TRIAL_COLUMNS",
+__all__ = ["ACTIVE", "ARMS", "ArmStudy", "ArmState", "DEFAULT_STORAGE", "MAX_RETRY", "SearchError", "StorageFailure", "TRIAL_COLUMNS",
            "arm_of", "arm_state", "claim_waiting", "default_jobs", "fail_stale", "heartbeat_interval",
            "list_experiments", "load_arm", "load_trials", "load_trials_and_records", "make_sampler", "masked", "open_storage", "prepare_experiment",
            "requeue", "resolve_device", "run_arms", "run_trial", "run_worker", "sample_configs", "start_workers",

@@ -73,7 +73,7 @@ def sample_configs(settings: Settings, n: int) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- experiment setup
 
 @dataclass
-class Arm:
+class ArmStudy:
     """One arm's study plus what a worker needs to run it, all recovered from storage."""
     study: optuna.Study
     arm: str
@@ -120,7 +120,7 @@ def _meta(settings: Settings, arm: str, repeat_of: tuple[str, int] | None = None
 @plan_locked
 @quiet
 def prepare_experiment(settings: Settings, url: str | None, arms: Iterable[str] = ARMS, *,
-                       repeat_of: tuple[str, int] | None = None) -> list[Arm]:
+                       repeat_of: tuple[str, int] | None = None) -> list[ArmStudy]:
     """Create (or check) the studies and enqueue what is missing — once, before workers start.
     `repeat_of`: (experiment, r) when this is repeat r of that experiment (api.repeat_settings).
 
@@ -162,7 +162,7 @@ def prepare_experiment(settings: Settings, url: str | None, arms: Iterable[str] 
         fail_stale(study)
         if settings.paired:
             _enqueue_missing(study, settings, configs)
-        out.append(Arm(study, arm, settings, max(settings.trials, old_budget)))
+        out.append(ArmStudy(study, arm, settings, max(settings.trials, old_budget)))
     return out
 
 
@@ -176,7 +176,7 @@ def _enqueue_missing(study: optuna.Study, settings: Settings, configs: list[dict
 
 
 @quiet
-def load_arm(url: str | None, experiment: str, arm: str) -> Arm:
+def load_arm(url: str | None, experiment: str, arm: str) -> ArmStudy:
     storage = open_storage(url, create=False)
     name = study_name(experiment, arm)
     try:
@@ -195,5 +195,5 @@ def load_arm(url: str | None, experiment: str, arm: str) -> Arm:
     if arm not in settings.arm_names():
         raise SearchError(f"study {name!r}: arm {arm!r} is not in its config's arms ({', '.join(settings.arm_names())})")
     study.sampler = make_sampler(settings, worker=os.getpid() % 997)
-    return Arm(study, arm, settings, int(study.user_attrs.get("budget", settings.trials)))
+    return ArmStudy(study, arm, settings, int(study.user_attrs.get("budget", settings.trials)))
 

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 from ..optuna_logging import quiet
 from ..hardware import signature_text
 from ._optuna_private import arm_counts, read_trials, study_id
-from .plan import Arm, load_arm
+from .plan import ArmStudy, load_arm
 from .storage import ARMS, open_storage, reading
 
 # --------------------------------------------------------------------------- progress
@@ -29,7 +29,7 @@ class ArmState:
     diverged: int
 
 
-def arm_state(arm: Arm) -> ArmState:
+def arm_state(arm: ArmStudy) -> ArmState:
     """Counts from aggregate queries: the progress display calls this every second during a run,
     and loading every trial would cost more the longer the study (docs/design.md, Storage)."""
     c = arm_counts(arm.study)
@@ -60,7 +60,7 @@ def load_trials_and_records(url: str | None, experiment: str,
     return _frame(experiment, read), _records(experiment, read)
 
 
-def _read(url, experiment, arms) -> list[tuple[str, Arm, list]]:
+def _read(url, experiment, arms) -> list[tuple[str, ArmStudy, list]]:
     out = []
     for arm_name in arms:
         arm = load_arm(url, experiment, arm_name)

@@ -29,7 +29,7 @@ from ..optuna_logging import quiet
 from ..config import Settings
 from ..hardware import cpu_signature
 from ._optuna_private import arm_counts, claim, finish, storage_of, trial_id
-from .plan import trial_seed, Arm, load_arm, prepare_experiment
+from .plan import trial_seed, ArmStudy, load_arm, prepare_experiment
 from .readback import arm_state
 from .stale import fail_stale, requeue
 from . import lifecycle, ownership
@@ -72,14 +72,14 @@ def use_fork_server(context) -> None:
     _fork_server = context
 
 
-def _start_attrs(arm: Arm) -> dict[str, Any]:
+def _start_attrs(arm: ArmStudy) -> dict[str, Any]:
     # Written with the claim, in its transaction: which arm, which machine (scores differ between
     # CPUs; hardware.py) and which process, so that from the moment a trial is claimed a rerun can
     # tell its owner died (ownership.owner_is_dead) and an interrupted worker can release it.
     return {"arm": arm.arm, "hardware": cpu_signature(), "worker": ownership.owner_tag()}
 
 
-def _next_trial(arm: Arm) -> FrozenTrial | optuna.Trial | None | str:
+def _next_trial(arm: ArmStudy) -> FrozenTrial | optuna.Trial | None | str:
     """A trial to run, "wait" when the rest is held by other workers, None when the arm is done.
 
     Queued trials (the paired plan, re-queued retries) are claimed with one indexed query, in one
@@ -119,7 +119,7 @@ def _suggest(trial: optuna.Trial, name: str, dist) -> Any:
     return trial.suggest_float(name, dist.low, dist.high, log=dist.log)
 
 
-def run_trial(arm: Arm, trial: FrozenTrial | optuna.Trial, data, device: str) -> FrozenTrial:
+def run_trial(arm: ArmStudy, trial: FrozenTrial | optuna.Trial, data, device: str) -> FrozenTrial:
     """Train one configuration and record it. Divergence is a COMPLETE trial with a poor score.
 
     `trial` is a claimed queued trial (params and start attrs already written) or a new
@@ -182,7 +182,7 @@ def _is_transient(exc: BaseException | None) -> bool:
     return False
 
 
-def _show(progress: Callable[[list["Arm"]], None], arms: list["Arm"]) -> None:
+def _show(progress: Callable[[list["ArmStudy"]], None], arms: list["ArmStudy"]) -> None:
     """The progress display reads storage; a storage hiccup must not stop the workers it watches,
     and a Ctrl-C is taken after the read, not inside its transaction (see _worker_loop)."""
     try:
@@ -270,7 +270,7 @@ def release_own_trials(url: str | None, experiment: str, items) -> None:
 
 def _worker_loop(url, experiment, pending, device, on_trial, max_storage_retry_s, data_cache) -> int:
     done = 0
-    state: dict[str, tuple[Arm, Any]] = {}
+    state: dict[str, tuple[ArmStudy, Any]] = {}
     swept: dict[str, float] = {}
     backoff, failing_since = 1.0, None
     poll_s = 0.02
@@ -449,9 +449,9 @@ class _Throttle:
 
 @quiet
 def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int | None = None,
-             progress: Callable[[list[Arm]], None] | None = None,
+             progress: Callable[[list[ArmStudy]], None] | None = None,
              warmup: Callable[[], None] | None = None, repeat_of: tuple[str, int] | None = None,
-             more: Sequence[Settings] = ()) -> list[Arm]:
+             more: Sequence[Settings] = ()) -> list[ArmStudy]:
     """Prepare the studies, then run what is missing with `jobs` workers. jobs = 1 runs in this
     process. Otherwise, in the CLI (forkserver.py), `jobs` forks of its fork server while this process
     supervises; elsewhere jobs - 1 spawned processes and one in this process.
@@ -565,7 +565,7 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
     return prepared
 
 
-def _reader_arms(url: str | None, experiment: str, prepared: list[Arm]) -> list[Arm]:
+def _reader_arms(url: str | None, experiment: str, prepared: list[ArmStudy]) -> list[ArmStudy]:
     """The arms again, opened for reading (storage.reading) for what the supervising process reads
     while workers run (progress, _StuckWatch): a reader never takes SQLite's write lock, so it does
     not wait behind a worker stopped (SIGSTOP) inside a transaction, which holds that lock for good."""
@@ -590,7 +590,7 @@ class _StuckWatch:
 
     DONE_GRACE_S = 5.0
 
-    def __init__(self, procs, arms: list[Arm], writable: list[Arm]):
+    def __init__(self, procs, arms: list[ArmStudy], writable: list[ArmStudy]):
         self.procs, self.arms, self.writable = procs, arms, writable
         self.done_since: float | None = None
         self.stopped_since: dict[int, float] = {}
