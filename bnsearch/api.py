@@ -196,7 +196,7 @@ def _warm_report(settings: Settings) -> None:
     this process while the spawned workers already train, instead of after the last trial."""
     import matplotlib
 
-    matplotlib.use("Agg")  # what report.write_plots selects; headless
+    matplotlib.use("Agg")  # what report.format.pyplot selects; headless
     import matplotlib.pyplot  # noqa: F401
 
     from . import analysis, report  # noqa: F401
@@ -206,7 +206,8 @@ def _warm_report(settings: Settings) -> None:
 
 
 class Report:
-    """Trials of every repeat, the (aggregated) summary and the metadata every export carries."""
+    """Trials of every repeat, every comparison (aggregated over repeats), what holds over all arms
+    (`arms`: budgets, interaction; None for adaptive samplers) and the metadata every export carries."""
 
     def __init__(self, df, comparisons, meta: dict, files: list[Path] | None = None,
                  records: list[dict] | None = None, arms=None, notes: list[str] | None = None):
