@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..files import atomic_write
 from .format import json_safe, records, with_meta
-from .markdown import SECTION_PLOTS, markdown_text
+from .markdown import markdown_text
 from .plots import PlotRun, budget_plot_jobs, comparison_plot_jobs
 from .tables import Comparisons, comparison_line
 
@@ -110,9 +110,7 @@ def publish(report, out_dir, *, csv: bool = True, plots: bool = True) -> list[Pa
         files += survival_plots(adaptive, out, experiment, view.arms) if plots else []
     if csv and plots:
         # report.md in one write: a failure between two writes would leave it without a section.
-        text = markdown_text(view, meta, [f for f in files if f.name not in SECTION_PLOTS] +
-                             [f for f in files if f.name in SECTION_PLOTS], out, arms=report.arms,
-                             repeats=int(meta.get("repeats") or 1))
+        text = markdown_text(view, meta, files, out, arms=report.arms, repeats=int(meta.get("repeats") or 1))
         files.append(atomic_write(out / "report.md", lambda tmp: tmp.write_text(text, encoding="utf-8")))
     return files
 

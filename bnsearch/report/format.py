@@ -10,7 +10,6 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..analysis import DELTA
 from ..analysis.common import json_safe, records  # noqa: F401  (the one JSON cleaner)
 
 _PCT = {"good_fraction", "divergence_rate", "failed_rate", "win_rate", "tie_rate", "loss_rate", "prob_on_better",
@@ -80,10 +79,6 @@ def pts(value: float, lo: float = math.nan, hi: float = math.nan) -> str:
     if np.isfinite(lo) and np.isfinite(hi):
         text += f" [{100 * lo:+.1f},{100 * hi:+.1f}]"
     return text
-
-
-def is_delta(arm: str) -> bool:
-    return arm == DELTA
 
 
 _PALETTE = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink",

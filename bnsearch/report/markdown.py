@@ -15,8 +15,6 @@ from .tables import (ESTIMATOR_NAMES, ESTIMATOR_SHORT, SECTION_TITLES, Compariso
 _PLOT_AFTER = {"Scores": ["score_edf.png", "score_vs_lr.png"], "Tuning curve": ["tuning_curves.png"],
                "Importance": ["importance.png"], "Tolerance profile": ["tolerance_profile.png"],
                SECTION_TITLES["heterogeneity"]: ["heterogeneity.png"]}
-# Plots of the whole experiment, embedded by their own sections (not listed again under Files).
-SECTION_PLOTS = ("budget.png", "compute.png", "km.png", "best_so_far.png")
 
 
 def markdown_text(view: Comparisons, meta: Mapping | None = None, files: Sequence = (), out_dir=None, *,

@@ -18,7 +18,7 @@ import pandas as pd
 from ..analysis import DELTA, Comparison, arm_label, curve_grid
 from ..analysis.heterogeneity import wide as heterogeneity_wide
 from ..analysis.multiarm import ArmsAnalysis
-from .format import NA, cell, fmt, kind_of, with_ci
+from .format import NA, cell, fmt, kind_of, pts, with_ci
 
 
 @dataclass
@@ -72,10 +72,6 @@ def _label(metric: str) -> str:
     return _LABELS.get(metric, metric)
 
 
-def _arm_columns(summary: Comparison) -> tuple:
-    return (*summary.arms, DELTA)
-
-
 SECTION_TITLES = {"scores": "Scores", "robustness": "Robustness", "curves": "Tuning curve",
                   "importance": "Importance", "sensitivity": "Sensitivity", "tests": "Tests",
                   "profile": "Tolerance profile", "heterogeneity": "Where it differs (paired d by hyperparameter level)"}
@@ -91,7 +87,7 @@ def _by_arm(table: pd.DataFrame, keys: list[str]) -> list[tuple[tuple, dict[str,
 
 def report_tables(summary: Comparison) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, headers, rows of strings) per section; shared by the terminal and markdown reports."""
-    columns = _arm_columns(summary)
+    columns = (*summary.arms, DELTA)
     arm_headers = [arm_label(a) for a in columns]
     sections = []
 
@@ -195,12 +191,7 @@ def compact_rows(summary: Comparison) -> list[list[str]]:
     m = summary.metric
 
     def pct(metric):
-        row = [fmt(m(metric, a)[0], "pct") for a in (t, r)]
-        d, lo, hi = m(metric, DELTA)
-        delta = fmt(d, "pct", True)
-        if np.isfinite(lo) and np.isfinite(hi):
-            delta = f"{100 * d:+.1f} [{100 * lo:+.1f},{100 * hi:+.1f}]"
-        return row + [delta]
+        return [fmt(m(metric, a)[0], "pct") for a in (t, r)] + [pts(*m(metric, DELTA))]
 
     def ttt(a):
         v, lo, hi = m("trials_to_target", a)

@@ -10,7 +10,7 @@ from typing import Mapping
 import numpy as np
 
 from ..analysis import Comparison, arm_label
-from .format import fmt
+from .format import fmt, pts
 from .tables import (ESTIMATOR_NAMES, Comparisons, arm_rows, budget_rows, cells_line, compact_rows,
                      interaction_rows, pair_rows, report_tables, setup_lines)
 
@@ -115,9 +115,6 @@ def answer_line(summary: Comparison, arm: str | None = None) -> str:
     if getattr(summary, "adaptive", None) is not None:
         return f"{who}{out} (trials to target across repeats; see the verdict)"
     d, lo, hi, p = (pr.get(k, math.nan) for k in ("diff", "lo", "hi", "p_value"))
-
-    def pts(x: float) -> str:
-        return f"{100 * x:+.1f}" if np.isfinite(x) else "n/a"
     if not np.isfinite(d):
         nums = "no completed trials to compare"
     elif summary.n_repeats == 1:
