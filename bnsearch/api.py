@@ -250,11 +250,19 @@ def _task(settings: Settings) -> str:
 _references: dict[tuple, dict] = {}
 
 
+# The keys of reference_context that analysis.summarize takes (it takes no others).
+SUMMARIZE_CONTEXT = ("n_val", "baseline", "reference", "class_counts", "metric")
+
+
 def reference_context(settings: Settings) -> dict:
     """What the analysis needs from the data split but cannot read from the trials: the validation-set
     size (for the noise-derived tolerance), the constant predictor's validation score (for the
     failed-to-train rate) and a simple model fitted on the same split (logistic / ridge regression),
     so a reader sees how good "good" is. Nothing is trained with torch.
+
+    Every score is in the experiment's metric (`metric`: accuracy, balanced_accuracy or r2);
+    `class_counts` are the validation rows per class label (0 for a class absent from the split;
+    None for regression), which the standard error of a balanced accuracy needs.
 
     Remembered like the split itself (data.load_prepared): in this process, and for a built-in data
     set on disk next to its split, so a report does not wait for scikit-learn's import and fit."""
@@ -262,15 +270,16 @@ def reference_context(settings: Settings) -> dict:
 
     from .data import cache_file, write_cached
 
-    spec, seed = settings.data, settings.seed
-    memo = (spec, seed, settings.data_digest())
+    spec, seed, metric = settings.data, settings.seed, settings.metric
+    memo = (spec, seed, settings.data_digest(), metric)
     if memo in _references:
         return _references[memo]
-    path = cache_file(spec, seed, "reference", ".json")
+    # The split is shared by both metrics (Settings.metric is not in the DataSpec), its scores are not.
+    path = cache_file(spec, seed, "reference" if metric == "accuracy" else f"reference-{metric}", ".json")
     if path is not None:
         with contextlib.suppress(OSError, ValueError):
             stored = json.loads(path.read_text())
-            if isinstance(stored, dict) and {"n_val", "baseline", "reference"} <= set(stored):
+            if isinstance(stored, dict) and {*SUMMARIZE_CONTEXT, "metric", "class_counts"} <= set(stored):
                 _references[memo] = stored
                 return stored
     context = _references[memo] = _reference_context(settings)
@@ -292,23 +301,43 @@ def _reference_context(settings: Settings) -> dict:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    if data.task == "classification":
-        from sklearn.linear_model import LogisticRegression
+    from .train import check_metric
 
-        model, name = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)), "logistic regression"
-        baseline = float(np.mean(yva == np.bincount(ytr).argmax()))  # majority class of the training split
-    else:
-        from sklearn.linear_model import Ridge
-
-        model, name = make_pipeline(StandardScaler(), Ridge(alpha=1.0)), "ridge regression"
-        baseline = float(max(1 - np.sum((yva - ytr.mean()) ** 2) / np.sum((yva - yva.mean()) ** 2), -1.0))
-    with warnings.catch_warnings():  # a convergence warning must not reach the CLI's output
+    check_metric(data.task, settings.metric)  # a ValueError, like an unreadable CSV: reported without context
+    classification = data.task == "classification"
+    balanced = classification and settings.metric == "balanced_accuracy"
+    # Convergence warnings of the fit, and scikit-learn's "y_pred contains classes not in y_true" when
+    # the model predicts a class the split lacks, must not reach the CLI's output.
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        if classification:
+            from sklearn.linear_model import LogisticRegression
+            from sklearn.metrics import balanced_accuracy_score
+
+            model, name = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)), "logistic regression"
+            constant = np.full_like(yva, np.bincount(ytr).argmax())  # the majority class of the training split
+            # Balanced: it recalls one class fully and no other, so 1/K for the K classes in the split.
+            baseline = float(balanced_accuracy_score(yva, constant) if balanced else np.mean(yva == constant))
+        else:
+            from sklearn.linear_model import Ridge
+
+            model, name = make_pipeline(StandardScaler(), Ridge(alpha=1.0)), "ridge regression"
+            baseline = float(max(1 - np.sum((yva - ytr.mean()) ** 2) / np.sum((yva - yva.mean()) ** 2), -1.0))
         model.fit(Xtr, ytr)
-    clip = (lambda x: float(x)) if data.task == "classification" else (lambda x: float(max(x, -1.0)))
-    return {"n_val": int(len(yva)), "baseline": baseline,
-            "reference": {"model": name, "val_score": clip(model.score(Xva, yva)),
-                          "test_score": clip(model.score(Xte, yte))}}
+
+        def fit_score(X, y) -> float:
+            if balanced:
+                return float(balanced_accuracy_score(y, model.predict(X)))
+            s = model.score(X, y)  # accuracy, or R^2 (clipped as the trainer clips it)
+            return float(s) if classification else float(max(s, -1.0))
+
+        reference = {"model": name, "val_score": fit_score(Xva, yva), "test_score": fit_score(Xte, yte)}
+    counts = None
+    if classification:
+        n_classes = int(max(ytr.max(), yva.max(), yte.max())) + 1
+        counts = [int(c) for c in np.bincount(yva, minlength=n_classes)]
+    return {"n_val": int(len(yva)), "baseline": baseline, "reference": reference,
+            "metric": settings.metric if classification else "r2", "class_counts": counts}
 
 
 def build_report(storage, experiment: str) -> Report:
@@ -372,6 +401,9 @@ def _build_report(url: str, experiment: str) -> Report:
     meta = {k: first.attrs.get(k) for k in ("experiment", "config_hash", "seed", "bnsearch_version", "torch_version",
                                             "optuna_version")}
     meta["repeats"] = len(runs)
+    # What every score of the exports is (the stored config's data.metric; R^2 for regression): named
+    # score_metric, since metrics.csv already has a column "metric" (the row's quantity).
+    meta["score_metric"] = "r2" if view.first.task == "regression" else first.settings.metric
     # Never write a database password into exported files (in the user info or as ?password=).
     meta["storage"] = search.masked(url)
     return Report(pd.concat([r.df for r in runs], ignore_index=True), view, meta,
@@ -526,7 +558,8 @@ def _read_run(url: str, name: str, studies: set[str]) -> _Run:
     first = search.load_arm(url, name, arm_names[0])
     df, records = search.load_trials_and_records(url, name, arm_names)
     try:
-        context = reference_context(first.settings)
+        # summarize takes SUMMARIZE_CONTEXT only; the metric reaches the report through Report.meta
+        context = {k: v for k, v in reference_context(first.settings).items() if k in SUMMARIZE_CONTEXT}
     except (OSError, ValueError):  # data no longer readable (a moved CSV): report without the context
         context = {}
     return _Run(df, records, first.settings, context, first.study.user_attrs)
@@ -541,7 +574,8 @@ def _analyse_arms(df, settings: Settings, comparisons, context: dict):
     cells = arm_specs.two_by_two(settings.arms, settings.data.inputs)
     norm = next((s.norm for s in settings.arms if s.norm != "none"), "batchnorm")
     return analyse_arms(df, arms=settings.arm_names(), reference=settings.reference, epochs=settings.epochs,
-                        tolerance=settings.tolerance, n_val=context.get("n_val"),
+                        tolerance=settings.tolerance, n_val=context.get("n_val"), baseline=context.get("baseline"),
+                        class_counts=context.get("class_counts"), metric=context.get("metric") or "accuracy",
                         distributions=settings.distributions(),
                         paired=settings.paired, sampler=settings.sampler, task=_task(settings), seed=settings.seed,
                         descriptions={s.name: s.describe(settings.data.inputs) for s in settings.arms},

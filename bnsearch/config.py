@@ -28,6 +28,11 @@ DEVICES = ("auto", "cpu", "cuda")
 ACTIVATIONS = ("relu", "tanh", "gelu", "sigmoid")
 INITS = ("kaiming", "xavier", "normal", "uniform")
 OPTIMIZERS = ("sgd", "adam")
+# The classification score every trial is ranked by (data.metric). Balanced accuracy (the mean of the
+# per-class recalls, scikit-learn's definition) is for imbalanced tables, where plain accuracy barely
+# separates a trained model from always predicting the majority class. Regression is always R^2.
+METRICS = ("accuracy", "balanced_accuracy")
+DEFAULT_METRIC = "accuracy"
 
 # Value used when a hyperparameter is dropped from [search.space]: a sensible, commonly used MLP.
 PARAM_DEFAULTS: dict[str, Any] = {
@@ -44,7 +49,7 @@ INT_BOUNDS = {"layers": (1, 16), "width": (1, 8192), "batch_size": (1, 65536)}
 SCHEMA: dict[str, dict[str, Any]] = {
     "experiment": {"name": str, "seed": int, "tolerance": float, "arms": list, "reference": str},
     "data": {"dataset": str, "path": str, "target": str, "task": str, "inputs": str,
-             "val_fraction": float, "test_fraction": float},
+             "val_fraction": float, "test_fraction": float, "metric": str},
     "search": {"sampler": str, "trials": int, "paired": bool, "repeats": int, "space": dict},
     "train": {"epochs": int, "device": str},
     "arms": {},  # [arms.<name>] tables: keys are arm names, checked by arms.parse_arms
@@ -239,6 +244,9 @@ class Settings:
     arms: tuple = _arms.DEFAULT_SPECS  # ArmSpec per arm (docs/design.md, Arms)
     reference: str = _arms.DEFAULT_REFERENCE
     repeats: int | None = None  # search.repeats; None: ADAPTIVE_REPEATS for tpe/gp, else 1 (default_repeats)
+    # data.metric. Kept out of DataSpec: it changes how outputs are scored, not the split, so the
+    # prepared-split cache (keyed by the DataSpec) is shared by both metrics.
+    metric: str = DEFAULT_METRIC
 
     def distributions(self) -> dict[str, od.BaseDistribution]:
         """The searched hyperparameters (fixed ones are not Optuna parameters)."""
@@ -259,6 +267,11 @@ class Settings:
             else:
                 space[n] = p.value
         data = {k: v for k, v in vars(self.data).items() if v is not None}
+        # Written only when not the default, so experiments stored before data.metric existed (all
+        # accuracy) keep their config hash and identity; a changed metric is a different experiment,
+        # since every stored score is in it.
+        if self.metric != DEFAULT_METRIC:
+            data["metric"] = self.metric
         # The default pair adds nothing, so experiments stored before arms existed keep their hash.
         exp_arms, arm_tables = _arms.to_config(self.arms, self.reference)
         d = {
@@ -461,6 +474,15 @@ def parse_config(doc: dict[str, Any], src: str) -> Settings:
     if vf + tf >= 0.9:
         raise ConfigError(f"{src}: data: val_fraction + test_fraction must leave at least 10% for training")
     data = DataSpec(dataset, path, dat.get("target"), task, inputs, vf, tf)
+    metric = dat.get("metric", DEFAULT_METRIC)
+    if metric not in METRICS:
+        raise ConfigError(f"{src}: data.metric: unknown metric {metric!r}; allowed: {', '.join(METRICS)}")
+    known_task = task or (BUILTIN[dataset][0] if dataset in BUILTIN and dataset != "csv" else None)
+    if metric != DEFAULT_METRIC and known_task == "regression":
+        # A table whose task is only known once loaded (a CSV without data.task, openml) is refused
+        # by the trainer (train.check_metric) instead.
+        raise ConfigError(f"{src}: data.metric: {metric} applies to classification; {dataset!r} is a regression "
+                          "task, scored by R^2: remove data.metric")
 
     sampler = sea.get("sampler", "random")
     if sampler not in SAMPLERS:
@@ -499,7 +521,7 @@ def parse_config(doc: dict[str, Any], src: str) -> Settings:
         raise ConfigError(f"{src}: {exc}") from None
 
     return Settings(name, exp.get("seed", 0), tolerance, data, sampler, trials, paired, space, epochs, device, src,
-                    arm_specs, reference, repeats)
+                    arm_specs, reference, repeats, metric)
 
 
 def default_text() -> str:

@@ -16,9 +16,11 @@ Semantics (docs/design.md, Training), defined by :func:`train_reference`:
   forward pass before any update): it stops and is scored as it is. Anchoring on the first
   epoch's mean instead missed runs that had already exploded within epoch 1. A non-finite loss
   mid-epoch only wastes the rest of that epoch; checking once per epoch avoids a host sync every step.
-- Scores are "higher is better": accuracy, or R^2 clipped to >= -1. A model whose outputs are not
-  all finite scores at chance level -- the accuracy of always predicting the most frequent class of
-  the split -- or R^2 = -1, so a diverged run is never scored below a constant predictor. Every number returned is a finite Python float;
+- Scores are "higher is better": accuracy or balanced accuracy (``metric``, the config's data.metric),
+  or R^2 clipped to >= -1. A model whose outputs are not all finite scores at chance level -- the
+  best constant predictor of the split: the share of its most frequent class, 1/K for balanced
+  accuracy (K classes present) -- or R^2 = -1, so a diverged run is never scored below a constant
+  predictor. Every number returned is a finite Python float;
   a non-finite epoch loss is recorded as ``DIVERGED_LOSS`` so curves stay JSON-safe.
 
 Worker processes should call :func:`set_threads` (1 thread per process is fastest for these small nets).
@@ -33,7 +35,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .config import OPTIMIZERS, PARAM_TYPES
+from .config import DEFAULT_METRIC, METRICS, OPTIMIZERS, PARAM_TYPES
 from .data import Dataset
 from .model import build_mlp, resolve_norm
 
@@ -47,7 +49,7 @@ PARAM_KEYS = tuple(PARAM_TYPES)
 
 @dataclass
 class TrainResult:
-    val_score: float  # higher is better: val accuracy, or val R^2 clipped to >= -1 (regression)
+    val_score: float  # higher is better: val (balanced) accuracy, or val R^2 clipped to >= -1 (regression)
     test_score: float  # same metric on the test split
     diverged: bool
     epochs_run: int
@@ -95,14 +97,51 @@ def model_generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed + 1_000_003)
 
 
-def score(out: torch.Tensor, y: torch.Tensor, task: str) -> float:
-    """Finite, higher-is-better score of model outputs ``out`` against targets ``y``."""
+def check_metric(task: str, metric: str) -> None:
+    """Refuse a metric the task cannot be scored by, before any training.
+
+    The config refuses balanced accuracy on a task it knows to be regression; a CSV whose task is
+    inferred from its target (or an OpenML table) is only known here, once loaded."""
+    if metric not in METRICS:
+        raise ValueError(f"data.metric: unknown metric {metric!r}; allowed: {', '.join(METRICS)}")
+    if task == "regression" and metric != DEFAULT_METRIC:
+        raise ValueError(f"data.metric = \"{metric}\" applies to classification, but this data set's target is a "
+                         "quantity (regression, scored by R^2); remove data.metric, or set data.task = "
+                         "\"classification\" if these are class labels")
+
+
+def _balanced_accuracy(pred: torch.Tensor, y: torch.Tensor) -> float:
+    # scikit-learn's balanced_accuracy_score, in torch: the outputs stay on the training device (no
+    # copy to the host every epoch) and workers need not import scikit-learn (~1 s each). Classes
+    # absent from y have no recall and are skipped, as scikit-learn skips them.
+    counts = torch.bincount(y)
+    hits = torch.bincount(y[pred == y], minlength=counts.numel())
+    present = counts > 0
+    return float((hits[present].double() / counts[present].double()).mean())
+
+
+def score(out: torch.Tensor, y: torch.Tensor, task: str, metric: str = DEFAULT_METRIC) -> float:
+    """Finite, higher-is-better score of model outputs ``out`` against targets ``y``.
+
+    ``metric`` (classification only): "accuracy" or "balanced_accuracy", the mean recall over the
+    classes present in ``y``."""
     if y.numel() == 0:
         return 0.0
     if task == "classification":
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+        balanced = metric == "balanced_accuracy"
         if not bool(torch.isfinite(out).all()):
-            return float(torch.bincount(y).max()) / y.numel()  # chance level: a constant predictor
-        return float((out.argmax(dim=1) == y).double().mean())
+            # Chance level, the best constant predictor: it recalls all of one class and none of the
+            # others, so its balanced accuracy is 1/K whichever class it predicts.
+            counts = torch.bincount(y)
+            if balanced:
+                return 1.0 / int((counts > 0).sum())
+            return float(counts.max()) / y.numel()
+        pred = out.argmax(dim=1)
+        if balanced:
+            return _balanced_accuracy(pred, y)
+        return float((pred == y).double().mean())
     pred = out.reshape(-1).double()
     yd = y.double()
     sse = torch.sum((pred - yd) ** 2)
@@ -126,16 +165,19 @@ def finite_loss(x: float) -> float:
 
 
 def train_reference(params: dict, data: Dataset, *, bn: bool | None = None, epochs: int, seed: int,
-                    device: str = "cpu", norm: str | None = None, placement: str = "before") -> TrainResult:
+                    device: str = "cpu", norm: str | None = None, placement: str = "before",
+                    metric: str = DEFAULT_METRIC) -> TrainResult:
     """Plain autograd + nn.Module + torch.optim training: the definition :func:`train` must match."""
     return _train_reference(params, data, bn=bn, epochs=epochs, seed=seed, device=device, norm=norm,
-                            placement=placement)[0]
+                            placement=placement, metric=metric)[0]
 
 
 def _train_reference(params: dict, data: Dataset, *, bn: bool | None = None, epochs: int, seed: int,
-                     device: str = "cpu", norm: str | None = None, placement: str = "before"):
+                     device: str = "cpu", norm: str | None = None, placement: str = "before",
+                     metric: str = DEFAULT_METRIC):
     t0 = time.perf_counter()
     _check_params(params)
+    check_metric(data.task, metric)
     data = data.to(device)
     regression = data.task == "regression"
     model = build_mlp(
@@ -178,12 +220,12 @@ def _train_reference(params: dict, data: Dataset, *, bn: bool | None = None, epo
             opt.step()
             total += loss.detach()
         losses.append(float(total) / len(bounds))
-        curve.append(score(predict(data.X_val), data.y_val, data.task))
+        curve.append(score(predict(data.X_val), data.y_val, data.task, metric))
         if diverged_at(losses, init_loss):
             diverged = True
             break
-    val = curve[-1] if curve else score(predict(data.X_val), data.y_val, data.task)
-    test = score(predict(data.X_test), data.y_test, data.task)
+    val = curve[-1] if curve else score(predict(data.X_val), data.y_val, data.task, metric)
+    test = score(predict(data.X_test), data.y_test, data.task, metric)
     result = TrainResult(val, test, diverged, len(losses), [finite_loss(x) for x in losses], curve,
                          time.perf_counter() - t0)
     return result, model
@@ -389,9 +431,11 @@ class _FastMLP:
 
 
 def _train_fast(params: dict, data: Dataset, *, bn: bool | None = None, epochs: int, seed: int,
-                device: str = "cpu", norm: str | None = None, placement: str = "before"):
+                device: str = "cpu", norm: str | None = None, placement: str = "before",
+                metric: str = DEFAULT_METRIC):
     t0 = time.perf_counter()
     _check_params(params)
+    check_metric(data.task, metric)
     norm, placement = resolve_norm(bn, norm, placement)
     regression = data.task == "regression"
     model = build_mlp(
@@ -438,23 +482,24 @@ def _train_fast(params: dict, data: Dataset, *, bn: bool | None = None, epochs: 
                 init_loss = float(step_losses[0]) * scale  # the first step's forward ran before its update
             total = float(torch.stack(step_losses).sum())
             losses.append(total * scale / len(sizes))
-            curve.append(score(net.predict(data.X_val), data.y_val, data.task))
+            curve.append(score(net.predict(data.X_val), data.y_val, data.task, metric))
             if diverged_at(losses, init_loss):
                 diverged = True
                 break
-        val = curve[-1] if curve else score(net.predict(data.X_val), data.y_val, data.task)
-        test = score(net.predict(data.X_test), data.y_test, data.task)
+        val = curve[-1] if curve else score(net.predict(data.X_val), data.y_val, data.task, metric)
+        test = score(net.predict(data.X_test), data.y_test, data.task, metric)
     result = TrainResult(val, test, diverged, len(losses), [finite_loss(x) for x in losses], curve,
                          time.perf_counter() - t0)
     return result, net, model
 
 
 def train(params: dict, data: Dataset, *, bn: bool | None = None, epochs: int, seed: int, device: str = "cpu",
-          norm: str | None = None, placement: str = "before") -> TrainResult:
+          norm: str | None = None, placement: str = "before", metric: str = DEFAULT_METRIC) -> TrainResult:
     """Train one configuration with the fast hand-written path; same semantics as train_reference.
 
     ``bn=True``/``False`` is ``norm="batchnorm"``/``"none"``; ``norm`` also takes ``"layernorm"``, and
     ``placement="after"`` puts the norm after the activation (see :func:`bnsearch.model.build_mlp`).
+    ``metric``: the classification score of every epoch and of the test split (see :func:`score`).
     """
     return _train_fast(params, data, bn=bn, epochs=epochs, seed=seed, device=device, norm=norm,
-                       placement=placement)[0]
+                       placement=placement, metric=metric)[0]

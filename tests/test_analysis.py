@@ -320,18 +320,22 @@ def test_verdict_clear_case():
     # g = 26/29 = 89.7% and 2/29 = 6.9%, difference 24/29 = +82.8 pts; b = 24, c = 0 discordant pairs.
     # Levels: 10 profile levels (0..8 x 0.01, all the same flags) and the pooled median 0.5 (δ = 0.45,
     # every configuration good); the top-10%/25% quantiles are 0.95 itself (δ = 0, already a level).
-    assert v.startswith("The search was easier with BN than without BN (test over 11 quality levels from the best "
-                        "score down to the median, p < 0.001). Of the 29 configurations run in both arms (the one "
-                        "that set the best score left out), 26 (90%) reach within 1 pt of the best accuracy with BN "
-                        "and 2 (7%) without BN: difference +83 pts (95% CI +")
+    # Every level ties at the largest |z|, so the claim quotes the declared δ itself.
+    assert v.startswith("The search was easier with BN than without BN: of the 29 configurations run in both arms "
+                        "(the one that set the best score left out), 90% reach within 1 pt of the best accuracy (the "
+                        "declared δ) with BN and 7% without BN: +83 pts (95% CI +")
+    assert "simultaneous over 11 quality levels from the best score down to the median; test over all of them " \
+           "p < 0.001)." in v
     assert s.outcome == "easier"
     d, lo, hi = s.metric("good_fraction", A.DELTA)
     assert d == pytest.approx(24 / 29)
-    # The interval is Tango's at the test's critical value c: b = 24 discordant pairs all one way, so
-    # |z| = |2B - 24| / sqrt(24) and P(|z| > c) < 0.05 first for c = 10 / sqrt(24) = 2.0412 (B <= 6 or
-    # >= 18: 2 * 0.011330 = 0.0227; B <= 7 or >= 17 would be 2 * 0.031957 = 0.0639).
+    # The interval is Tango's at the test's critical value c, the larger of two. The sign-flip null's:
+    # b = 24 discordant pairs all one way, so |z| = |2B - 24| / sqrt(24) and P(|z| > c) < 0.05 first for
+    # c = 10 / sqrt(24) = 2.0412 (B <= 6 or >= 18: 2 * 0.011330 = 0.0227; B <= 7 or >= 17 would be
+    # 2 * 0.031957 = 0.0639). Bonferroni's over 11 levels: z at 1 - 0.05 / 22 = 0.997727 is 2.8376.
     c = s.primary["critical"]
-    assert c == pytest.approx(10 / math.sqrt(24), abs=1e-9)
+    assert 10 / math.sqrt(24) < 2.8376
+    assert c == pytest.approx(2.8376, abs=1e-4)
     # Tango's score statistic written out (Tango 1998, eq. 3): at the ends it equals -+c.
     def tango(delta, b=24, cc=0, n=29):
         A_, B_, C_ = 2 * n, -b - cc + (2 * n - b + cc) * delta, -cc * delta * (1 - delta)
@@ -488,8 +492,15 @@ def test_aggregate_repeats_mean_and_t_interval():
     assert agg.metric("trials_to_target", "bn-on")[0] == pytest.approx(8.0)
     assert agg.outcome == "cannot tell" and set(agg.heterogeneity.columns) >= {"factor", "level", "repeats"}
     assert set(agg.metrics.columns) >= {"value", "lo", "hi", "repeats"}
-    assert "Averaged over 2 repeats" in agg.verdict and "interval across repeats" in agg.verdict
-    assert "95% CI" not in agg.verdict
+    assert "Over 2 repeats" in agg.verdict and "one test over all repeats, McNemar stratified by repeat" in agg.verdict
+    # One stratified test over both repeats: discordant pairs pooled, b = 0 + 1, c = 0, n = 4 + 4 ->
+    # difference 1/8; one discordant pair, so the exact sign-flip p is 1.
+    assert agg.primary["diff"] == pytest.approx(1 / 8) and agg.primary["p_value"] == pytest.approx(1.0)
+    assert agg.primary["lo"] < 0 < agg.primary["hi"]
+    # no p value is averaged and no quality level of one repeat is mixed with another's
+    p_rows = agg.tests[agg.tests["quantity"].isin(["p_value", "p_holm"])]
+    assert p_rows["test"].tolist() == ["good_fraction"] and "stratified by repeat" in p_rows["note"].iloc[0]
+    assert not (agg.tests["test"] == "quality_level").any()
 
 
 def test_aggregate_trials_to_target_stays_finite_when_one_repeat_has_no_good_trial():

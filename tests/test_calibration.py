@@ -213,8 +213,13 @@ def test_trials_needed_is_actionable():
     off = np.array([0.9] + [0.5] * 11)
     s = A.summarize(_frame(on, off), distributions={}, tolerance=0.01, paired=True, sampler="random",
                     task="classification", n_val=N_VAL, n_boot=50)
-    # 6 of 6 discordant pairs one way at the declared δ: exact p = 2/64 = 0.031, so it needs no rerun
-    assert s.outcome == "easier" and not math.isfinite(s.primary["trials_needed"])
+    # 6 of 6 discordant pairs one way at the declared δ: exact p = 2/64 = 0.031 at that level alone, but
+    # the family of 11 levels needs |z| > Bonferroni's z at 1 - 0.05/22 (2.8376) and sqrt(6) = 2.449
+    # falls short (Bonferroni p = 11 x 2 x 0.00716 = 0.157): cannot tell, and the rerun it asks for
+    # exceeds the 11 configurations compared
+    assert s.primary["n_levels"] == 11 and s.primary["critical"] == pytest.approx(2.8376, abs=1e-4)
+    assert s.primary["p_value"] == pytest.approx(11 * 2 * stats.norm.sf(math.sqrt(6)), rel=1e-6)
+    assert s.outcome == "cannot tell" and s.primary["trials_needed"] > 11
 
 
 def test_trials_needed_is_na_at_the_floor_with_its_reason():

@@ -1,8 +1,11 @@
-"""The panel: per-data-set variance, pooling against hand arithmetic, the command end to end, and
+"""The panel: the pooled scale's per-data-set effect and variance against hand arithmetic (c = 0
+included), pooling, the near-constant mark, the Bayesian test's ROPE and uncertainty, the quoting rule
+(no direction beside an interval that includes 0, no negative zero), the command end to end, and
 resume after the command is killed in the middle of the panel."""
 
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,7 +14,7 @@ import time
 import pandas as pd
 import pytest
 
-from bnsearch.panel import discordant_variance, load_panel, pool_panel, unpaired_variance
+from bnsearch.panel import load_panel, paired_effect, pool_panel, top_quarter_counts, unpaired_effect
 from conftest import ROOT, killed_on_exit, run_cli
 
 TINY = """
@@ -47,78 +50,235 @@ def tiny(tmp_path, datasets='["iris", "wine"]', trials=4, epochs=1):
 
 # --------------------------------------------------------------------------- arithmetic
 
-def test_variance_by_hand():
-    # n = 20 pairs, b = 5 good only with BN, c = 1 good only without:
-    # p_b = 0.25, p_c = 0.05, var = (0.25 + 0.05 - 0.2^2) / 20 = 0.26 / 20 = 0.013
-    assert discordant_variance(20, 5, 1) == pytest.approx(0.013, abs=1e-15)
-    # No discordant pair: the variance would be 0 (infinite weight); floored at 1/(4 n^2).
-    assert discordant_variance(10, 0, 0) == pytest.approx(1 / 400)
-    # All pairs discordant one way: (1 - 1) / n = 0, floored too.
-    assert discordant_variance(8, 8, 0) == pytest.approx(1 / 256)
-    assert math.isnan(discordant_variance(0, 0, 0))
-    # Unpaired (adaptive samplers): 10 of 20 vs 5 of 25: 0.5 * 0.5 / 20 + 0.2 * 0.8 / 25 = 0.0125 + 0.0064
-    assert unpaired_variance(20, 10, 25, 5) == pytest.approx(0.0189, abs=1e-15)
-    assert unpaired_variance(20, 0, 25, 0) == pytest.approx(1 / (4 * 25 ** 2))
+Z = 1.959963984540054  # the two-sided 95% normal quantile
 
 
-def _row(slug, n, b, c, **traits):
-    # good_on - good_off equals (b - c) / n for any concordant count; put all concordant pairs as "both bad".
-    return {"slug": slug, "dataset": slug, "n": n, "b": b, "c": c, "diff": (b - c) / n, "good_on": b / n,
-            "good_off": c / n, "lo": math.nan, "hi": math.nan, "outcome": "cannot tell", **traits}
+def _tango_c0(n, b):
+    """Tango's 95% interval for (b - 0)/n worked out by hand. With c = 0 the restricted MLE of p01 is
+    0 above b/(2n - b), so the upper bound solves (n d - b)^2 = z^2 n d (1 - d): Wilson's upper bound
+    of b/n. Below it p01 = (b - (2n - b) d)/(2n), the score variance is (b - n d)(1 + d), and the
+    lower bound solves b - n d = z^2 (1 + d): d = (b - z^2)/(n + z^2) (valid for b > z^2 when that d
+    is below b/(2n - b)). With b = c = 0 both bounds are +-z^2/(n + z^2)."""
+    if b == 0:
+        h = Z * Z / (n + Z * Z)
+        return -h, h
+    lo = (b - Z * Z) / (n + Z * Z)
+    assert 0 < lo < b / (2 * n - b)  # the branch the formula is for
+    hi = ((2 * b + Z * Z) + math.sqrt((2 * b + Z * Z) ** 2 - 4 * (n + Z * Z) * b * b / n)) / (2 * (n + Z * Z))
+    return lo, hi
 
 
-def test_pool_panel_dersimonian_laird_by_hand():
-    rows = [_row("A", 20, 8, 2, log10_rows=3.0, features=10, classes=2, scale_spread=1.0, raw_inputs=0),
-            _row("B", 25, 5, 5, log10_rows=3.5, features=20, classes=3, scale_spread=2.0, raw_inputs=0),
-            _row("C", 16, 6, 1, log10_rows=4.0, features=30, classes=2, scale_spread=5.0, raw_inputs=1)]
+def test_paired_effect_and_its_variance_by_hand():
+    # c = 0, one way only: 6 of 99 pairs good only with BN (the ceiling case that motivated the change).
+    lo, hi = _tango_c0(99, 6)
+    e = paired_effect(99, 6, 0)
+    assert e["effect"] == pytest.approx(6 / 99)
+    assert (e["effect_lo"], e["effect_hi"]) == pytest.approx((lo, hi), abs=1e-9)  # 0.020989, 0.125968
+    assert e["variance"] == pytest.approx(((hi - lo) / (2 * Z)) ** 2, rel=1e-8)  # 7.17e-4
+    wald = (6 / 99 - (6 / 99) ** 2) / 99  # 5.75e-4: the old variance, too small at c = 0
+    assert e["variance"] > wald
+    # No discordant pair at all: the Wald variance is 0; the score interval is +-z^2/(n + z^2).
+    e = paired_effect(25, 0, 0)
+    assert e["effect"] == 0 and e["effect_hi"] == pytest.approx(Z * Z / (25 + Z * Z), abs=1e-9)
+    assert e["variance"] == pytest.approx((Z / (25 + Z * Z)) ** 2, rel=1e-8)
+    # b and c both > 0: an interval that contains the estimate, and no estimate without pairs.
+    e = paired_effect(20, 5, 1)
+    assert e["effect_lo"] < 0.2 < e["effect_hi"] and e["variance"] > 0
+    assert math.isnan(paired_effect(0, 0, 0)["variance"])
+    # Unpaired (adaptive samplers): a score interval too, positive even at 0 of n in both arms.
+    u = unpaired_effect(20, 0, 25, 0)
+    assert u["effect"] == 0 and u["effect_lo"] < 0 < u["effect_hi"] and u["variance"] > 0
+
+
+def test_top_quarter_counts_by_hand_and_against_the_primary_analysis():
+    import numpy as np
+
+    from bnsearch.analysis.primary import primary_analysis
+
+    # 8 pooled scores; numpy's "lower" 0.75 quantile is the 6th smallest (index floor(0.75 * 7) = 5): 0.8.
+    t = [0.9, 0.8, 0.5, 0.6]
+    r = [0.7, 0.85, 0.4, 0.3]
+    c = top_quarter_counts(t, r, paired=True)
+    assert c["top_threshold"] == 0.8
+    # pairs (0.9, 0.7): only on; (0.8, 0.85): both; (0.5, 0.4), (0.6, 0.3): neither
+    assert (c["top_b"], c["top_c"], c["top_k_on"], c["top_k_off"]) == (1, 0, 2, 1)
+    # Real scores: the counts are the primary analysis' own "top 25%" level wherever it kept that level.
+    rng = np.random.default_rng(5)
+    off = rng.uniform(0.5, 0.9, 60)
+    on = np.clip(off + rng.normal(0.03, 0.05, 60), 0, 1)
+    res = primary_analysis(on, off, paired=True, s_star=float(max(on.max(), off.max())) + 0.001, tolerance=0.02,
+                           n_perm=200)
+    level = res.levels[res.levels["kind"] == "top 25%"].iloc[0]
+    c = top_quarter_counts(on, off, paired=True)
+    assert c["top_threshold"] == pytest.approx(level["threshold"])
+    assert (c["top_b"], c["top_c"], c["top_k_on"], c["top_k_off"]) == (level["b"], level["c"], level["k_t"],
+                                                                           level["k_r"])
+
+
+def _row(slug, n, b, c, **extra):
+    return {"slug": slug, "dataset": slug, "n": n, "top_b": b, "top_c": c, "outcome": "cannot tell", **extra}
+
+
+def test_pool_panel_by_hand_with_one_way_pairs():
+    """Three data sets whose discordant pairs all go one way (c = 0), so every effect and variance is
+    the closed form above, and the DerSimonian-Laird line is checked end to end by hand."""
+    rows = [_row("A", 20, 8, 0, log10_rows=3.0, features=10, classes=2, scale_spread=1.0, raw_inputs=0),
+            _row("B", 25, 0, 0, log10_rows=3.5, features=20, classes=3, scale_spread=2.0, raw_inputs=0),
+            _row("C", 16, 6, 0, log10_rows=4.0, features=30, classes=2, scale_spread=5.0, raw_inputs=1)]
     res = pool_panel(rows)
-
-    # Effects y = (b - c) / n: 0.3, 0.0, 0.3125.
-    # Variances (p_b + p_c - (p_b - p_c)^2) / n:
-    #   A: (0.4 + 0.1 - 0.09) / 20            = 0.0205
-    #   B: (0.2 + 0.2 - 0) / 25               = 0.016
-    #   C: (0.375 + 0.0625 - 0.09765625) / 16 = 0.021240234375
-    v = [0.0205, 0.016, 0.021240234375]
-    y = [0.3, 0.0, 0.3125]
-    assert res.datasets["variance"].tolist() == pytest.approx(v)
-    # Fixed-effect weights w = 1/v: 48.7805, 62.5, 47.0805; sum 158.3610
-    w = [1 / 0.0205, 1 / 0.016, 1 / 0.021240234375]
-    sw = w[0] + w[1] + w[2]
-    y_fe = (w[0] * 0.3 + w[1] * 0.0 + w[2] * 0.3125) / sw  # 0.185316
-    q = w[0] * (0.3 - y_fe) ** 2 + w[1] * (0.0 - y_fe) ** 2 + w[2] * (0.3125 - y_fe) ** 2  # 3.549520
-    c = sw - (w[0] ** 2 + w[1] ** 2 + w[2] ** 2) / sw  # 104.671223
-    tau2 = (q - 2) / c  # Q > k - 1 = 2, so no truncation: 0.0148037
+    y = [0.4, 0.0, 0.375]
+    ci = [_tango_c0(20, 8), _tango_c0(25, 0), _tango_c0(16, 6)]
+    v = [((hi - lo) / (2 * Z)) ** 2 for lo, hi in ci]  # 0.0125455, 0.0046226, 0.0166244
+    assert res.datasets["effect"].tolist() == pytest.approx(y)
+    assert res.datasets["variance"].tolist() == pytest.approx(v, rel=1e-8)
+    w = [1 / x for x in v]
+    sw = sum(w)
+    y_fe = sum(wi * yi for wi, yi in zip(w, y)) / sw
+    q = sum(wi * (yi - y_fe) ** 2 for wi, yi in zip(w, y))
+    tau2 = (q - 2) / (sw - sum(wi * wi for wi in w) / sw)
     ws = [1 / (vi + tau2) for vi in v]
-    mu = (ws[0] * y[0] + ws[1] * y[1] + ws[2] * y[2]) / (ws[0] + ws[1] + ws[2])  # 0.193912
-    se = (1 / (ws[0] + ws[1] + ws[2])) ** 0.5  # 0.106279
-    assert (y_fe, q, c, tau2, mu, se) == pytest.approx((0.1853158, 3.5495204, 104.6712228, 0.0148037, 0.1939122,
-                                                        0.1062789), rel=1e-6)
+    mu = sum(wi * yi for wi, yi in zip(ws, y)) / sum(ws)
+    assert q > 2 and tau2 > 0
     dl = res.dl
-    assert dl.k == 3
-    assert dl.q == pytest.approx(q, rel=1e-9)
-    assert dl.tau2 == pytest.approx(tau2, rel=1e-9)
-    assert dl.pooled == pytest.approx(mu, rel=1e-9)
-    assert dl.se == pytest.approx(se, rel=1e-9)
-    assert (dl.ci_low, dl.ci_high) == pytest.approx((mu - 1.959963984540054 * se, mu + 1.959963984540054 * se))
-    assert dl.i2 == pytest.approx((q - 2) / q)  # 0.43654
-    # Prediction interval: mu +- t_{k-2 = 1, 0.975} sqrt(tau2 + se^2), t = 12.7062047
-    half = 12.706204736174707 * (tau2 + se ** 2) ** 0.5
-    assert (dl.pi_low, dl.pi_high) == pytest.approx((mu - half, mu + half), rel=1e-9)
-
-    # The headline is Paule-Mandel; the weights in panel.csv are its weights, summing to 1.
+    assert (dl.q, dl.tau2, dl.pooled, dl.se) == pytest.approx((q, tau2, mu, (1 / sum(ws)) ** 0.5), rel=1e-7)
+    # The headline is Paule-Mandel; panel.csv's weights are its weights.
     assert res.pm.method == "pm" and res.datasets["weight"].sum() == pytest.approx(1.0)
-    assert res.bayes is not None and res.bayes.p_better + res.bayes.p_equivalent + res.bayes.p_worse == pytest.approx(1)
     assert set(res.moderators["trait"]) == {"log10_rows", "features", "classes", "scale_spread", "raw_inputs"}
     assert "Across 3 data sets" in res.verdict and "prediction interval" in res.verdict
     table = res.pooled_table()
-    row = table[(table["method"] == "random effects, DerSimonian-Laird") & (table["quantity"] == "pooled difference")]
-    assert row["value"].item() == pytest.approx(mu)
+    row = table[(table["method"] == "random effects, DerSimonian-Laird")
+                & (table["quantity"] == "pooled difference, HKSJ 95% CI")]
+    assert row["value"].item() == pytest.approx(mu) and row["lo"].item() == pytest.approx(dl.hk_low)
 
 
 def test_pool_panel_without_an_estimate():
-    res = pool_panel([_row("A", 20, 8, 2), {**_row("B", 1, 0, 0), "n": 0, "diff": math.nan}])
+    res = pool_panel([_row("A", 20, 8, 2), {**_row("B", 0, 0, 0)}])
     assert res.pm is None and "nothing is pooled" in " ".join(res.notes)
     assert res.verdict.startswith("Too few data sets")
+
+
+def test_near_constant_mark_and_sensitivity_line():
+    # s* - baseline below 2 δ: within δ of the best can also be within δ of the constant predictor.
+    rows = [_row("hmda", 99, 6, 0, s_star=0.91, baseline=0.88, tolerance=0.02),  # 0.03 < 0.04
+            _row("cells", 99, 23, 5, s_star=0.86, baseline=0.64, tolerance=0.08),  # 0.22 >= 0.16
+            _row("oj", 99, 21, 8, s_star=0.85, baseline=0.61, tolerance=0.117),  # 0.24 >= 0.234
+            _row("edge", 99, 10, 4, s_star=0.70, baseline=0.60, tolerance=0.05),  # 0.10 = 2 δ: not below
+            _row("nobase", 99, 9, 3, tolerance=0.05)]
+    res = pool_panel(rows)
+    df = res.datasets.set_index("slug")
+    assert df["near_constant"].to_dict() == {"hmda": True, "cells": False, "oj": False, "edge": False,
+                                             "nobase": None}
+    assert df.loc["hmda", "headroom"] == pytest.approx(0.03)
+    assert "hmda" in res.verdict and "†" in res.verdict
+    assert res.pm_clear is not None and res.pm_clear.k == 4
+    keep = res.datasets[res.datasets["slug"] != "hmda"]
+    from bnsearch.analysis.meta import random_effects
+
+    assert res.pm_clear.pooled == pytest.approx(random_effects(keep, effect="effect", variance="variance").pooled)
+
+
+def test_bayesian_rope_is_the_verdicts_margin():
+    from bnsearch.analysis.primary import EQUIVALENCE_MARGIN
+
+    # Every data set 5 pts ahead on 400 pairs: inside the 10-pt practical margin, so "equivalent",
+    # although every one of them is clearly positive.
+    rows = [_row(f"d{i}", 400, 30 + i, 10 + i) for i in range(6)]
+    res = pool_panel(rows)
+    assert res.rope == EQUIVALENCE_MARGIN and res.bayes.rope == EQUIVALENCE_MARGIN
+    assert res.bayes.draws > 1 and res.bayes.p_equivalent > 0.9
+    assert "ROPE ±10 pts" in res.verdict
+    # The old 1-pt ROPE would have called the same panel a clear win; the config may still ask for
+    # it, and the report then says the two answer different questions.
+    narrow = pool_panel(rows, rope=0.01)
+    assert narrow.bayes.p_better > 0.9 and any("differs from the per-data-set" in n for n in narrow.notes)
+
+
+def test_bayesian_test_carries_each_data_sets_uncertainty():
+    # The same point differences (+20 pts) measured on 20 pairs and on 2000 pairs per data set: the
+    # small panel must be less sure that the difference exceeds the margin.
+    small = pool_panel([_row(f"d{i}", 20, 5, 1) for i in range(5)])
+    large = pool_panel([_row(f"d{i}", 2000, 500, 100) for i in range(5)])
+    assert small.datasets["effect"].tolist() == pytest.approx(large.datasets["effect"].tolist())
+    assert large.bayes.p_better > 0.95
+    assert small.bayes.p_better < large.bayes.p_better - 0.1  # measured: 0.84 vs 0.98
+    # baycomp on the point values alone cannot tell the two panels apart
+    from bnsearch.analysis.meta import bayes_signed_rank
+
+    point = bayes_signed_rank(small.datasets["effect"].to_numpy(), [0.0] * 5, small.rope)
+    assert point.draws == 1 and point.p_better > small.bayes.p_better + 0.1
+
+
+# --------------------------------------------------------------------------- quoting rule
+
+DIRECTIONAL = re.compile(r"\b(easier|harder|raised|lowered)\b")
+INTERVAL = re.compile(r"([+-]?\d+(?:\.\d+)?) to ([+-]?\d+(?:\.\d+)?)")
+NEG_ZERO = re.compile(r"(?<![\w.])[-−]0(?:\.0+)?(?![\d.])")
+
+
+def directional_violations(text: str) -> list[str]:
+    """Each directional word must be followed, in the same table cell or sentence, by an interval
+    that excludes 0 on its side."""
+    bad = []
+    for chunk in re.split(r"\||(?<=\.) (?=[A-Z])|\n", text):
+        for m in DIRECTIONAL.finditer(chunk):
+            iv = INTERVAL.search(chunk, m.end())
+            up = m.group(1) in ("easier", "raised")
+            if iv is None:
+                bad.append(chunk)
+                continue
+            lo, hi = float(iv.group(1)), float(iv.group(2))
+            if not ((lo > 0) if up else (hi < 0)):
+                bad.append(chunk)
+    return bad
+
+
+def _quoting_rows():
+    # Directional outcomes whose declared-δ interval includes 0 (the OJ, HMDA and hpc rows of the
+    # issue) but whose strongest level rejects; one whose strongest level is not reported as
+    # rejecting; one cannot-tell; and differences that round to a negative zero.
+    common = dict(margin=0.10, tolerance=0.05, s_star=0.9, baseline=0.5)
+    return [
+        _row("oj", 99, 21, 8, outcome="easier", diff=0.131, lo=-0.014, hi=0.277, focus_kind="profile",
+             focus_threshold=0.661, focus_diff=0.14, focus_lo=0.03, focus_hi=0.27, **common),
+        _row("hmda", 99, 6, 0, outcome="easier", diff=0.061, lo=-0.003, hi=0.152, focus_kind="top 25%",
+             focus_threshold=0.8789, focus_diff=0.12, focus_lo=0.02, focus_hi=0.24, **{**common, "baseline": 0.88}),
+        _row("worse", 99, 2, 20, outcome="harder", diff=-0.02, lo=-0.004, hi=0.05, focus_kind="top 50%",
+             focus_threshold=0.7, focus_diff=-0.18, focus_lo=-0.3, focus_hi=-0.06, **common),
+        _row("odd", 99, 10, 4, outcome="easier", diff=0.06, lo=-0.02, hi=0.14, focus_kind="declared",
+             focus_threshold=0.85, focus_diff=0.06, focus_lo=-0.02, focus_hi=0.14, **common),
+        _row("flat", 99, 3, 3, outcome="cannot tell", diff=-0.0004, lo=-0.0004, hi=0.2, reason="too few",
+             focus_diff=-0.001, focus_lo=-0.004, focus_hi=0.1, **common),
+    ]
+
+
+def test_no_direction_beside_an_interval_that_includes_0(tmp_path):
+    from bnsearch.panel import dataset_claim, forest_labels, markdown
+
+    res = pool_panel(_quoting_rows())
+    claims = {r.slug: dataset_claim(r) for r in res.datasets.itertuples()}
+    assert claims["oj"] == "easier: +14 pts at a score ≥ 0.661 (95% CI +3 to +27)"
+    assert claims["worse"].startswith("harder: -18 pts at a score ≥ 0.700")
+    assert not DIRECTIONAL.search(claims["odd"])  # its own interval includes 0: no direction quoted
+    text = markdown(res, load_panel(tiny(tmp_path)))
+    own = text.split("## Each data set's verdict")[0]  # what follows is each experiment's own verdict text
+    table = [line for line in own.splitlines() if line.startswith("| ")]
+    assert len(table) >= 6 and any("at the declared δ" in line for line in table)
+    assert "easier on 2 (their simultaneous 95% CIs span +2 to +27 pts" in res.verdict
+    for chunk in (res.verdict, *own.splitlines(), *forest_labels(res)):
+        assert not directional_violations(chunk), chunk
+    # the checker does catch the old layouts: a word beside the declared-δ interval including 0, or none
+    assert directional_violations("easier, +13.1 pts (95% CI -1.4 to +27.7)")
+    assert directional_violations("Per data set: 11 easier, 0 harder.")
+    assert not NEG_ZERO.search(text) and not NEG_ZERO.search(" ".join(forest_labels(res)))
+    assert "| 0 pts (0 to +20) |" in text  # -0.04 pts rounds to an unsigned 0
+
+
+def test_no_negative_zero_in_copied_text():
+    from bnsearch.panel import no_negative_zero, pts
+
+    assert (no_negative_zero("95% CI -0.0 to +23.6; -0 pts; -0.05; x-0.0; 10-0")
+            == "95% CI 0.0 to +23.6; 0 pts; -0.05; x-0.0; 10-0")
+    assert (pts(-0.0004), pts(-0.0004, 0), pts(0.0), pts(-0.012)) == ("0.0", "0", "0.0", "-1.2")
 
 
 # --------------------------------------------------------------------------- config
@@ -173,8 +333,17 @@ def test_panel_end_to_end(tmp_path):
     assert (tmp_path / "out" / "forest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = pd.read_csv(tmp_path / "out" / "panel.csv")
     assert rows["slug"].tolist() == ["iris", "wine"] and (rows["n"] == 3).all()  # s*'s configuration left out
+    # The pooled scale counts the same 3 pairs: at least a quarter of the 6 scores reach the top quarter.
+    assert ((rows["top_k_on"] + rows["top_k_off"]) >= 2).all()
+    assert (rows["effect"] == (rows["top_b"] - rows["top_c"]) / rows["n"]).all() and (rows["variance"] > 0).all()
+    assert rows["near_constant"].notna().all() and (rows["headroom"] == rows["s_star"] - rows["baseline"]).all()
     pooled = pd.read_csv(tmp_path / "out" / "pooled.csv")
     assert {"random effects, Paule-Mandel", "random effects, DerSimonian-Laird"} <= set(pooled["method"])
+    assert "pooled difference, HKSJ 95% CI" in set(pooled["quantity"])
+    report = (tmp_path / "out" / "report.md").read_text()
+    for chunk in report.split("## Each data set's verdict")[0].splitlines():
+        assert not directional_violations(chunk), chunk
+    assert not NEG_ZERO.search(report)
     assert set(_counts(url, load_panel(cfg)).values()) == {4}
 
 

@@ -27,7 +27,7 @@ META = {"config_hash": "c0ffee12", "bnsearch_version": "0.1.0", "torch_version":
         "optuna_version": "5.0.0", "experiment": "toy", "seed": 7}
 META_COLUMNS = ["config_hash", "bnsearch_version", "torch_version", "optuna_version", "experiment_seed"]
 CSVS = ["trials.csv", "summary.csv", "curves.csv", "importance.csv", "sensitivity.csv", "tests.csv",
-        "tolerance_profile.csv", "heterogeneity.csv"]
+        "tolerance_profile.csv", "heterogeneity.csv", "trial_budget.csv"]
 
 # 12 paired configs: BN off diverges at large learning rates, BN on only at the largest one.
 LRS = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0]
@@ -186,7 +186,7 @@ def test_default_report_is_verdict_first_and_fits_80_columns(written):
     assert f"{100 * d:+.1f} [{100 * lo:+.1f},{100 * hi:+.1f}]" in row
     assert "Tests" not in text and "--full" in text
     line = R.answer_line(summary)
-    assert summary.outcome in ("easier", "harder", "equivalent", "cannot tell") and "pts at δ" in line
+    assert summary.outcome in ("easier", "harder", "equivalent", "cannot tell") and "pts at the declared δ" in line
 
 
 def test_full_report_has_every_section(written):

@@ -1,6 +1,7 @@
 """Trials-to-target across repeats for adaptive samplers (bnsearch/analysis/survival.py).
 
-Expected values are worked out by hand in the comments; lifelines is only the thing tested.
+Expected values are worked out by hand in the comments; lifelines and scipy's permutation_test are
+the references the hand-written parts are checked against.
 """
 
 import math
@@ -9,9 +10,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bnsearch.analysis.survival import (DEFAULT_ADAPTIVE_REPEATS, adaptive_sentences, analyse_trajectories,
-                                        best_so_far_band, geometric_median, geometric_reached, km_rmst,
-                                        outcome_word, primary_test, random_search_median, speedup_over_random,
+from bnsearch.analysis.survival import (DEFAULT_ADAPTIVE_REPEATS, MAX_EXACT_PAIRS, adaptive_sentences,
+                                        analyse_trajectories, best_so_far_band, bound, geometric_median,
+                                        geometric_reached, outcome_word, paired_restricted, primary_test,
+                                        random_search_median, sign_flip_test, signed, speedup_over_random,
                                         time_to_target)
 
 WORDS = {"with_t": "with BN", "with_r": "without BN"}
@@ -71,7 +73,6 @@ def test_kaplan_meier_by_hand(hand):
     # Restricted mean up to 8 = area under S: 1*1 + 1*(5/6) + 3*(2/3) + 3*(2/9) = 1 + 0.8333 + 2 + 0.6667 = 4.5
     assert s.rmst == pytest.approx(4.5)
     on = hand.times[hand.times["arm"] == "bn-on"]
-    assert km_rmst(on["trials"].to_numpy(), on["reached"].to_numpy(), 8)[0] == pytest.approx(4.5, abs=1e-12)
     # bn-off: 2 of 6 reach, at 3 and 6: S = 5/6 then 4/6; the median is never reached.
     off = hand.per_arm["bn-off"]
     assert math.isinf(off.median) and off.reached == 2
@@ -80,6 +81,7 @@ def test_kaplan_meier_by_hand(hand):
 
 
 def test_logrank_by_hand(hand):
+    # Descriptive only now (unpaired), still lifelines' number.
     # Pooled event times; at each, E_on = d * n_on / n and V = d (n_on/n)(n_off/n)(n-d)/(n-1):
     #   t=1: n_on 6, n_off 6, d 1 (on)      E = 6/12 = 0.5         V = 36/144 * 11/11  = 0.25
     #   t=2: n_on 5, n_off 6, d 1 (on)      E = 5/11 = 0.454545    V = 30/121 * 10/10  = 0.247934
@@ -92,10 +94,108 @@ def test_logrank_by_hand(hand):
     assert hand.o_minus_e == pytest.approx(1.728788, abs=1e-6)
     assert hand.logrank_chi2 == pytest.approx(2.337469, abs=1e-5)
     assert hand.logrank_p == pytest.approx(0.126295, abs=1e-5)
+
+
+def test_paired_primary_by_hand(hand):
+    # Pairs by repeat, horizon tau = the shorter of the two repeats (8, except repeat 2: 4 trials of bn-on):
+    #   repeat   0  1  2  3  4  5
+    #   bn-on    1  2  4  5  5  8      (repeat 2 never reached it in its 4 trials: min(T, 4) = 4)
+    #   bn-off   3  6  4  8  8  8      (repeat 2: not reached by trial 4 -> 4)
+    #   d       -2 -4  0 -3 -3  0      mean -12/6 = -2
+    pairs = hand.pairs.set_index("repeat")
+    assert pairs["horizon"].tolist() == [8, 8, 4, 8, 8, 8]
+    assert pairs["diff"].tolist() == [-2, -4, 0, -3, -3, 0]
+    # Exact sign-flip: 2^6 = 64 patterns; |sum| reaches |-12| only with the four untied signs all
+    # equal (2 ways) times either sign on each of the two zeros (4 ways) -> p = 8/64 = 0.125.
+    assert hand.paired_p == pytest.approx(0.125, abs=1e-12)
+    # Interval: accept D when at least ceil(0.05 * 64) = 4 patterns are as extreme for d - D.
+    #   D = -4: x = (2, 0, 4, 1, 1, 4): |sum| = 12 is reached by the two all-equal patterns and the
+    #   two that flip only the 0 (the -4 pair) -> 4 -> accepted; just below -4 only the 2 -> rejected.
+    #   D = 0: 8 patterns (above) -> accepted; just above 0 every d - D is negative, only 2 -> rejected.
+    d, lo, hi = hand.paired_diff
+    assert (d, lo, hi) == (pytest.approx(-2), pytest.approx(-4), pytest.approx(0))
     assert hand.outcome == "cannot tell" and outcome_word(hand) == "cannot tell"
-    # RMST difference 4.5 - 6.8333 = -2.3333 (on reaches sooner), with a bootstrap interval around it
-    d, lo, hi = hand.rmst_diff
-    assert d == pytest.approx(-2.333333, abs=1e-6) and lo < d < hi
+    assert hand.rmst_diff == hand.paired_diff  # the old name reads the paired interval
+
+
+def test_sign_flip_p_and_interval_by_hand():
+    # 9 untied differences, all negative, and one tie: only the two all-equal sign patterns of the
+    # 9 are as extreme -> p = 2 / 2^9 = 0.00390625 (the tie's sign does not matter).
+    d = np.r_[-np.arange(1, 10), 0.0]
+    sf = sign_flip_test(d)
+    assert sf.p == pytest.approx(2 / 2 ** 9, abs=1e-15) and sf.exact and sf.nonzero == 9
+    assert sf.p == pytest.approx(stats.permutation_test((d,), np.mean, permutation_type="samples",
+                                                         n_resamples=np.inf).pvalue, abs=1e-15)
+    # d = 1..7 (n = 7, 128 patterns, accept when >= ceil(6.4) = 7 are as extreme). Flipping the set
+    # M keeps |sum(d - D)| when D lies between the means of d over M and over the rest, so:
+    #   D = 2: x = (-1, 0, 1, 2, 3, 4, 5): sets with sum <= 0: {}, {-1}, {0}, {-1,0}, {-1,1}, {-1,0,1},
+    #   and their complements -> 12 patterns -> p = 12/128 = 0.094: accepted.
+    #   D just below 2: the sets {0}, {-1,1}, {-1,0,1} (subset means exactly 2) drop out -> 6: rejected.
+    #   By symmetry about the mean 4 the upper end is 6. p(0) = 2/128 (only the all-equal patterns).
+    sf = sign_flip_test(np.arange(1.0, 8.0))
+    assert (sf.mean, sf.lo, sf.hi, sf.p) == (4.0, 2.0, 6.0, pytest.approx(2 / 128))
+    for delta, accepted in ((2.0, True), (1.999, False), (6.0, True), (6.001, False)):
+        p = stats.permutation_test((np.arange(1.0, 8.0) - delta,), np.mean, permutation_type="samples",
+                                   n_resamples=np.inf).pvalue
+        assert (p >= 0.05) == accepted, (delta, p)
+    # Five pairs can never reject (2/32 > 0.05): every shift is accepted.
+    sf = sign_flip_test([-5.0, -4, -3, -2, -1])
+    assert sf.p == pytest.approx(2 / 32) and sf.lo == -np.inf and sf.hi == np.inf and sf.min_p > 0.05
+
+
+def test_sign_flip_test_and_interval_agree_on_random_cases():
+    """The interval excludes 0 exactly when p < 0.05, exact and Monte Carlo, ties or not; the p
+    value is scipy's exact one; and any shift D is inside exactly when the test of d - D accepts."""
+    rng = np.random.default_rng(2024)
+    checked = {"exact": 0, "monte carlo": 0, "rejected": 0}
+    for case in range(400):
+        n = int(rng.integers(2, 25))
+        shift = rng.choice([0.0, 2.0, 5.0])
+        d = (np.round(rng.normal(shift, 6, n)) if case % 2 else rng.normal(shift, 6, n))  # ties / none
+        sf = sign_flip_test(d, seed=case)
+        assert sf.exact == (n <= MAX_EXACT_PAIRS)
+        assert (sf.lo <= 0 <= sf.hi) == (sf.p >= 0.05), (d, sf)
+        assert sf.lo <= sf.mean <= sf.hi
+        checked["exact" if sf.exact else "monte carlo"] += 1
+        checked["rejected"] += sf.p < 0.05
+        if sf.exact and n <= 10:
+            ref = stats.permutation_test((d,), np.mean, permutation_type="samples", n_resamples=np.inf).pvalue
+            assert sf.p == pytest.approx(ref, rel=1e-9, abs=1e-12)
+        for delta in rng.uniform(sf.mean - 12, sf.mean + 12, 3):
+            shifted = sign_flip_test(d - delta, seed=case)  # the same sign patterns
+            assert (sf.lo <= delta <= sf.hi) == (shifted.p >= 0.05), (d, delta, sf, shifted.p)
+    assert min(checked.values()) >= 20  # both regimes (exact up to MAX_EXACT_PAIRS) and rejections seen
+
+
+def test_monte_carlo_sign_flip_is_seeded_and_close_to_exact():
+    rng = np.random.default_rng(5)
+    d = np.round(rng.normal(1.5, 4, 18))
+    a, b = sign_flip_test(d, seed=1), sign_flip_test(d, seed=1)
+    assert not a.exact and (a.p, a.lo, a.hi) == (b.p, b.lo, b.hi)
+    exact = sign_flip_test(d, max_exact=18)
+    assert exact.exact and abs(a.p - exact.p) < 4 * math.sqrt(exact.p * (1 - exact.p) / 20_000) + 1e-4
+
+
+def test_pairs_share_the_shorter_horizon_and_drop_unmatched_repeats():
+    trajs = {"bn-on": [_traj(3, 8), _traj(None, 5), _traj(7, 8), np.array([])],
+             "bn-off": [_traj(5, 8), _traj(6, 8), _traj(2, 8), _traj(1, 8)]}
+    pairs = paired_restricted(trajs, ARMS, 1.0)
+    # repeat 1: bn-on ran 5 trials, so both are restricted to 5; bn-off's hit at 6 counts as 5.
+    # repeat 3: bn-on has no completed trial -> no pair.
+    assert pairs["repeat"].tolist() == [0, 1, 2]
+    assert pairs["horizon"].tolist() == [8, 5, 8]
+    assert pairs["diff"].tolist() == [3 - 5, 5 - 5, 7 - 2]
+
+
+def test_no_minus_zero():
+    assert signed(-0.04) == "+0.0" and signed(-1e-12) == "+0.0" and signed(-0.06) == "-0.1"
+    assert bound(-0.033) == "-0.033" and bound(0.0) == "+0.0" and bound(-2.25) == "-2.2"
+    # A repeat-by-repeat difference that averages to (almost) zero reads +0.0 in every text.
+    on = [_traj(3, 10), _traj(5, 10), _traj(4, 10), _traj(6, 10), _traj(2, 10), _traj(8, 10)]
+    off = [_traj(5, 10), _traj(3, 10), _traj(6, 10), _traj(4, 10), _traj(8, 10), _traj(2, 10)]
+    res = analyse_trajectories({"bn-on": on, "bn-off": off}, ARMS, sampler="tpe", budget=10, target=1.0, n_boot=20)
+    text = " ".join(adaptive_sentences(res, WORDS, sampler="tpe", task="classification"))
+    assert res.paired_diff[0] == 0 and "-0.0" not in text and "difference of +0.0 trials" in text
 
 
 def test_geometric_closed_form_agrees_with_kaplan_meier_on_random_search_repeats():
@@ -150,21 +250,100 @@ def _draw(rng, repeats, budget, lift=0.0):
             "bn-off": [_toy_search(rng, budget, off[r]) for r in range(repeats)]}
 
 
-def test_aa_on_adaptive_repeats_false_claim_rate_at_most_5_percent():
+def _claims_consistent_with_at_most(claims: int, draws: int, level: float = 0.05) -> bool:
+    # The sign-flip test is exact, so its true false-claim rate is at most 5%; a simulated rate is
+    # that plus binomial noise (SE 0.7 pts at 1000 draws). Fail only if the rate is significantly above.
+    return stats.binomtest(claims, draws, level, alternative="greater").pvalue > 0.01
+
+
+def _geometric_draw(rng, repeats, budget, p_ref, p_treat, rho):
+    """Trials-to-target drawn directly: geometric in each arm (p per trial), arms of a repeat tied
+    by a Gaussian copula with correlation rho (the shared seed and data split), written as score
+    trajectories (1 at the hit, 0 before; target 1) so they go through the product's functions."""
+    z0 = rng.standard_normal(repeats)
+    out = {}
+    for arm, p in (("bn-on", p_treat), ("bn-off", p_ref)):
+        z = math.sqrt(rho) * z0 + math.sqrt(1 - rho) * rng.standard_normal(repeats)
+        t = np.ceil(np.log1p(-stats.norm.cdf(z)) / math.log1p(-p)).astype(int)
+        out[arm] = [_traj(int(k) if k <= budget else None, budget) for k in np.maximum(t, 1)]
+    return out
+
+
+def test_aa_paired_adaptive_test_false_claim_rate_at_most_5_percent():
+    """A/A through primary_test: (1) the toy adaptive search, both arms the same, a shared offset per
+    repeat; (2) geometric trials-to-target with correlation 0.8 within a repeat. Directional claims
+    come only with an interval that excludes 0."""
     rng = np.random.default_rng(11)
-    draws = 300
-    claims = sum(primary_test(_draw(rng, DEFAULT_ADAPTIVE_REPEATS, 30), ARMS).outcome in ("faster", "slower")
-                 for _ in range(draws))
-    rate = claims / draws
-    print(f"A/A, {DEFAULT_ADAPTIVE_REPEATS} adaptive repeats per arm, {draws} draws: false-claim rate {rate:.1%}")
-    # Binomial margin: at a true 5%, 300 draws exceed 8% with probability < 0.5%.
-    assert rate <= 0.05
+    rates = {}
+    for name, draws, make in (("toy adaptive search", 1000, lambda: _draw(rng, DEFAULT_ADAPTIVE_REPEATS, 30)),
+                              ("geometric, rho 0.8", 2000, lambda: _geometric_draw(
+                                  rng, DEFAULT_ADAPTIVE_REPEATS, 30, 0.1, 0.1, 0.8))):
+        claims = 0
+        for _ in range(draws):
+            test = primary_test(make(), ARMS, target=None if name.startswith("toy") else 1.0)
+            _, lo, hi = test.diff
+            assert (test.outcome in ("faster", "slower")) == (not lo <= 0 <= hi)
+            claims += test.outcome in ("faster", "slower")
+        rates[name] = claims / draws
+        print(f"A/A, {name}, {DEFAULT_ADAPTIVE_REPEATS} paired repeats of 30 trials, {draws} draws: "
+              f"false-claim rate {claims / draws:.1%}")
+        assert _claims_consistent_with_at_most(claims, draws)
 
 
 def test_planted_effect_is_found_and_points_the_right_way():
     rng = np.random.default_rng(12)
-    out = [primary_test(_draw(rng, DEFAULT_ADAPTIVE_REPEATS, 30, lift=0.05), ARMS).outcome for _ in range(40)]
-    assert out.count("faster") >= 30 and out.count("slower") == 0
+    draws = 200
+    out = [primary_test(_draw(rng, DEFAULT_ADAPTIVE_REPEATS, 30, lift=0.05), ARMS).outcome for _ in range(draws)]
+    print(f"power, toy search with a lift of 5 pts, {DEFAULT_ADAPTIVE_REPEATS} paired repeats, {draws} draws: "
+          f"{out.count('faster') / draws:.1%} found faster, {out.count('slower')} slower")
+    assert out.count("faster") >= 0.8 * draws and out.count("slower") == 0
+    # The reverse: the lift on the reference is found as slower.
+    rev = [primary_test({"bn-on": d["bn-off"], "bn-off": d["bn-on"]}, ARMS).outcome
+           for d in (_draw(rng, DEFAULT_ADAPTIVE_REPEATS, 30, lift=0.05) for _ in range(40))]
+    assert rev.count("slower") >= 30 and rev.count("faster") == 0
+
+
+@pytest.mark.slow
+def test_power_table_geometric_trials_to_target():
+    """The figures in docs/design.md (Adaptive samplers): power of the paired sign-flip test, budget
+    30, the reference reaching the target with p = 0.1 per trial (median 7), the treatment 2x or 3x
+    as likely per trial, arms of a repeat correlated (rho) through the shared seed and split; the
+    unpaired log-rank on the same draws for comparison. 600 simulated experiments per cell."""
+    from bnsearch.analysis.survival import logrank
+
+    rng = np.random.default_rng(30)
+    draws, budget = 600, 30
+    rows = []
+    for rho in (0.0, 0.8):
+        for repeats in (5, 10, 15, 30):
+            for p_treat in (0.1, 0.2, 0.3):
+                # A/A (p_treat = p_ref): a claim in either direction is false; otherwise count 'faster'.
+                right = ("faster", "slower") if p_treat == 0.1 else ("faster",)
+                paired = lr = 0
+                corr = []
+                for _ in range(draws):
+                    test = primary_test(_geometric_draw(rng, repeats, budget, 0.1, p_treat, rho), ARMS, target=1.0)
+                    paired += test.outcome in right
+                    pr = test.pairs.astype(float)
+                    if pr["treatment"].std() > 0 and pr["reference"].std() > 0:
+                        corr.append(np.corrcoef(pr["treatment"], pr["reference"])[0, 1])
+                    t = test.times
+                    on, off = t[t["arm"] == "bn-on"], t[t["arm"] == "bn-off"]
+                    _, p, ome = logrank(on["trials"], on["reached"], off["trials"], off["reached"])
+                    lr += p < 0.05 and (ome > 0 if right == ("faster",) else ome != 0)
+                rows.append((rho, repeats, p_treat, paired / draws, lr / draws, float(np.mean(corr))))
+    print("\nrho  R   speed-up  sign-flip  log-rank  corr(min(T,30))   (1x: false claims either way; else: 'faster')")
+    for rho, repeats, p_treat, a, b, c in rows:
+        print(f"{rho:.1f} {repeats:3d}  {p_treat / 0.1:.0f}x        {a:6.1%}    {b:6.1%}    {c:.2f}")
+    table = {(rho, r, p): a for rho, r, p, a, _, _ in rows}
+    for rho in (0.0, 0.8):
+        for repeats in (5, 10, 15, 30):  # A/A rows: at most 5% (binomial margin)
+            assert _claims_consistent_with_at_most(round(table[(rho, repeats, 0.1)] * draws), draws)
+        assert table[(rho, 5, 0.3)] == 0  # 5 pairs cannot reach p < 0.05 (2/32)
+        for p_treat in (0.2, 0.3):  # more repeats, more power
+            assert table[(rho, 30, p_treat)] > table[(rho, 10, p_treat)]
+    # correlation within a repeat (shared seed and split) is what the pairing buys
+    assert table[(0.8, 10, 0.3)] > table[(0.0, 10, 0.3)]
 
 
 def test_best_so_far_band_and_gap_at_budget():
@@ -206,12 +385,37 @@ def test_speedup_over_random():
 def test_verdict_sentences_name_the_outcome_and_never_good_fraction_tests(hand):
     text = " ".join(adaptive_sentences(hand, WORDS, sampler="tpe", task="classification"))
     assert text.startswith("TPE, 6 repeats per arm of 8 trials")
-    assert "log-rank p = 0.126" in text and "median of 5 trials" in text
-    assert "cannot tell" in text and "good fraction" not in text.lower().replace("good-fraction tests are not", "")
+    assert "sign-flip test over 6 paired repeats, p = 0.125" in text and "median of 5 trials" in text
+    # cannot tell, with the interval (which includes 0, printed without a minus sign) right behind it
+    assert "cannot tell" in text and "95% CI -4.0 to +0.0" in text and "-0.0" not in text
+    assert "sooner with BN than" in text and "reached the target sooner" not in text
+    assert "good fraction" not in text.lower().replace("good-fraction tests are not", "")
+    # 4 untied pairs cannot reach p < 0.05 (2/16 = 0.125): the verdict says so
+    assert "no outcome can reach p < 0.05" in text and "6 are needed" in text
     one = " ".join(adaptive_sentences(None, WORDS, sampler="gp", task="classification", n_repeats=1))
     assert "--repeats 10" in one and "cannot tell" in one
     few = primary_test({"bn-on": [ON[0]], "bn-off": [OFF[0]]}, ARMS)
     assert few.outcome == "too few repeats"
+
+
+def test_directional_verdict_only_with_an_interval_excluding_zero():
+    # Ten repeats, bn-on sooner in 9, one tie (as in the tpe sample's times): exact p = 2/2^9.
+    on = [_traj(t, 40) for t in (16, 1, 3, 9, None, 13, 4, 32, 8, 1)]
+    off = [_traj(t, 40) for t in (39, 15, 6, 20, None, 14, 18, 39, 27, 2)]
+    res = analyse_trajectories({"bn-on": on, "bn-off": off}, ARMS, sampler="tpe", budget=40, target=1.0, n_boot=20)
+    assert res.paired_p == pytest.approx(2 / 2 ** 9) and res.outcome == "faster" and outcome_word(res) == "easier"
+    d, lo, hi = res.paired_diff
+    assert d == pytest.approx(-9.3) and lo < hi < 0
+    text = " ".join(adaptive_sentences(res, WORDS, sampler="tpe", task="classification"))
+    assert ("The search reached the target sooner with BN than without BN (exact sign-flip test over 10 paired "
+            "repeats, p = 0.004)") in text
+    assert f"a difference of -9.3 trials per repeat (95% CI {bound(lo)} to {bound(hi)}" in text
+    assert "9 repeats reached it sooner with BN, 0 later, 1 tied" in text
+    # Swapping the arms flips the direction and mirrors the interval.
+    swapped = analyse_trajectories({"bn-on": off, "bn-off": on}, ARMS, sampler="tpe", budget=40, target=1.0,
+                                   n_boot=20)
+    assert swapped.outcome == "slower" and outcome_word(swapped) == "harder"
+    assert swapped.paired_diff == pytest.approx((-d, -hi, -lo))
 
 
 def test_sampler_settings_are_pinned_and_stored(tmp_path):

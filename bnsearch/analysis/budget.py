@@ -102,7 +102,7 @@ def reference_config(scores: pd.DataFrame) -> int | None:
 
 
 def pair_primary(df: pd.DataFrame, arm: str, reference: str, epoch: int, epochs: int, tolerance: float,
-                 seed: int = 0) -> tuple[PrimaryResult, np.ndarray]:
+                 seed: int = 0, baseline: float | None = None) -> tuple[PrimaryResult, np.ndarray]:
     """The primary analysis of ``arm`` against ``reference`` at budget ``epoch``, on exactly the inputs
     the two-arm summary uses at the full budget: s* over every completed trial of the two arms, the
     configuration that sets it left out, the configurations completed in both arms in config order.
@@ -118,8 +118,9 @@ def pair_primary(df: pd.DataFrame, arm: str, reference: str, epoch: int, epochs:
     d = (both["st"] - both["sr"]).to_numpy(float)  # every pair, as the summary's Wilcoxon counts them
     if ref_cfg is not None and np.isfinite(ref_cfg):  # unpaired trials have no configuration to leave out
         both = both[both.index != int(ref_cfg)]
+    floor = baseline + tolerance if baseline is not None and math.isfinite(baseline) else None
     res = primary_analysis(both["st"].to_numpy(float), both["sr"].to_numpy(float), paired=True, s_star=s_star,
-                           tolerance=tolerance, seed=seed)
+                           tolerance=tolerance, seed=seed, floor=floor)
     return res, d
 
 
@@ -130,7 +131,7 @@ def default_pairs(arms: Sequence[str], reference: str) -> list[tuple[str, str]]:
 def budget_table(df: pd.DataFrame, *, arms: Sequence[str], reference: str, epochs: int, tolerance: float,
                  pairs: Sequence[tuple[str, str]] | None = None, grid: Sequence[int] | None = None,
                  best_of: int = BEST_OF, n_boot: int = N_BOOT, seed: int = 0,
-                 tolerances: dict | None = None) -> pd.DataFrame:
+                 tolerances: dict | None = None, baseline: float | None = None) -> pd.DataFrame:
     """Long table (epochs, arm, versus, metric, value, lo, hi) of every robustness metric at every budget.
 
     Per arm (``versus`` empty; good = within the tolerance of the best of *all* arms at that budget):
@@ -139,8 +140,10 @@ def budget_table(df: pd.DataFrame, *, arms: Sequence[str], reference: str, epoch
     random trials, bootstrap band). Per pair (arm, versus) -- every arm against ``reference`` unless
     ``pairs`` says otherwise -- the primary analysis at that budget (`pair_primary`): good_delta (the
     good-fraction difference at the declared δ with the test's simultaneous interval), primary_p (the
-    test over all quality levels), direction (+1 easier, -1 harder, 0 neither) and median_d (the
-    Hodges-Lehmann shift of the paired scores with the interval its Wilcoxon test accepts).
+    test over all quality levels), direction (+1 easier, -1 harder, 0 neither), quoted_delta,
+    quoted_level and quoted_threshold (the level a direction rests on: the rejecting level with the
+    largest |z|, whose interval excludes 0; the declared δ when there is no direction) and median_d
+    (the Hodges-Lehmann shift of the paired scores with the interval its Wilcoxon test accepts).
     ``tolerances`` maps a pair to the δ its two-arm summary used (default ``tolerance``), so the full
     budget reproduces the summary exactly.
     """
@@ -176,17 +179,19 @@ def budget_table(df: pd.DataFrame, *, arms: Sequence[str], reference: str, epoch
             else:
                 add(e, a, "expected_best", math.nan)
         for a, r in pairs:
-            res, d = pair_primary(df, a, r, e, epochs, (tolerances or {}).get((a, r), tolerance), seed=seed)
+            res, d = pair_primary(df, a, r, e, epochs, (tolerances or {}).get((a, r), tolerance), seed=seed,
+                                  baseline=baseline)
             if d.size == 0:
                 continue
             add(e, a, "n_pairs", d.size, versus=r)
             add(e, a, "good_delta", res.diff, res.lo, res.hi, versus=r)
             add(e, a, "primary_p", res.p_value, versus=r)
             add(e, a, "direction", {"easier": 1, "harder": -1}.get(res.outcome, 0), versus=r)
-            focus = res.level(res.focus)
-            if focus:  # the quality level where the arms differ most, as the verdict names it
-                add(e, a, "focus_delta", focus["diff"], focus["lo"], focus["hi"], versus=r)
-                add(e, a, "focus_level", focus["delta"], versus=r)
+            quoted = res.level(res.quoted)
+            if quoted:  # the level the claim quotes: for a direction, the rejecting level with the largest |z|
+                add(e, a, "quoted_delta", quoted["diff"], quoted["lo"], quoted["hi"], versus=r)
+                add(e, a, "quoted_level", quoted["delta"], versus=r)
+                add(e, a, "quoted_threshold", quoted["threshold"], versus=r)
             add(e, a, "median_d", *hodges_lehmann(d), versus=r)
     return pd.DataFrame(rows, columns=BUDGET_COLUMNS)
 
@@ -265,13 +270,21 @@ def budget_verdict(df: pd.DataFrame, table: pd.DataFrame, *, arm: str, reference
 
     def at(e: int) -> tuple[int, str]:
         d = _row(table, e, arm, "direction", reference)[0]
+        d = int(d) if math.isfinite(d) else 0
         g = _row(table, e, arm, "good_delta", reference)
-        f = _row(table, e, arm, "focus_delta", reference)
-        lvl = _row(table, e, arm, "focus_level", reference)[0]
+        q = _row(table, e, arm, "quoted_delta", reference)
+        lvl = _row(table, e, arm, "quoted_level", reference)[0]
+        thr = _row(table, e, arm, "quoted_threshold", reference)[0]
         p = _row(table, e, arm, "primary_p", reference)[0]
-        most = (f"; largest at δ = {lvl:.3g}: {_fmt(*f)}" if math.isfinite(lvl) and math.isfinite(f[0])
-                and f[0] != g[0] else "")
-        return (int(d) if math.isfinite(d) else 0), f"{_fmt(*g)} at the declared δ{most}; {_p(p)}"
+        declared = f"{_fmt(*g)} at the declared δ"
+        if d and math.isfinite(q[0]) and math.isfinite(lvl) and abs(lvl - tolerance) > 1e-12:
+            # a direction quotes the level that shows it, then the declared δ, labelled
+            alone = ", not significant at this level on its own" if g[1] <= 0 <= g[2] else ""
+            return d, f"{_fmt(*q)} at a score ≥ {thr:.3f}, within {_level(lvl)} of the best; {declared}{alone}; {_p(p)}"
+        return d, f"{declared}; {_p(p)}"
+
+    def _level(x: float) -> str:
+        return f"{100 * x:.3g} pts" if x < 1 and math.isfinite(x) else f"{x:.3g}"
 
     (d_s, t_s), (d_f, t_f) = at(short), at(epochs)
     word = {1: "easier", -1: "harder", 0: "not shown different"}

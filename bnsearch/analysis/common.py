@@ -56,6 +56,7 @@ TABLE_KEYS = {
     "tests": ["test", "quantity"],
     "profile": ["delta", "arm"],
     "heterogeneity": ["factor", "level", "quantity"],
+    "trial_budget": ["n", "quantity", "arm"],
 }
 _VALUE_COLS = ["value", "lo", "hi"]
 
@@ -73,6 +74,8 @@ class Comparison:
       tests        test, quantity, value, lo, hi, note
       profile      delta, arm, value, lo, hi: good fraction over a grid of tolerances
       heterogeneity factor, level, quantity, value, lo, hi: paired difference by hyperparameter level
+      trial_budget n, quantity, arm, value, lo, hi: the primary analysis on the first n configurations
+                   (s*, δ, the declared-δ and pooled-top-25% differences): how the headline moves with the budget
     For a single run, intervals are the per-statistic 95% CIs (Clopper-Pearson, score, bootstrap); for an aggregate
     they are 95% t-intervals of the mean across repeats (see `interval`).
     """
@@ -91,6 +94,7 @@ class Comparison:
     tests: pd.DataFrame
     profile: pd.DataFrame = field(default_factory=pd.DataFrame)
     heterogeneity: pd.DataFrame = field(default_factory=pd.DataFrame)
+    trial_budget: pd.DataFrame = field(default_factory=pd.DataFrame)
     arms: tuple = ARMS  # (treatment, reference)
     primary: dict = field(default_factory=dict)  # the primary analysis (analysis.primary) as plain numbers
     context: dict = field(default_factory=dict)  # n_val, baseline, reference model scores
@@ -145,6 +149,13 @@ def _lookup(table: pd.DataFrame, mask) -> tuple[float, float, float]:
 
 
 # ----------------------------------------------------------------------------- helpers
+
+def signed_text(x: float, decimals: int = 1) -> str:
+    """x with its sign, except that a value rounding to zero prints as an unsigned 0: "-0.0" would read
+    as a difference below zero, "+0.0" as one above it."""
+    text = f"{x:+.{decimals}f}"
+    return f"{0:.{decimals}f}" if float(text) == 0 else text
+
 
 def _rng(seed: int, tag: str) -> np.random.Generator:
     # One independent stream per statistic, so adding a bootstrap elsewhere never shifts this one.

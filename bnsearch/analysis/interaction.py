@@ -25,7 +25,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from .common import MIN_TRIALS_TO_TELL, N_BOOT, _Q, _rng, complete_trials
+from .common import MIN_TRIALS_TO_TELL, N_BOOT, _Q, _rng, complete_trials, signed_text
 
 CELLS = ("A", "B", "C", "D")  # raw/none, raw/norm, std/none, std/norm
 QUANTITIES = ("standardize_gain", "norm_gain_raw", "norm_gain_std", "interaction", "recovered_share")
@@ -105,8 +105,8 @@ def _get(table: pd.DataFrame, q: str) -> tuple[float, float, float]:
 def _pts(x: float, lo: float, hi: float) -> str:
     if not math.isfinite(x):
         return "n/a"
-    ci = f", 95% CI {100 * lo:+.1f}..{100 * hi:+.1f}" if math.isfinite(lo) and math.isfinite(hi) else ""
-    return f"{100 * x:+.1f} pts{ci}"
+    ci = f", 95% CI {signed_text(100 * lo)}..{signed_text(100 * hi)}" if math.isfinite(lo) and math.isfinite(hi) else ""
+    return f"{signed_text(100 * x)} pts{ci}"
 
 
 def interaction_verdict(table: pd.DataFrame, norm_label: str = "BN") -> str:

@@ -86,7 +86,8 @@ def analyse_arms(df: pd.DataFrame, *, arms: Sequence[str], reference: str, epoch
                  distributions: Mapping, paired: bool, sampler: str, task: str, seed: int = 0,
                  descriptions: Mapping[str, str] | None = None, cells: Mapping | None = None,
                  norm_label: str = "BN", summaries: Mapping[str, Comparison] | None = None,
-                 n_boot: int = N_BOOT, n_val: int | None = None) -> ArmsAnalysis:
+                 n_boot: int = N_BOOT, n_val: int | None = None, baseline: float | None = None,
+                 class_counts=None, metric: str = "accuracy") -> ArmsAnalysis:
     """Every non-reference arm against ``reference`` (``summarize(..., arms=(arm, reference))``),
     the budget analysis over all arms, and the interaction when ``cells`` names a 2x2.
 
@@ -96,7 +97,8 @@ def analyse_arms(df: pd.DataFrame, *, arms: Sequence[str], reference: str, epoch
     arms = list(arms)
     comparisons = dict(summaries) if summaries is not None else {
         a: summarize(df, distributions=distributions, tolerance=tolerance, paired=paired, sampler=sampler,
-                     task=task, seed=seed, n_boot=n_boot, arms=(a, reference), n_val=n_val)
+                     task=task, seed=seed, n_boot=n_boot, arms=(a, reference), n_val=n_val, baseline=baseline,
+                     class_counts=class_counts, metric=metric)
         for a in arms if a != reference}
     grid = budget_grid(epochs)
     pairs = default_pairs(arms, reference)
@@ -107,10 +109,11 @@ def analyse_arms(df: pd.DataFrame, *, arms: Sequence[str], reference: str, epoch
                 pairs.append(pair)
     # Each pair is judged with the δ its two-arm summary uses, so the budget's full-budget row is the
     # summary's primary analysis, number for number; the per-arm rows use the δ of all arms together.
-    tolerances = {p: comparison_tolerance(df, p, tolerance=tolerance, n_val=n_val, task=task) for p in pairs}
+    noise = {"n_val": n_val, "task": task, "class_counts": class_counts, "metric": metric}
+    tolerances = {p: comparison_tolerance(df, p, tolerance=tolerance, **noise) for p in pairs}
     budget = budget_table(df, arms=arms, reference=reference, epochs=epochs,
-                          tolerance=comparison_tolerance(df, arms, tolerance=tolerance, n_val=n_val, task=task),
-                          grid=grid, pairs=pairs, n_boot=n_boot, seed=seed, tolerances=tolerances)
+                          tolerance=comparison_tolerance(df, arms, tolerance=tolerance, **noise),
+                          grid=grid, pairs=pairs, n_boot=n_boot, seed=seed, tolerances=tolerances, baseline=baseline)
     compute = compute_curves(df, arms=arms, epochs=epochs, grid=grid, n_boot=n_boot, seed=seed)
     verdicts = {(a, r): budget_verdict(df, budget, arm=a, reference=r, epochs=epochs, tolerance=tolerances[(a, r)],
                                        n_boot=n_boot, seed=seed) for a, r in pairs}

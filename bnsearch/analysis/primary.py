@@ -246,9 +246,17 @@ class PrimaryResult:
     discordant: tuple[int, int] = (0, 0)
     levels: pd.DataFrame = field(default_factory=pd.DataFrame)
     notes: list[str] = field(default_factory=list)
+    near_constant: bool = False  # the best score is within 2δ of a constant predictor's: no level is meaningful
 
     def level(self, i: int) -> dict:
         return {} if self.levels.empty or i < 0 else self.levels.iloc[i].to_dict()
+
+    @property
+    def quoted(self) -> int:
+        """The level a claim quotes: for a direction, the rejecting level with the largest |z| (its
+        simultaneous interval excludes 0 by construction: it rejects, and every rejecting level
+        agrees in sign); otherwise the declared δ."""
+        return self.focus if self.outcome in ("easier", "harder") else self.declared
 
 
 LEVEL_COLUMNS = ["delta", "threshold", "kind", "n_t", "n_r", "k_t", "k_r", "b", "c", "diff", "lo", "hi", "z",
@@ -318,11 +326,18 @@ def compare_flags(gt: np.ndarray, gr: np.ndarray, *, paired: bool, alpha: float 
         z = _pooled_z(b.astype(float), gt.shape[1], c.astype(float), gr.shape[1])
         diff = b / gt.shape[1] - c / gr.shape[1]
     null, exact = _null_max(gt, gr, paired, n_perm, _rng(seed, tag))
-    z_ref = float(stats.norm.ppf(1 - alpha / 2))
-    crit = max(_critical(null, exact, alpha), z_ref)
-    # Never below the single-level normal p, so p < alpha exactly when |z| exceeds the critical
-    # value actually used by the intervals (which is never below z_0.975).
-    p_adj = np.array([max(_perm_p(null, exact, abs(v)), float(2 * stats.norm.sf(abs(v)))) for v in z])
+    n_levels = max(len(z), 1)
+    # Two critical values, and the larger one serves the test and every interval alike, so an
+    # interval excludes 0 exactly where its level rejects. The sign-flip null's is exact under A/A
+    # but computed at a difference of 0: under a real effect the levels decorrelate, the maximum of
+    # |T_j(Δ_j)| grows, and its intervals covered every level at once only 91-92% of the time in
+    # simulation. Bonferroni's z_(1 - alpha/2J) bounds the family by the union bound at any effect.
+    bonferroni = float(stats.norm.ppf(1 - alpha / (2 * n_levels)))
+    crit = max(_critical(null, exact, alpha), bonferroni)
+    # Each level's p is the larger of the two tests' (sign-flip max statistic, Bonferroni), so
+    # p < alpha exactly when |z| > crit.
+    p_adj = np.array([max(_perm_p(null, exact, abs(v)), min(1.0, n_levels * float(2 * stats.norm.sf(abs(v)))))
+                      for v in z])
     if (np.abs(z) > crit).any():
         p_adj = np.where(np.abs(z) > crit, np.minimum(p_adj, alpha * (1 - 1e-9)), np.maximum(p_adj, alpha))
     else:
@@ -362,11 +377,13 @@ def _curve_gap(t: np.ndarray, r: np.ndarray) -> float:
 
 def primary_analysis(t: Sequence[float], r: Sequence[float], *, paired: bool, s_star: float, tolerance: float,
                      margin: float = EQUIVALENCE_MARGIN, alpha: float = ALPHA, n_perm: int = N_PERM,
-                     seed: int = 0) -> PrimaryResult:
+                     seed: int = 0, floor: float | None = None) -> PrimaryResult:
     """The primary analysis of two arms' scores (the reference configuration already left out).
 
     t, r: treatment and reference scores (paired: aligned by configuration). s_star: the shared best
-    (reference configuration included). tolerance: the declared δ.
+    (reference configuration included). tolerance: the declared δ. floor: the score below which a
+    run failed to train (the constant predictor's + δ); no level below it counts as good, so "good"
+    and "failed to train" never describe the same run.
     """
     t, r = np.asarray(t, float), np.asarray(r, float)
     if paired and t.size != r.size:
@@ -376,6 +393,20 @@ def primary_analysis(t: Sequence[float], r: Sequence[float], *, paired: bool, s_
                              reason="no completed trials to compare")
     pooled = np.concatenate([t, r])
     lv = quality_levels(tolerance, pooled, s_star)
+    notes: list[str] = []
+    if floor is not None and np.isfinite(floor):
+        cut = lv["threshold"].to_numpy(float) < floor - 1e-12
+        if cut[(lv["kind"] == "declared").to_numpy()].any():
+            return PrimaryResult(paired, t.size, r.size, 0, 0, *(math.nan,) * 6, margin=margin, outcome="cannot tell",
+                                 reason=(f"the best score ({s_star:.4g}) is within 2δ of a constant predictor's "
+                                         f"({floor - tolerance:.4g}), so a configuration within δ of the best can be no "
+                                         "better than trivial: this metric cannot tell good configurations here"),
+                                 near_constant=True)
+        if cut.any():
+            notes.append(f"{int(cut.sum())} of {cut.size} quality levels lie below the failed-to-train cutoff "
+                         f"({floor:.4g}: the constant predictor + δ) and are left out: a run no better than "
+                         "trivial never counts as good")
+            lv = lv[~cut].reset_index(drop=True)
     th = lv["threshold"].to_numpy(float)
     gt, gr = _flags(t, th), _flags(r, th)
     res = compare_flags(gt, gr, paired=paired, alpha=alpha, n_perm=n_perm, seed=seed)
@@ -385,12 +416,15 @@ def primary_analysis(t: Sequence[float], r: Sequence[float], *, paired: bool, s_
     if not paired:
         lv[["b", "c"]] = 0
     d_i = int(np.flatnonzero(lv["kind"].to_numpy() == "declared")[0])
-    focus = int(np.argmax(np.abs(lv["z"].to_numpy()))) if (lv["z"] != 0).any() else d_i
+    az = np.abs(lv["z"].to_numpy(float))
+    # the largest |z|; on a tie the declared level, so a claim quotes the declared δ whenever it can
+    focus = (d_i if az[d_i] >= az.max() - 1e-12 else int(np.argmax(az))) if (az > 0).any() else d_i
     dec = lv.iloc[d_i]
     out = PrimaryResult(paired, t.size, r.size, int(dec["k_t"]), int(dec["k_r"]), float(dec["diff"]),
                         float(dec["lo"]), float(dec["hi"]), res["p"], float(dec["eq_lo"]), float(dec["eq_hi"]),
                         margin, "", critical=res["critical"], n_levels=len(lv), exact=res["exact"], focus=focus,
-                        declared=d_i, discordant=(int(dec["b"]), int(dec["c"])) if paired else (0, 0), levels=lv)
+                        declared=d_i, discordant=(int(dec["b"]), int(dec["c"])) if paired else (0, 0), levels=lv,
+                        notes=notes)
     out.outcome, out.reason = _decide(lv, t, r, tolerance, margin, alpha)
     if out.outcome == "cannot tell" and not out.reason.startswith("it differs in sign"):
         out.trials_needed, out.settles = trials_needed(out, t, r)

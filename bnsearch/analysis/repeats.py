@@ -10,7 +10,7 @@ import pandas as pd
 from scipy import stats
 
 from .common import ARMS, CONFIDENCE, DELTA, TABLE_KEYS, _VALUE_COLS, Comparison, _floats
-from .primary import decide
+from .primary import decide, rate_difference
 from .robustness import trials_to_target
 from .verdict import verdict
 
@@ -64,14 +64,69 @@ def _trials_to_target_from_mean_g(metrics: pd.DataFrame, arms=ARMS) -> pd.DataFr
     return m
 
 
+def stratified_primary(summaries: Sequence[Comparison]) -> dict:
+    """One test of the primary outcome over all repeats, never an average of p values.
+
+    Paired: the discordant configurations of every repeat at its own declared δ, pooled -- McNemar
+    stratified by repeat. Swapping the arms inside a pair is exact within each repeat, so the pooled
+    sign-flip test is exact; its Tango interval of the pooled difference at the same critical value
+    excludes 0 exactly when it rejects. Unpaired: the repeats' good-fraction differences, a one-sample
+    t-test with its own t-interval (each repeat one observation)."""
+    margin = summaries[0].primary.get("margin", math.nan)
+    paired = all(s.primary.get("paired") for s in summaries)
+    if paired and all(np.isfinite(s.primary.get("diff", math.nan)) for s in summaries):
+        b = sum(int(s.primary.get("only_on", 0)) for s in summaries)
+        c = sum(int(s.primary.get("only_off", 0)) for s in summaries)
+        n = sum(int(s.primary.get("n_on", 0)) for s in summaries)
+        on, off = np.zeros(n, bool), np.zeros(n, bool)
+        on[:b], off[b:b + c] = True, True  # Tango's interval and the sign flips need only (b, c, n)
+        res = rate_difference(on, off, paired=True, tag="repeats")
+        outcome = decide(res.p_value, res.diff, res.eq_lo, res.eq_hi, margin)
+        return {"paired": True, "diff": res.diff, "lo": res.lo, "hi": res.hi, "p_value": res.p_value,
+                "eq_lo": res.eq_lo, "eq_hi": res.eq_hi, "margin": margin, "critical": res.critical,
+                "only_on": b, "only_off": c, "n_on": n, "n_off": n, "trials_needed": math.nan, "settles": "",
+                "test": "stratified", "outcome": outcome}
+    diffs = _floats([s.primary.get("diff", math.nan) for s in summaries])
+    diffs = diffs[np.isfinite(diffs)]
+    mean, lo, hi = t_interval(diffs)
+    _, eq_lo, eq_hi = t_interval(diffs, confidence=1 - 2 * (1 - CONFIDENCE))
+    p = float(stats.ttest_1samp(diffs, 0.0).pvalue) if diffs.size >= 2 and np.ptp(diffs) > 0 else \
+        (0.0 if diffs.size >= 2 and mean != 0 else math.nan)
+    outcome = decide(p, mean, eq_lo, eq_hi, margin)
+    return {"paired": False, "diff": mean, "lo": lo, "hi": hi, "p_value": p, "eq_lo": eq_lo, "eq_hi": eq_hi,
+            "margin": margin, "trials_needed": math.nan, "settles": "", "test": "t across repeats",
+            "outcome": outcome}
+
+
+def _stratified_tests(tests: pd.DataFrame, primary: dict) -> pd.DataFrame:
+    """The tests table over repeats: effect sizes as means across repeats, but no p value is averaged
+    and no quality level of one repeat is mixed with another's (their thresholds differ): those rows
+    go, and the primary test over all repeats takes their place."""
+    if tests is None or tests.empty:
+        return tests
+    drop = tests["quantity"].isin(["p_value", "p_holm", "statistic", "trials_needed", "quoted"]) \
+        | (tests["test"] == "quality_level") | (tests["test"] == "good_fraction")
+    kept = tests[~drop]
+    how = ("McNemar stratified by repeat: the discordant configurations of every repeat at its declared δ, pooled; "
+           "exact sign-flip test, Tango interval at its critical value") if primary["paired"] else \
+        "one-sample t-test of the repeats' good-fraction differences, t-interval"
+    rows = pd.DataFrame([
+        {"test": "good_fraction", "quantity": "diff", "value": primary["diff"], "lo": primary["lo"],
+         "hi": primary["hi"], "note": f"PRIMARY over all repeats: {how}"},
+        {"test": "good_fraction", "quantity": "p_value", "value": primary["p_value"], "lo": math.nan,
+         "hi": math.nan, "note": f"PRIMARY over all repeats: {how}"},
+        {"test": "good_fraction", "quantity": "equivalence", "value": primary["margin"], "lo": primary["eq_lo"],
+         "hi": primary["eq_hi"], "note": "margin; interval: 90%, same method"}])
+    return pd.concat([rows.reindex(columns=tests.columns), kept], ignore_index=True)
+
+
 def aggregate_repeats(summaries: Sequence[Comparison]) -> Comparison:
     """Mean and 95% Student-t interval of the mean across repeats, for every scalar of every table.
 
     Exception: trials-to-target is 1 / (mean good fraction), its interval mapped from g's interval,
     because a single repeat with g = 0 would make the mean of 1/g infinite.
     Each table gains a `repeats` column (how many repeats had a value for that row).
-    The primary outcome comes from the repeats' good-fraction differences: a direction when the 95%
-    t-interval excludes 0, no practical difference when the 90% t-interval lies within the margin.
+    The primary outcome is one test over all repeats (`stratified_primary`), never averaged p values.
     The verdict is rebuilt from the aggregated numbers.
     """
     if not summaries:
@@ -81,16 +136,9 @@ def aggregate_repeats(summaries: Sequence[Comparison]) -> Comparison:
               for name, keys in TABLE_KEYS.items()}
     notes = list(dict.fromkeys(n for s in summaries for n in s.notes))
     tables["metrics"] = _trials_to_target_from_mean_g(tables["metrics"], first.arms)
-    diffs = [s.primary.get("diff", math.nan) for s in summaries]
-    mean, lo, hi = t_interval(diffs)
-    _, eq_lo, eq_hi = t_interval(diffs, confidence=1 - 2 * (1 - CONFIDENCE))
-    margin = first.primary.get("margin", math.nan)
-    # p < alpha exactly when the 95% t-interval excludes 0; 1.0 stands for "does not".
-    p = 0.0 if np.isfinite(lo) and (lo > 0 or hi < 0) else 1.0
-    primary = {"paired": all(s.primary.get("paired") for s in summaries), "diff": mean, "lo": lo, "hi": hi,
-               "p_value": math.nan, "eq_lo": eq_lo, "eq_hi": eq_hi, "margin": margin,
-               "trials_needed": math.nan, "settles": ""}
-    outcome = decide(p, mean, eq_lo, eq_hi, margin)
+    primary = stratified_primary(summaries)
+    outcome = primary.pop("outcome")
+    tables["tests"] = _stratified_tests(tables["tests"], primary)
     out = Comparison(
         experiment=first.experiment, task=first.task, sampler=first.sampler,
         paired=all(s.paired for s in summaries), tolerance=first.tolerance,

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .common import (ADAPTIVE_SAMPLERS, ARMS, DELTA, MIN_IMPORTANCE_TRIALS, N_BOOT, TABLE_KEYS, _VALUE_COLS,
+from .common import (ADAPTIVE_SAMPLERS, ARMS, DELTA, MIN_IMPORTANCE_TRIALS, MIN_TRIALS_TO_TELL, N_BOOT, TABLE_KEYS,
+                     _VALUE_COLS,
                      Comparison, _floats, complete_trials)
 from .curves import best_so_far, curve_grid, simultaneous_curve, u_weights
 from .heterogeneity import heterogeneity_table
@@ -126,7 +127,12 @@ class _Inputs:
     def primary(self) -> PrimaryResult:
         t, r = self.compared_scores()
         return primary_analysis(t, r, paired=self.pairs is not None, s_star=self.s_star, tolerance=self.tolerance,
-                                margin=self.margin, seed=self.seed)
+                                margin=self.margin, seed=self.seed, floor=self.fail_cutoff)
+
+    @property
+    def fail_cutoff(self) -> float | None:
+        """Below this score a run failed to train: the constant predictor's score + δ."""
+        return self.baseline + self.tolerance if self.has_baseline else None
 
     def rate(self, flags: dict, tag: str) -> PrimaryResult:
         """A per-trial share (diverged, failed) compared between the arms, every configuration counted."""
@@ -145,13 +151,15 @@ class _Endpoints:
 
 
 def _tolerance(tolerance: float | None, s_star: float, n_val: int | None, task: str,
-               scores: np.ndarray) -> tuple[float, str]:
+               scores: np.ndarray, class_counts=None, metric: str = "accuracy") -> tuple[float, str]:
     if tolerance is not None:
         source = "set in the config"
     else:
-        tolerance = noise_tolerance(s_star, n_val, task, scores=scores)
+        tolerance = noise_tolerance(s_star, n_val, task, scores=scores, class_counts=class_counts, metric=metric)
         if np.isfinite(tolerance):
-            se_word = "binomial SE of the best accuracy" if task == "classification" else "SE of the best R²"
+            se_word = ("SE of the best R²" if task != "classification" else
+                       "binomial SE of the best balanced accuracy (on K × the harmonic mean of the class counts)"
+                       if metric == "balanced_accuracy" and class_counts else "binomial SE of the best accuracy")
             source = (f"derived: (2 + the expected excess of a maximum) × {se_word} on {n_val} validation rows")
         else:
             tolerance = DEFAULT_TOLERANCE
@@ -159,11 +167,12 @@ def _tolerance(tolerance: float | None, s_star: float, n_val: int | None, task: 
     return float(tolerance), source
 
 
-def comparison_tolerance(df: pd.DataFrame, arms, *, tolerance: float | None, n_val: int | None, task: str) -> float:
+def comparison_tolerance(df: pd.DataFrame, arms, *, tolerance: float | None, n_val: int | None, task: str,
+                         class_counts=None, metric: str = "accuracy") -> float:
     """The δ `summarize` uses for these arms: the config's, or derived from the best score of their
     completed trials (DEFAULT_TOLERANCE when the validation size is unknown)."""
     scores = np.concatenate([_floats(complete_trials(df, a)["score"]) for a in arms]) if len(df) else np.array([])
-    return _tolerance(tolerance, shared_best(scores), n_val, task, scores)[0]
+    return _tolerance(tolerance, shared_best(scores), n_val, task, scores, class_counts, metric)[0]
 
 
 def _pairs(df: pd.DataFrame, trials: dict, params: list[str], paired: bool, treat: str, ref: str,
@@ -206,13 +215,14 @@ def _reference_keep(trials: dict, scores: dict, pairs: pd.DataFrame | None, arms
 
 def _inputs(df: pd.DataFrame, *, distributions: Mapping, tolerance: float | None, paired: bool, sampler: str,
             task: str, seed: int, n_boot: int, arms: tuple[str, str], n_val: int | None, baseline: float | None,
-            margin: float, notes: list[str]) -> _Inputs:
+            margin: float, notes: list[str], class_counts=None, metric: str = "accuracy") -> _Inputs:
     treat, ref = arms
     trials = {arm: complete_trials(df, arm) for arm in arms}
     scores = {arm: _floats(t["score"]) for arm, t in trials.items()}
     s_star = shared_best(*scores.values())
     params = [p for p in distributions if p in df.columns]
-    tolerance, source = _tolerance(tolerance, s_star, n_val, task, np.concatenate(list(scores.values())))
+    tolerance, source = _tolerance(tolerance, s_star, n_val, task, np.concatenate(list(scores.values())),
+                                   class_counts, metric)
     pairs = _pairs(df, trials, params, paired, treat, ref, notes)
     keep, ref_cfg = _reference_keep(trials, scores, pairs, arms, s_star, notes)
     has_baseline = baseline is not None and np.isfinite(baseline)
@@ -223,7 +233,7 @@ def _inputs(df: pd.DataFrame, *, distributions: Mapping, tolerance: float | None
         good={arm: is_good(scores[arm], s_star, tolerance) for arm in arms},
         diverged={arm: np.asarray(t["diverged"].fillna(False), bool) if len(t) else np.array([], bool)
                   for arm, t in trials.items()},
-        failed={arm: scores[arm] < (baseline + tolerance if has_baseline else np.inf) for arm in arms})
+        failed={arm: scores[arm] < (baseline + tolerance if has_baseline else -np.inf) for arm in arms})
 
 
 def _lr_window_rows(x: _Inputs, notes: list[str]) -> list[dict]:
@@ -366,7 +376,15 @@ def _tests_table(x: _Inputs, ends: _Endpoints) -> pd.DataFrame:
     how = ("Tango score interval" if primary.paired else "Mee score interval")
     add("good_fraction", "diff", primary.diff, primary.lo, primary.hi,
         note=f"PRIMARY at the declared δ: g({treat}) - g({ref}), {how} at the test's critical value "
-             f"{primary.critical:.3f} (simultaneous over {primary.n_levels} quality levels)")
+             f"{primary.critical:.3f} (simultaneous over {primary.n_levels} quality levels: the larger of the "
+             "sign-flip null's and Bonferroni's)")
+    q = primary.level(primary.quoted)
+    if q:
+        add("good_fraction", "quoted", q["diff"], q["lo"], q["hi"],
+            note=("the level the verdict quotes ("
+                  + ("its direction's evidence: the rejecting level with the largest |z|"
+                     if primary.outcome in ("easier", "harder") else "no direction: the declared δ")
+                  + f"): δ={q['delta']:.4g}, threshold {q['threshold']:.4g}; simultaneous interval"))
     add("good_fraction", "p_value", primary.p_value,
         note="PRIMARY: max-statistic test over all quality levels, arms swapped "
              + ("within pairs" if primary.paired else "between trials")
@@ -454,7 +472,70 @@ def _primary_dict(primary: PrimaryResult, margin: float) -> dict:
             "trials_needed": primary.trials_needed, "settles": primary.settles, "reason": primary.reason,
             "critical": primary.critical, "n_levels": primary.n_levels, "exact": primary.exact,
             "only_on": primary.discordant[0], "only_off": primary.discordant[1],
-            **{f"focus_{k}": (v if isinstance(v, str) else float(v)) for k, v in focus.items()}}
+            "near_constant": primary.near_constant,
+            **{f"focus_{k}": (v if isinstance(v, str) else float(v)) for k, v in focus.items()},
+            **{f"quoted_{k}": (v if isinstance(v, str) else float(v))
+               for k, v in primary.level(primary.quoted).items()}}
+
+
+TRIAL_BUDGET_FRACTIONS = (0.25, 0.5, 1.0)
+TOP_QUARTER = 0.75  # the pooled quantile whose level does not chase s*: the top 25% of all scores
+
+
+def _trial_budget_table(df: pd.DataFrame, x: _Inputs, *, tolerance: float | None, n_val: int | None,
+                        class_counts=None, metric: str = "accuracy") -> pd.DataFrame:
+    """The primary analysis re-run on the first n configurations (paired: by configuration index,
+    the sampling order; unpaired: each arm's first n trials), every step as `summarize` does it: s*
+    and a noise-derived δ are recomputed, the reference left out, the floor applied. s* rises with
+    n and δ follows it, so the declared-δ difference is specific to the budget; the difference at
+    the pooled top-25% level is shown beside it because its threshold converges instead of rising."""
+    cols = [*TABLE_KEYS["trial_budget"], *_VALUE_COLS]
+    treat, ref = x.arms
+    if x.sampler in ADAPTIVE_SAMPLERS:
+        return pd.DataFrame(columns=cols)
+    if x.pairs is not None:
+        order = np.sort(x.pairs["config_index"].to_numpy(int))
+    else:
+        order = None
+    full = len(order) if order is not None else min(len(x.trials[treat]), len(x.trials[ref]))
+    ns = sorted({int(round(f * full)) for f in TRIAL_BUDGET_FRACTIONS if round(f * full) >= 4 * MIN_TRIALS_TO_TELL}
+                | ({full} if full else set()))
+    rows: list[dict] = []
+
+    def add(n, quantity, arm, value, lo=math.nan, hi=math.nan):
+        rows.append({"n": n, "quantity": quantity, "arm": arm, "value": float(value), "lo": lo, "hi": hi})
+
+    for n in ns:
+        if order is not None:
+            keep_cfg = set(order[:n].tolist())
+            ci = _floats(df["config_index"]) if "config_index" in df else np.full(len(df), np.nan)
+            sub = df[np.isin(ci, list(keep_cfg))]
+        else:
+            parts = [complete_trials(df, a).sort_values("number").head(n) for a in (treat, ref)]
+            sub = pd.concat(parts, ignore_index=True)
+        y = _inputs(sub, distributions=x.distributions, tolerance=tolerance, paired=x.pairs is not None,
+                    sampler=x.sampler, task=x.task, seed=x.seed, n_boot=x.n_boot, arms=x.arms, n_val=n_val,
+                    baseline=x.baseline, margin=x.margin, notes=[], class_counts=class_counts, metric=metric)
+        res = y.primary()
+        add(n, "s_star", "*", y.s_star)
+        add(n, "tolerance", "*", y.tolerance)
+        add(n, "declared", DELTA, res.diff, res.lo, res.hi)
+        add(n, "direction", DELTA, {"easier": 1, "harder": -1}.get(res.outcome, 0))
+        add(n, "p_value", DELTA, res.p_value)
+        q = res.level(res.quoted)
+        if q:
+            add(n, "quoted", DELTA, q["diff"], q["lo"], q["hi"])
+            add(n, "quoted_threshold", "*", q["threshold"])
+        t, r = y.compared_scores()
+        pooled = np.concatenate([t, r])
+        if pooled.size and not res.levels.empty:
+            d25 = round(y.s_star - float(np.quantile(pooled, TOP_QUARTER, method="lower")), 12)
+            hit = res.levels[np.isclose(res.levels["delta"], d25, atol=1e-12)]
+            if len(hit):
+                h = hit.iloc[0]
+                add(n, "top25", DELTA, h["diff"], h["lo"], h["hi"])
+                add(n, "top25_threshold", "*", h["threshold"])
+    return pd.DataFrame(rows, columns=cols)
 
 
 def interval_notes(tables: Mapping[str, pd.DataFrame]) -> list[str]:
@@ -486,7 +567,7 @@ def interval_notes(tables: Mapping[str, pd.DataFrame]) -> list[str]:
 def summarize(df: pd.DataFrame, *, distributions: Mapping, tolerance: float | None, paired: bool, sampler: str,
               task: str, seed: int = 0, n_boot: int = N_BOOT, evaluator=None, arms: tuple[str, str] = ARMS,
               n_val: int | None = None, baseline: float | None = None, reference: Mapping | None = None,
-              margin: float = EQUIVALENCE_MARGIN) -> Comparison:
+              margin: float = EQUIVALENCE_MARGIN, class_counts=None, metric: str = "accuracy") -> Comparison:
     """All metrics of docs/design.md (Analysis) for one comparison (treatment arm vs reference arm).
 
     arms: (treatment, reference) labels in df["arm"]. tolerance: delta, or None to derive it from the
@@ -497,9 +578,11 @@ def summarize(df: pd.DataFrame, *, distributions: Mapping, tolerance: float | No
     arms = tuple(arms)
     notes: list[str] = []  # each builder appends its own, in table order
     x = _inputs(df, distributions=distributions, tolerance=tolerance, paired=paired, sampler=sampler, task=task,
-                seed=seed, n_boot=n_boot, arms=arms, n_val=n_val, baseline=baseline, margin=margin, notes=notes)
+                seed=seed, n_boot=n_boot, arms=arms, n_val=n_val, baseline=baseline, margin=margin, notes=notes,
+                class_counts=class_counts, metric=metric)
     ends = _Endpoints(primary=x.primary(), diverged=x.rate(x.diverged, "diverged"),
                       failed=x.rate(x.failed, "failed") if x.has_baseline else None)
+    notes += ends.primary.notes
     metrics = _metrics_table(x, ends, notes)
     curves = _curves_table(x, notes)
     importance = _importance_table(x, evaluator, notes)
@@ -507,18 +590,20 @@ def summarize(df: pd.DataFrame, *, distributions: Mapping, tolerance: float | No
     tests = _tests_table(x, ends)
     profile = _tolerance_profile_table(ends.primary, x.arms)
     het = _heterogeneity_table(x, notes)
+    trial_budget = _trial_budget_table(df, x, tolerance=tolerance, n_val=n_val, class_counts=class_counts,
+                                       metric=metric)
     notes += hardware_notes(df[df["arm"].astype(str).isin(arms)] if len(df) else df)
     notes += interval_notes({"metrics": metrics, "tests": tests, "profile": profile, "curves": curves,
                              "heterogeneity": het})
 
-    context = {"n_val": n_val, "baseline": baseline}
+    context = {"n_val": n_val, "baseline": baseline, "metric": metric if task == "classification" else "r2"}
     if reference:
         context.update({f"reference_{k}": v for k, v in reference.items()})
     experiment = str(df["experiment"].iloc[0]) if len(df) and "experiment" in df else ""
     summary = Comparison(experiment=experiment, task=task, sampler=sampler, paired=x.pairs is not None,
                       tolerance=x.tolerance, s_star=x.s_star, params=x.params, metrics=metrics, curves=curves,
                       importance=importance, sensitivity=sensitivity, tests=tests, profile=profile,
-                      heterogeneity=het, arms=arms, context=context, tolerance_source=x.tolerance_source,
+                      heterogeneity=het, trial_budget=trial_budget, arms=arms, context=context, tolerance_source=x.tolerance_source,
                       notes=notes, outcome=ends.primary.outcome, primary=_primary_dict(ends.primary, margin))
     summary.verdict = verdict(summary)
     return summary
@@ -550,12 +635,12 @@ def attach_adaptive(summary, dfs: Sequence[pd.DataFrame], *, budget: int | None 
         gf = tests["test"].isin(["good_fraction", "quality_level"])
         tests.loc[gf, "note"] = ("descriptive only: " + summary.sampler.upper() + " draws are not independent, so "
                                  "this test does not hold; " + tests.loc[gf, "note"].astype(str)
-                                 .str.replace("PRIMARY: ", "", regex=False)
-                                 .str.replace("PRIMARY at the declared δ: ", "", regex=False))
+                                 .str.replace(r"PRIMARY[^:]*: ", "", regex=True))
     summary.notes = [*summary.notes,
                      f"primary outcome for {summary.sampler}: trials to a target of {res.target:.4g} (the "
                      f"{100 * res.quantile:.0f}th percentile of all {res.n_pooled} trials of both arms and every "
-                     "repeat) per repeat, log-rank across repeats; good fractions are descriptive only"]
+                     "repeat) per repeat, paired by repeat: exact sign-flip test and the interval inverting it; good "
+                     "fractions are descriptive only"]
     if res.sampler_settings:
         summary.notes.append(f"sampler: {settings_text(res.sampler_settings)}")
     summary.verdict = verdict(summary)

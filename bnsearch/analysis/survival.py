@@ -1,4 +1,4 @@
-"""Adaptive samplers (TPE, GP): trials-to-target across repeats as a time-to-event outcome.
+"""Adaptive samplers (TPE, GP): trials-to-target across repeats, paired by repeat.
 
 An adaptive sampler's trials are not independent draws, so the good fraction and its tests (built
 for i.i.d. random draws) do not hold. What a TPE user asks is "does the search get to a good
@@ -10,11 +10,14 @@ of evidence is the repeat (`compare --repeats R`, docs/design.md §6, Adaptive s
   leaves it unchanged, so it cannot favour either arm under the null.
 - per repeat: the trial (1-based, in trial-number order) at which the best-so-far first reaches the
   target, censored at the repeat's completed trials when it never does.
-- per arm: Kaplan-Meier of "reached the target by trial n" with lifelines' pointwise 95% band
-  (exponential Greenwood), the median trials-to-target with its CI, the restricted mean up to the
-  budget (= mean of min(T, budget)).
-- between arms: the log-rank test (the primary for adaptive samplers) and the RMST difference with a
-  paired percentile bootstrap over repeats (repeat r of both arms shares its seed and data split).
+- between arms, the primary (one question, one method): repeat r of both arms shares its seed and
+  data split, so the repeat is the pair. Per repeat, d_r = restricted trials-to-target of the
+  treatment minus the reference, min(T, tau_r) with tau_r the pair's common horizon (the budget when
+  both ran it); the exact sign-flip test of the mean of d_r, and the 95% interval that inverts that
+  same test (`sign_flip_test`), so the interval excludes 0 exactly when p < 0.05.
+- per arm, descriptive: Kaplan-Meier of "reached the target by trial n" with lifelines' pointwise 95%
+  band (exponential Greenwood), the median trials-to-target with its CI, the restricted mean up to the
+  budget (= mean of min(T, budget)); the unpaired log-rank p is kept for comparison, never decides.
 - best-so-far across repeats with pointwise (Student t) and simultaneous (bootstrap sup-t) bands, and
   the best-score gap at the budget with a paired t-interval across repeats.
 
@@ -23,6 +26,7 @@ Pure functions of the trials DataFrames; lifelines is imported lazily (~1.5 s).
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -38,6 +42,10 @@ TARGET_QUANTILE = 0.90
 DEFAULT_ADAPTIVE_REPEATS = 10  # power figure: docs/design.md §6, Adaptive samplers
 MIN_REPEATS = 2  # per arm: below this there is nothing to compare across repeats
 N_BOOT = 1000
+# Sign-flip test: every one of the 2^n sign patterns up to this many paired repeats (65 536 patterns),
+# a seeded Monte Carlo sample of N_SIGN_FLIPS patterns beyond it.
+MAX_EXACT_PAIRS = 16
+N_SIGN_FLIPS = 20_000
 
 
 # ----------------------------------------------------------------------------- per repeat
@@ -114,33 +122,15 @@ def kaplan_meier(durations: Sequence[int], events: Sequence[bool], budget: int, 
                        median_lo=float(mci.iloc[0, 0]), median_hi=float(mci.iloc[0, 1]), rmst=rmst, km=km)
 
 
-def km_rmst(durations: np.ndarray, events: np.ndarray, tau: float) -> np.ndarray:
-    """Restricted mean of the Kaplan-Meier curve up to tau, for many samples at once (rows).
-
-    The same number as lifelines' restricted_mean_survival_time (tests check equality); written
-    out only because the bootstrap refits it a thousand times per arm, ~8 ms each in lifelines."""
-    d = np.atleast_2d(np.asarray(durations, float))
-    e = np.atleast_2d(np.asarray(events, bool))
-    times = np.unique(d[e]) if e.any() else np.array([])
-    times = times[times <= tau]
-    surv = np.ones(d.shape[0])
-    area = np.zeros(d.shape[0])
-    last = 0.0
-    for t in times:
-        area += surv * (t - last)
-        at_risk = (d >= t).sum(axis=1)
-        died = ((d == t) & e).sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            surv = surv * np.where(at_risk > 0, 1 - died / np.maximum(at_risk, 1), 1.0)
-        last = t
-    return area + surv * (tau - last)
-
-
 # ----------------------------------------------------------------------------- between arms
 
 def logrank(d_t, e_t, d_r, e_r) -> tuple[float, float, float]:
     """(chi-square, p, observed - expected events of the treatment): lifelines' log-rank test; the
-    sign of O - E says which arm reaches the target sooner (positive: the treatment)."""
+    sign of O - E says which arm reaches the target sooner (positive: the treatment).
+
+    Descriptive only: it treats the arms' repeats as independent samples although repeat r of both
+    shares its seed and data split, so it answers another question than the paired primary
+    (`sign_flip_test`) and never decides. Kept so older reports can be compared."""
     from lifelines.statistics import logrank_test
 
     d_t, d_r = np.asarray(d_t, float), np.asarray(d_r, float)
@@ -160,21 +150,97 @@ def logrank(d_t, e_t, d_r, e_r) -> tuple[float, float, float]:
     return (float(res.test_statistic), p if np.isfinite(p) else 1.0, float(o_minus_e))
 
 
-def rmst_difference(d_t, e_t, d_r, e_r, tau: float, *, paired: bool, n_boot: int = N_BOOT,
-                    seed: int = 0) -> tuple[float, float, float]:
-    """RMST(treatment) - RMST(reference) with a 95% percentile bootstrap over repeats (paired:
-    the same repeat indices drawn for both arms, since repeat r of both shares seed and split)."""
-    d_t, d_r = np.asarray(d_t, float), np.asarray(d_r, float)
-    e_t, e_r = np.asarray(e_t, bool), np.asarray(e_r, bool)
-    point = float(km_rmst(d_t, e_t, tau)[0] - km_rmst(d_r, e_r, tau)[0])
-    if min(d_t.size, d_r.size) < MIN_REPEATS:
-        return (point, math.nan, math.nan)
-    rng = _rng(seed, "rmst_difference")
-    it = rng.integers(0, d_t.size, (n_boot, d_t.size))
-    ir = it if paired and d_t.size == d_r.size else rng.integers(0, d_r.size, (n_boot, d_r.size))
-    diff = km_rmst(d_t[it], e_t[it], tau) - km_rmst(d_r[ir], e_r[ir], tau)
-    lo, hi = np.percentile(diff, [50 * (1 - CONFIDENCE), 50 * (1 + CONFIDENCE)])
-    return (point, float(lo), float(hi))
+@dataclass(frozen=True)
+class SignFlip:
+    """The paired primary: mean of the differences, its 95% interval, and the test it inverts."""
+    mean: float
+    lo: float
+    hi: float
+    p: float
+    n: int  # paired differences
+    nonzero: int  # of which not tied
+    exact: bool  # every sign pattern enumerated (else a seeded Monte Carlo sample of them)
+    min_p: float  # the smallest p these ties allow (all untied differences of one sign): 2 / 2^nonzero
+
+
+@functools.lru_cache(maxsize=MAX_EXACT_PAIRS + 1)
+def _all_sign_patterns(n: int) -> np.ndarray:
+    # Cached: the calibration tests run the test thousands of times with the same n.
+    m = ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1).astype(np.int8)
+    m.flags.writeable = False
+    return m
+
+
+def _sign_patterns(n: int, seed: int, n_resamples: int, max_exact: int) -> tuple[np.ndarray, bool]:
+    """0/1 matrix, one row per sign pattern (1 = flipped). Exact: all 2^n rows. Otherwise the
+    identity (no flip) plus n_resamples random rows, so p = (1 + #{as extreme}) / (1 + n_resamples)."""
+    if n <= max_exact:
+        return _all_sign_patterns(n), True
+    rng = _rng(seed, "sign_flip")
+    flips = rng.integers(0, 2, (n_resamples, n), dtype=np.int8)
+    return np.vstack([np.zeros((1, n), np.int8), flips]), False
+
+
+def sign_flip_test(diffs: Sequence[float], *, alpha: float = 1 - CONFIDENCE, seed: int = 0,
+                   n_resamples: int = N_SIGN_FLIPS, max_exact: int = MAX_EXACT_PAIRS) -> SignFlip:
+    """Exact (permutation) sign-flip test of mean(d) = 0 and the interval that inverts it.
+
+    Under the null the two arms of a repeat are exchangeable, so each d_r is as likely to carry
+    either sign; p = share of sign patterns s with |sum s_r d_r| >= |sum d_r| (two-sided). The
+    interval is every shift D whose test of d - D does not reject (p >= alpha), so it excludes 0
+    exactly when p < alpha: test and interval answer the same question.
+
+    Flipping the set M of signs, |sum s_r (d_r - D)| >= |sum (d_r - D)| holds exactly when the sums
+    of d - D over M and over its complement do not share a sign, i.e. when D lies between the mean
+    of d over M and over its complement (all D when M is empty or everything). So each pattern
+    accepts a closed interval around mean(d), p(D) falls off monotonically on either side, and the
+    interval's ends are order statistics of those subset means: the c-th smallest lower end and the
+    c-th largest upper end, c = ceil(alpha x patterns). p(0) counts the same intervals, so the
+    agreement holds in floating point too.
+
+    Hand-written because scipy.stats.permutation_test (permutation_type="samples" flips signs and
+    enumerates all 2^n when n_resamples >= 2^n; the tests check p against it) returns a p value
+    only, and inverting it on a grid of shifts would be approximate and slow; its Monte Carlo
+    patterns would also differ from the ones the interval uses."""
+    d = np.asarray(diffs, float)
+    d = d[np.isfinite(d)]
+    n = int(d.size)
+    if n == 0:
+        return SignFlip(math.nan, math.nan, math.nan, math.nan, 0, 0, True, math.nan)
+    flips, exact = _sign_patterns(n, seed, n_resamples, max_exact)
+    size = flips.sum(axis=1, dtype=np.int64)
+    sub = flips @ d
+    with np.errstate(invalid="ignore", divide="ignore"):
+        m_in = sub / size
+        m_out = (d.sum() - sub) / (n - size)
+    always = (size == 0) | (size == n)
+    lo_s = np.where(always, -np.inf, np.fmin(m_in, m_out))
+    hi_s = np.where(always, np.inf, np.fmax(m_in, m_out))
+    total = flips.shape[0]
+    p = float(np.count_nonzero((lo_s <= 0) & (hi_s >= 0)) / total)
+    c = max(1, math.ceil(alpha * total - 1e-9))  # accept D when count(D) >= alpha x total
+    lo = float(np.partition(lo_s, c - 1)[c - 1])
+    hi = float(-np.partition(-hi_s, c - 1)[c - 1])
+    k = int(np.count_nonzero(d))
+    return SignFlip(float(d.mean()), lo, hi, p, n, k, exact, min(1.0, 2.0 ** (1 - k)))
+
+
+def paired_restricted(trajs: Mapping[str, Sequence[np.ndarray]], arms: tuple[str, str], target: float) -> pd.DataFrame:
+    """One row per repeat that both arms searched: its horizon tau (the shorter of the two
+    repeats' completed trials, the budget when both ran it), each arm's restricted trials-to-target
+    min(T, tau) and their difference (treatment - reference). Restricting both arms of a repeat
+    to the same tau keeps the difference symmetric under the null, as the sign-flip test needs,
+    and makes it exactly known: a repeat that never reached the target counts tau."""
+    treat, ref = arms
+    rows = []
+    for r in range(min(len(trajs[treat]), len(trajs[ref]))):
+        t, f = np.asarray(trajs[treat][r], float), np.asarray(trajs[ref][r], float)
+        if not (t.size and f.size):
+            continue
+        tau = min(t.size, f.size)
+        nt, nr = time_to_target(t[:tau], target)[0], time_to_target(f[:tau], target)[0]
+        rows.append({"repeat": r, "horizon": tau, "treatment": nt, "reference": nr, "diff": nt - nr})
+    return pd.DataFrame(rows, columns=["repeat", "horizon", "treatment", "reference", "diff"])
 
 
 def t_interval(values: Sequence[float]) -> tuple[float, float, float]:
@@ -233,22 +299,38 @@ class AdaptiveResult:
     n_pooled: int
     times: pd.DataFrame  # repeat, arm, trials, reached
     per_arm: dict[str, ArmSurvival]
-    logrank_chi2: float
+    logrank_chi2: float  # descriptive (unpaired), see `logrank`
     logrank_p: float
     o_minus_e: float
-    rmst_diff: tuple[float, float, float]
     gap: tuple[float, float, float]  # best score at the budget, treatment - reference, t-interval
     best_at_budget: dict[str, tuple[float, float, float]]
     curves: pd.DataFrame  # best-so-far bands (best_so_far_band per arm)
-    outcome: str  # faster | slower | cannot tell | too few repeats
+    outcome: str  # faster | slower | cannot tell | too few repeats: from the paired test alone
+    # The primary: paired by repeat (paired_restricted), sign-flip test and the interval inverting it
+    paired_p: float = math.nan
+    paired_diff: tuple[float, float, float] = (math.nan, math.nan, math.nan)  # mean d, 95% lo, hi
+    pairs: pd.DataFrame | None = None  # repeat, horizon, treatment, reference, diff
+    paired_exact: bool = True
+    paired_min_p: float = math.nan
     sampler_settings: dict = field(default_factory=dict)
     # TPE's speed-up over a random search of the same space (speedup_over_random), when one is stored
     speedup: pd.DataFrame | None = None
     speedup_source: str = ""
 
     @property
+    def rmst_diff(self) -> tuple[float, float, float]:
+        """The restricted-mean difference, treatment - reference: the paired mean of min(T, tau)
+        differences with its sign-flip interval (the KM restricted means' difference whenever every
+        repeat of both arms ran its budget). Old name of `paired_diff`."""
+        return self.paired_diff
+
+    @property
     def repeats(self) -> int:
         return min(a.repeats for a in self.per_arm.values()) if self.per_arm else 0
+
+    @property
+    def n_pairs(self) -> int:
+        return 0 if self.pairs is None else len(self.pairs)
 
     def km_table(self) -> pd.DataFrame:
         return pd.concat([a.km for a in self.per_arm.values()], ignore_index=True)
@@ -258,27 +340,34 @@ class AdaptiveResult:
         clean = json_safe
         return {"sampler": self.sampler, "arms": list(self.arms), "budget": self.budget, "repeats": self.repeats,
                 "target": clean(self.target), "target_quantile": self.quantile, "outcome": self.outcome,
+                "paired_test": "sign-flip (exact)" if self.paired_exact else "sign-flip (Monte Carlo)",
+                "paired_repeats": self.n_pairs, "paired_p": clean(self.paired_p),
+                "paired_diff": [clean(x) for x in self.paired_diff],
                 "logrank_chi2": clean(self.logrank_chi2), "logrank_p": clean(self.logrank_p),
                 "sampler_settings": dict(self.sampler_settings),
                 "summary": records(self.summary_rows()), "times": records(self.times)}
 
     def summary_rows(self) -> pd.DataFrame:
         """One row per quantity (arm or 'delta'), value/lo/hi: what km.csv's companion rows hold."""
-        rows = [{"quantity": "target", "arm": "", "value": self.target, "lo": math.nan, "hi": math.nan}]
+        nan = math.nan
+        rows = [{"quantity": "target", "arm": "", "value": self.target, "lo": nan, "hi": nan}]
         for a in self.arms:
             s = self.per_arm[a]
-            rows += [{"quantity": "reached", "arm": a, "value": s.reached, "lo": math.nan, "hi": math.nan},
-                     {"quantity": "repeats", "arm": a, "value": s.repeats, "lo": math.nan, "hi": math.nan},
+            rows += [{"quantity": "reached", "arm": a, "value": s.reached, "lo": nan, "hi": nan},
+                     {"quantity": "repeats", "arm": a, "value": s.repeats, "lo": nan, "hi": nan},
                      {"quantity": "median_trials_to_target", "arm": a, "value": s.median, "lo": s.median_lo,
                       "hi": s.median_hi},
-                     {"quantity": "rmst", "arm": a, "value": s.rmst, "lo": math.nan, "hi": math.nan},
+                     {"quantity": "rmst", "arm": a, "value": s.rmst, "lo": nan, "hi": nan},
                      {"quantity": "best_at_budget", "arm": a, "value": self.best_at_budget[a][0],
                       "lo": self.best_at_budget[a][1], "hi": self.best_at_budget[a][2]}]
-        rows += [{"quantity": "rmst", "arm": "delta", "value": self.rmst_diff[0], "lo": self.rmst_diff[1],
-                  "hi": self.rmst_diff[2]},
+        # rmst/delta: the paired mean difference with the interval inverting the sign-flip test
+        rows += [{"quantity": "rmst", "arm": "delta", "value": self.paired_diff[0], "lo": self.paired_diff[1],
+                  "hi": self.paired_diff[2]},
+                 {"quantity": "paired_p", "arm": "delta", "value": self.paired_p, "lo": nan, "hi": nan},
+                 {"quantity": "paired_repeats", "arm": "delta", "value": self.n_pairs, "lo": nan, "hi": nan},
                  {"quantity": "best_at_budget", "arm": "delta", "value": self.gap[0], "lo": self.gap[1],
                   "hi": self.gap[2]},
-                 {"quantity": "logrank_p", "arm": "delta", "value": self.logrank_p, "lo": math.nan, "hi": math.nan}]
+                 {"quantity": "logrank_p", "arm": "delta", "value": self.logrank_p, "lo": nan, "hi": nan}]
         if self.speedup is not None:
             rows += [{"quantity": "speedup_over_random", "arm": r["arm"], "value": r["speedup"], "lo": r["lo"],
                       "hi": r["hi"]} for _, r in self.speedup.iterrows()]
@@ -289,43 +378,55 @@ class AdaptiveResult:
 class PrimaryTest:
     target: float
     times: pd.DataFrame  # repeat, arm, trials, reached
-    chi2: float
-    p: float
-    o_minus_e: float
+    pairs: pd.DataFrame  # paired_restricted
+    test: SignFlip | None  # None: too few repeats
+    diff: tuple[float, float, float]  # mean paired difference (treatment - reference), 95% lo, hi
     outcome: str  # faster | slower | cannot tell | too few repeats
+
+    @property
+    def p(self) -> float:
+        return self.test.p if self.test is not None else math.nan
 
 
 def primary_test(trajs: Mapping[str, Sequence[np.ndarray]], arms: tuple[str, str], *,
-                 quantile: float = TARGET_QUANTILE, target: float | None = None) -> PrimaryTest:
+                 quantile: float = TARGET_QUANTILE, target: float | None = None, budget: int | None = None,
+                 seed: int = 0, alpha: float = 1 - CONFIDENCE) -> PrimaryTest:
     """The decision alone (the calibration tests run it thousands of times): the pooled target,
-    each repeat's trials-to-target, the log-rank test and its outcome at alpha = 0.05."""
+    each repeat's trials-to-target, the paired differences, the sign-flip test and its interval,
+    and the outcome at alpha. Directional (faster / slower) only when the test rejects, which is
+    exactly when the interval excludes 0."""
     treat, ref = arms
-    pooled = [np.asarray(t, float) for a in arms for t in trajs[a] if len(t)]
+    # Every repeat gets the same budget: a worker may finish one trial beyond it (two asked at once).
+    trajs = {a: [np.asarray(t, float)[:budget] if budget else np.asarray(t, float) for t in trajs[a]] for a in arms}
+    pooled = [t for a in arms for t in trajs[a] if t.size]
     target = pooled_target(pooled, quantile) if target is None else float(target)
     rows = []
     for a in arms:
         for r, t in enumerate(trajs[a]):
-            if len(t):
+            if t.size:
                 n, hit = time_to_target(t, target)
                 rows.append({"repeat": r, "arm": a, "trials": n, "reached": hit})
     times = pd.DataFrame(rows, columns=["repeat", "arm", "trials", "reached"])
-    dur = {a: times.loc[times["arm"] == a, "trials"].to_numpy(float) for a in arms}
-    ev = {a: times.loc[times["arm"] == a, "reached"].to_numpy(bool) for a in arms}
-    if not all(dur[a].size >= MIN_REPEATS for a in arms):
-        return PrimaryTest(target, times, math.nan, math.nan, math.nan, "too few repeats")
-    chi2, p, ome = logrank(dur[treat], ev[treat], dur[ref], ev[ref])
-    if p < 1 - CONFIDENCE and ome != 0:
-        outcome = "faster" if ome > 0 else "slower"
+    pairs = paired_restricted(trajs, arms, target)
+    nan3 = (math.nan, math.nan, math.nan)
+    if len(pairs) < MIN_REPEATS:
+        return PrimaryTest(target, times, pairs, None, nan3, "too few repeats")
+    sf = sign_flip_test(pairs["diff"].to_numpy(float), alpha=alpha, seed=seed)
+    # A pattern-count interval is unbounded when the test cannot reject at all (n <= 5 pairs); the
+    # mean of differences of trials in 1..tau cannot pass +-(tau - 1).
+    bound = float(pairs["horizon"].max() - 1)
+    diff = (sf.mean, max(sf.lo, -bound), min(sf.hi, bound))
+    if sf.p < alpha and sf.mean != 0:
+        outcome = "faster" if sf.mean < 0 else "slower"
     else:
         outcome = "cannot tell"
-    return PrimaryTest(target, times, chi2, p, ome, outcome)
+    return PrimaryTest(target, times, pairs, sf, diff, outcome)
 
 
 def analyse_adaptive(dfs: Sequence[pd.DataFrame], arms: tuple[str, str], *, sampler: str, task: str = "classification",
                      budget: int | None = None, seed: int = 0, quantile: float = TARGET_QUANTILE,
                      n_boot: int = N_BOOT, sampler_settings: Mapping | None = None) -> AdaptiveResult:
     """Trials-to-target of each repeat (one trials DataFrame per repeat, in repeat order) of both arms."""
-    treat, ref = arms
     trajs = {a: trajectories(dfs, a) for a in arms}
     return analyse_trajectories(trajs, arms, sampler=sampler, task=task, budget=budget, seed=seed, quantile=quantile,
                                 n_boot=n_boot, sampler_settings=sampler_settings)
@@ -337,26 +438,22 @@ def analyse_trajectories(trajs: Mapping[str, Sequence[np.ndarray]], arms: tuple[
                          sampler_settings: Mapping | None = None, target: float | None = None) -> AdaptiveResult:
     """The same from score trajectories: {arm: [scores of repeat 0, repeat 1, ...]}."""
     treat, ref = arms
-    # Every repeat gets the same budget: a worker may finish one trial beyond it (two asked at once).
     trajs = {a: [np.asarray(t, float)[:budget] if budget else np.asarray(t, float) for t in trajs[a]] for a in arms}
     # A repeat with no completed trial of an arm carries no time for it (nothing was searched).
     keep = {a: [t for t in trajs[a] if t.size] for a in arms}
     budget = int(budget or max((t.size for a in arms for t in keep[a]), default=0))
     pooled = [t for a in arms for t in keep[a]]
-    test = primary_test(trajs, arms, quantile=quantile, target=target)
+    test = primary_test(trajs, arms, quantile=quantile, target=target, seed=seed)
     times, target = test.times, test.target
     dur = {a: times.loc[times["arm"] == a, "trials"].to_numpy(float) for a in arms}
     ev = {a: times.loc[times["arm"] == a, "reached"].to_numpy(bool) for a in arms}
     per_arm = {a: kaplan_meier(dur[a], ev[a], budget, a) for a in arms if dur[a].size}
     enough = all(dur[a].size >= MIN_REPEATS for a in arms)
-    chi2, p, ome, outcome = test.chi2, test.p, test.o_minus_e, test.outcome
+    chi2, lp, ome = logrank(dur[treat], ev[treat], dur[ref], ev[ref]) if enough else (math.nan,) * 3
+    best = {a: np.array([np.max(t) for t in trajs[a] if t.size]) for a in arms}
     rep_t = times.loc[times["arm"] == treat, "repeat"].to_numpy()
     rep_r = times.loc[times["arm"] == ref, "repeat"].to_numpy()
-    paired = np.array_equal(rep_t, rep_r)
-    rmst = (rmst_difference(dur[treat], ev[treat], dur[ref], ev[ref], budget, paired=paired, n_boot=n_boot, seed=seed)
-            if enough else (math.nan, math.nan, math.nan))
-    best = {a: np.array([np.max(t) for t in trajs[a] if t.size]) for a in arms}
-    if paired and enough:
+    if np.array_equal(rep_t, rep_r) and enough:
         gap = t_interval(best[treat] - best[ref])
     elif enough:  # Welch interval of the difference of means
         a, b = best[treat], best[ref]
@@ -368,10 +465,15 @@ def analyse_trajectories(trajs: Mapping[str, Sequence[np.ndarray]], arms: tuple[
         gap = (math.nan, math.nan, math.nan)
     curves = pd.concat([best_so_far_band(keep[a], budget, a, n_boot=n_boot, seed=seed) for a in arms],
                        ignore_index=True)
+    outcome = test.outcome if enough else "too few repeats"
+    sf = test.test
     return AdaptiveResult(sampler=sampler, arms=(treat, ref), task=task, budget=budget, target=target, quantile=quantile,
                           n_pooled=int(sum(t.size for t in pooled)), times=times, per_arm=per_arm, logrank_chi2=chi2,
-                          logrank_p=p, o_minus_e=ome, rmst_diff=rmst, gap=gap,
+                          logrank_p=lp, o_minus_e=ome, gap=gap,
                           best_at_budget={a: t_interval(best[a]) for a in arms}, curves=curves, outcome=outcome,
+                          paired_p=test.p, paired_diff=test.diff, pairs=test.pairs,
+                          paired_exact=sf.exact if sf is not None else True,
+                          paired_min_p=sf.min_p if sf is not None else math.nan,
                           sampler_settings=dict(sampler_settings or {}))
 
 
@@ -461,12 +563,28 @@ def _p(p: float) -> str:
     return "p n/a" if not np.isfinite(p) else ("p < 0.001" if p < 0.001 else f"p = {p:.3f}")
 
 
-def _score(x: float, task: str, signed: bool = False) -> str:
+def signed(x: float, digits: int = 1) -> str:
+    """A signed number that never reads "-0.0": a value that rounds to zero prints as +0.0."""
+    if not np.isfinite(x):
+        return "n/a"
+    text = f"{x:+.{digits}f}"
+    return f"{0.0:+.{digits}f}" if float(text) == 0 else text
+
+
+def bound(x: float) -> str:
+    """An interval end: like `signed`, but a non-zero end that one decimal would show as 0 keeps
+    two significant digits, so an interval that excludes 0 never reads as if it touched it."""
+    if np.isfinite(x) and x != 0 and float(f"{x:.1f}") == 0:
+        return f"{x:+.2g}"
+    return signed(x)
+
+
+def _score(x: float, task: str, signed_: bool = False) -> str:
     if not np.isfinite(x):
         return "n/a"
     if task == "classification":
-        return (f"{100 * x:+.1f} pts" if signed else f"{x:.3f}")
-    return f"{x:+.3f}" if signed else f"{x:.3f}"
+        return f"{signed(100 * x)} pts" if signed_ else f"{x:.3f}"
+    return signed(x, 3) if signed_ else f"{x:.3f}"
 
 
 def settings_text(settings: Mapping) -> str:
@@ -478,9 +596,46 @@ def settings_text(settings: Mapping) -> str:
     return f"{settings.get('name', '')}({inner}) under Optuna {settings.get('optuna_version', '?')}"
 
 
+def _untied_needed(alpha: float = 1 - CONFIDENCE) -> int:
+    """Untied pairs the exact sign-flip test needs before any outcome can reach p < alpha: 2 / 2^k < alpha."""
+    return int(math.floor(1 - math.log2(alpha))) + 1
+
+
+def paired_sentence(result: AdaptiveResult, words: Mapping[str, str]) -> str:
+    """The decision and the interval that justifies it, from the one paired sign-flip test."""
+    t, r = result.arms
+    d, lo, hi = result.paired_diff
+    n = result.n_pairs
+    how = (f"{'exact' if result.paired_exact else f'Monte Carlo ({N_SIGN_FLIPS} sign patterns)'} sign-flip test "
+           f"over {n} paired repeats, {_p(result.paired_p)}")
+    head = {"faster": f"The search reached the target sooner {words['with_t']} than {words['with_r']} ({how})",
+            "slower": f"The search reached the target later {words['with_t']} than {words['with_r']} ({how})",
+            }.get(result.outcome, f"The data cannot tell whether the search reaches the target sooner "
+                                  f"{words['with_t']} than {words['with_r']} ({how})")
+    pairs = result.pairs
+    mt, mr = pairs["treatment"].mean(), pairs["reference"].mean()
+    sooner, later = int((pairs["diff"] < 0).sum()), int((pairs["diff"] > 0).sum())
+    text = (f"{head}: counting the whole budget for a repeat that never got there, the mean trials to target is "
+            f"{mt:.1f} {words['with_t']} and {mr:.1f} {words['with_r']}, a difference of {signed(d)} trials per "
+            f"repeat (95% CI {bound(lo)} to {bound(hi)}, the shifts that test accepts"
+            + (", so it includes 0" if result.outcome == "cannot tell" else "")
+            + f"); {sooner} repeat{'s' if sooner != 1 else ''} reached it sooner {words['with_t']}, {later} later, "
+            f"{n - sooner - later} tied.")
+    if result.paired_min_p >= 1 - CONFIDENCE:
+        text += (f" With {sooner + later} untied paired repeats no outcome can reach p < {1 - CONFIDENCE:.2f} (the "
+                 f"smallest possible p is {result.paired_min_p:.3f}; {_untied_needed()} are needed): run more "
+                 "repeats (`bnsearch compare --repeats R`).")
+    left = result.repeats - n
+    if left > 0:
+        text += (f" {left} repeat{'s' if left != 1 else ''} with no completed trial in one arm "
+                 f"{'are' if left != 1 else 'is'} left out of the pairs.")
+    return text
+
+
 def adaptive_sentences(result: AdaptiveResult | None, words: Mapping[str, str], *, sampler: str, task: str,
                        n_repeats: int = 1) -> list[str]:
-    """The verdict's opening for an adaptive sampler: which outcome, its numbers, conclusion first."""
+    """The verdict's opening for an adaptive sampler: which outcome, the interval that justifies it,
+    then the descriptive numbers. Sooner / later only when the paired test rejects."""
     name = sampler.upper()
     if result is None or result.outcome == "too few repeats":
         r = result.repeats if result is not None else n_repeats
@@ -491,26 +646,19 @@ def adaptive_sentences(result: AdaptiveResult | None, words: Mapping[str, str], 
                 "to compare trials-to-target across repeats; good-fraction tests are not used for adaptive draws."]
     t, r = result.arms
     st, sr = result.per_arm[t], result.per_arm[r]
-    head = {"faster": f"The search reached the target sooner {words['with_t']} than {words['with_r']}",
-            "slower": f"The search reached the target later {words['with_t']} than {words['with_r']}",
-            }.get(result.outcome, f"The data cannot tell whether the search reaches the target sooner "
-                                  f"{words['with_t']} than {words['with_r']}")
     lead = (f"{name}, {result.repeats} repeats per arm of {result.budget} trials (outcome: trials to target, "
-            f"log-rank test across repeats). {head} (log-rank {_p(result.logrank_p)}): {words['with_t']} in "
-            f"{_median_text(st)}, {words['with_r']} in {_median_text(sr)}. The target is a validation score of at "
-            f"least {result.target:.4g}, the {100 * result.quantile:.0f}th percentile of all {result.n_pooled} trials "
-            "of both arms and every repeat.")
-    d, lo, hi = result.rmst_diff
-    rmst = (f"Counting the whole budget for a repeat that never got there, the mean trials to target is "
-            f"{st.rmst:.1f} {words['with_t']} and {sr.rmst:.1f} {words['with_r']} (difference {d:+.1f}, 95% bootstrap "
-            f"CI over repeats {lo:+.1f} to {hi:+.1f}).") if np.isfinite(d) and np.isfinite(lo) else None
+            f"paired by repeat). {paired_sentence(result, words)} The target is a validation score of at least "
+            f"{result.target:.4g}, the {100 * result.quantile:.0f}th percentile of all {result.n_pooled} trials of "
+            "both arms and every repeat.")
+    km = (f"Kaplan–Meier (descriptive): {words['with_t']} {_median_text(st)}; {words['with_r']} "
+          f"{_median_text(sr)}.")
     g, glo, ghi = result.gap
     gap = (f"After {result.budget} trials the best score is {_score(result.best_at_budget[t][0], task)} "
            f"{words['with_t']} and {_score(result.best_at_budget[r][0], task)} {words['with_r']} (difference "
            f"{_score(g, task, True)}, 95% t-interval across repeats {_score(glo, task, True)} to "
            f"{_score(ghi, task, True)}).") if np.isfinite(g) else None
     caveat = ("Good-fraction tests are not reported for adaptive draws: they assume independent trials.")
-    return [x for x in (lead, rmst, gap, speedup_sentence(result, words), caveat) if x]
+    return [x for x in (lead, km, gap, speedup_sentence(result, words), caveat) if x]
 
 
 def speedup_sentence(result: AdaptiveResult, words: Mapping[str, str]) -> str | None:
@@ -542,8 +690,9 @@ def speedup_sentence(result: AdaptiveResult, words: Mapping[str, str]) -> str | 
 
 
 def outcome_word(result: AdaptiveResult | None) -> str:
-    """The Comparison.outcome vocabulary: reaching the target sooner is an easier search."""
-    if result is None:
+    """The Comparison.outcome vocabulary: reaching the target sooner is an easier search. Easier /
+    harder only when the paired sign-flip test rejects (its interval then excludes 0)."""
+    if result is None or not (np.isfinite(result.paired_p) and result.paired_p < 1 - CONFIDENCE):
         return "cannot tell"
     return {"faster": "easier", "slower": "harder"}.get(result.outcome, "cannot tell")
 

@@ -29,10 +29,19 @@ NOISE_MULTIPLE = 2.0
 PROFILE_MULTIPLES = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 
 
-def score_se(score: float, n_val: int | None, task: str) -> float:
-    """Validation-noise standard error of one score measured on n_val rows; NaN when unknown."""
+def score_se(score: float, n_val: int | None, task: str, class_counts=None, metric: str = "accuracy") -> float:
+    """Validation-noise standard error of one score measured on n_val rows; NaN when unknown.
+
+    Balanced accuracy (the mean of per-class recalls) has SE (1/K) sqrt(sum_k p_k (1 - p_k) / n_k);
+    with every recall taken equal to the score that is a binomial SE on K^2 / sum(1/n_k) rows (K
+    times the harmonic mean of the class counts), larger than n_val's when the classes are imbalanced."""
     if not n_val or not np.isfinite(score):
         return math.nan
+    if task == "classification" and metric == "balanced_accuracy" and class_counts:
+        present = [c for c in class_counts if c > 0]
+        n = len(present) ** 2 / sum(1 / c for c in present)
+        p = (score * n + 2) / (n + 4)  # Agresti-Coull, as for accuracy
+        return math.sqrt(p * (1 - p) / (n + 4))
     if task == "classification":
         k = round(score * n_val)
         p = (k + 2) / (n_val + 4)  # Agresti-Coull: defined at 0 and 1
@@ -53,10 +62,10 @@ def expected_max_normal(m: int) -> float:
 
 
 def noise_tolerance(s_star: float, n_val: int | None, task: str, multiple: float = NOISE_MULTIPLE,
-                    scores: np.ndarray | None = None) -> float:
+                    scores: np.ndarray | None = None, class_counts=None, metric: str = "accuracy") -> float:
     """Default delta: (`multiple` + E[max of m normals]) SEs of the best score, m = the trials within
     `multiple` SEs of s* among `scores` (1 when not given); accuracy: rounded up to whole validation rows."""
-    se = score_se(s_star, n_val, task)
+    se = score_se(s_star, n_val, task, class_counts, metric)
     if not np.isfinite(se):
         return math.nan
     m = 1
@@ -64,7 +73,7 @@ def noise_tolerance(s_star: float, n_val: int | None, task: str, multiple: float
         s = np.asarray(scores, float)
         m = max(1, int(np.sum(s[np.isfinite(s)] >= s_star - multiple * se - 1e-12)))
     delta = (multiple + expected_max_normal(m)) * se
-    if task == "classification":
+    if task == "classification" and metric != "balanced_accuracy":  # whole validation rows
         delta = math.ceil(delta * n_val - 1e-9) / n_val
     return float(delta)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from .common import ADAPTIVE_SAMPLERS, CONFIDENCE, MIN_TRIALS_TO_TELL, Comparison, arm_label, arm_phrases
+from .common import ADAPTIVE_SAMPLERS, CONFIDENCE, MIN_TRIALS_TO_TELL, Comparison, arm_label, arm_phrases, signed_text
 from .heterogeneity import crossovers
 
 ALPHA = 1 - CONFIDENCE
@@ -37,14 +37,15 @@ def _score_diff(x: float, task: str, unit: bool = True) -> str:
     if not np.isfinite(x):
         return "n/a"
     if task == "classification":
-        return f"{100 * x:+.1f}" + (" pts" if unit else "")
-    return f"{x:+.3f}"
+        return signed_text(100 * x) + (" pts" if unit else "")
+    return signed_text(x, 3)
 
 
-def _tol_text(tol: float, task: str) -> str:
+def _tol_text(tol: float, task: str, metric: str | None = None) -> str:
     if task == "classification":
         pts = f"{100 * tol:.3g}"
-        return f"within {pts} pt{'' if pts == '1' else 's'} of the best accuracy"
+        what = "balanced accuracy" if metric == "balanced_accuracy" else "accuracy"
+        return f"within {pts} pt{'' if pts == '1' else 's'} of the best {what}"
     return f"within {tol:.3g} of the best validation score"
 
 
@@ -80,6 +81,29 @@ def _level_text(s: Comparison, delta: float, threshold: float, kind: str) -> str
     return f"a score of at least {threshold:.3f} ({near})"
 
 
+def _evidence(s: Comparison, w: dict, unit: str) -> str:
+    """The quality level a directional claim rests on (the rejecting level with the largest |z|), its
+    shares and its simultaneous interval, which excludes 0 by construction."""
+    pr = s.primary
+    n_t, n_r = max(int(pr.get("quoted_n_t", 0)), 1), max(int(pr.get("quoted_n_r", 0)), 1)
+    g_t, g_r = pr.get("quoted_k_t", 0) / n_t, pr.get("quoted_k_r", 0) / n_r
+    cls = s.task == "classification"
+    if pr.get("quoted_kind") == "declared":
+        where = _tol_text(s.tolerance, s.task, s.context.get('metric')) + " (the declared δ)"
+    else:
+        near = (f"within {100 * pr['quoted_delta']:.3g} pts of the best" if cls
+                else f"within {pr['quoted_delta']:.3g} of the best")
+        kind = f"; the {pr['quoted_kind']} of all scores" if str(pr["quoted_kind"]).startswith("top") else ""
+        where = (f"a score of at least {pr['quoted_threshold']:.3f} ({near}{kind}; the quality level where the "
+                 "arms differ most)")
+    whom = (f"of the {n_t} configurations run in both arms" if pr.get("paired")
+            else f"of {n_t} and {n_r} completed trials")
+    return (f"{whom} (the one that set the best score left out), {_pct(g_t)} reach {where} {w['with_t']} and "
+            f"{_pct(g_r)} {w['with_r']}: {_pts(pr['quoted_diff'])}{unit} (95% CI {_pts(pr['quoted_lo'])} to "
+            f"{_pts(pr['quoted_hi'])}, simultaneous over {pr.get('n_levels', 0)} quality levels from the best score "
+            f"down to the median; test over all of them {_p(pr.get('p_value', math.nan))})")
+
+
 def _primary_sentences(s: Comparison, w: dict, n_on: float, n_off: float) -> list[str]:
     """The outcome of the primary analysis with the numbers it rests on, then what would settle it."""
     repeats = s.n_repeats > 1
@@ -91,13 +115,15 @@ def _primary_sentences(s: Comparison, w: dict, n_on: float, n_off: float) -> lis
     outcome = "cannot tell" if few else (s.outcome or "cannot tell")
     if repeats:
         g_on, g_off = s.metric("good_fraction", s.arms[0])[0], s.metric("good_fraction", s.arms[1])[0]
-        rates = (f"{_pct(g_on)} of configurations reach {_tol_text(s.tolerance, s.task)} {w['with_t']}, "
-                 f"{_pct(g_off)} {w['with_r']} (difference {_pts(d)}{unit}, 95% interval across repeats "
-                 f"{_pts(lo)} to {_pts(hi)})")
-        head = {"easier": f"Averaged over {s.n_repeats} repeats: the search was easier {w['with_t']} than {w['with_r']}",
-                "harder": f"Averaged over {s.n_repeats} repeats: the search was harder {w['with_t']} than {w['with_r']}",
-                "equivalent": f"Averaged over {s.n_repeats} repeats: no practical difference {w['with_t']} or {w['with_r']}",
-                }.get(outcome, f"Averaged over {s.n_repeats} repeats the data cannot tell whether the search is easier "
+        how = ("one test over all repeats, McNemar stratified by repeat" if pr.get("test") == "stratified"
+               else "one test over all repeats, a t-test of the repeats' differences")
+        rates = (f"on average {_pct(g_on)} of configurations reach {_tol_text(s.tolerance, s.task, s.context.get('metric'))} {w['with_t']}, "
+                 f"{_pct(g_off)} {w['with_r']} (difference {_pts(d)}{unit}, 95% CI {_pts(lo)} to {_pts(hi)}; {how}, "
+                 f"{_p(pr.get('p_value', math.nan))})")
+        head = {"easier": f"Over {s.n_repeats} repeats the search was easier {w['with_t']} than {w['with_r']}",
+                "harder": f"Over {s.n_repeats} repeats the search was harder {w['with_t']} than {w['with_r']}",
+                "equivalent": f"Over {s.n_repeats} repeats: no practical difference {w['with_t']} or {w['with_r']}",
+                }.get(outcome, f"Over {s.n_repeats} repeats the data cannot tell whether the search is easier "
                                f"{w['with_t']} than {w['with_r']}")
         out = [f"{head}: {rates}."]
         if outcome == "cannot tell":
@@ -109,10 +135,12 @@ def _primary_sentences(s: Comparison, w: dict, n_on: float, n_off: float) -> lis
     k_t, k_r = int(pr.get("k_on", 0)), int(pr.get("k_off", 0))
     pop = (f"Of the {n_t} configurations run in both arms (the one that set the best score left out), "
            if paired else f"Of {n_t} and {n_r} completed trials (the one that set the best score left out), ")
-    rates = (f"{pop}{k_t} ({_pct(k_t / n_t if n_t else math.nan)}) reach {_tol_text(s.tolerance, s.task)} "
-             f"{w['with_t']} and {k_r} ({_pct(k_r / n_r if n_r else math.nan)}) {w['with_r']}: "
-             f"difference {_pts(d)}{unit} (95% CI {_pts(lo)} to {_pts(hi)})")
-    test = (f"test over {pr.get('n_levels', 0)} quality levels from the best score down to the median, "
+    declared = (f"{k_t} ({_pct(k_t / n_t if n_t else math.nan)}) reach {_tol_text(s.tolerance, s.task, s.context.get('metric'))} "
+                f"{w['with_t']} and {k_r} ({_pct(k_r / n_r if n_r else math.nan)}) {w['with_r']}: "
+                f"difference {_pts(d)}{unit} (95% CI {_pts(lo)} to {_pts(hi)})")
+    rates = pop + declared
+    n_levels = pr.get("n_levels", 0)
+    test = (f"test over {n_levels} quality levels from the best score down to the median, "
             f"{_p(pr.get('p_value', math.nan))}")
     focus = ""
     if pr.get("focus_kind") and pr.get("focus_kind") != "declared" and pr.get("focus_z", 0) != 0:
@@ -124,15 +152,23 @@ def _primary_sentences(s: Comparison, w: dict, n_on: float, n_off: float) -> lis
     if outcome in ("easier", "harder"):
         small = (f", but by less than the practical margin of ±{100 * margin:.0f}{unit} at every quality level"
                  if reason == "by less than the practical margin" else "")
-        first = f"The search was {outcome} {w['with_t']} than {w['with_r']}{small} ({test}). {rates}.{focus}"
+        first = f"The search was {outcome} {w['with_t']} than {w['with_r']}{small}: {_evidence(s, w, unit)}"
+        if pr.get("quoted_kind") == "declared":
+            first += "."
+        else:
+            alone = ", not significant at this level on its own" if np.isfinite(lo) and lo <= 0 <= hi else ""
+            first += (f". At the declared δ ({_tol_text(s.tolerance, s.task, s.context.get('metric'))}): "
+                      f"{k_t} ({_pct(k_t / n_t if n_t else math.nan)}) {w['with_t']} and "
+                      f"{k_r} ({_pct(k_r / n_r if n_r else math.nan)}) {w['with_r']}, {_pts(d)}{unit} "
+                      f"(95% CI {_pts(lo)} to {_pts(hi)}{alone}).")
     elif outcome == "equivalent":
-        first = (f"No practical difference {w['with_t']} or {w['with_r']}: at every one of the {pr.get('n_levels', 0)} "
+        first = (f"No practical difference {w['with_t']} or {w['with_r']}: at every one of the {n_levels} "
                  f"quality levels the 90% interval of the difference lies within ±{100 * margin:.0f}{unit}, and the "
                  f"tuning curves stay within δ of each other ({test}). {rates}.")
     else:
         why = f": {reason}" if reason and not few else ""
-        first = (f"The data cannot tell whether the search is easier {w['with_t']} than {w['with_r']} ({test}){why}. "
-                 f"{rates}.{focus}")
+        first = (f"The data cannot tell whether the search is easier {w['with_t']} than {w['with_r']} ({test}){why}."
+                 + (f" {rates}.{focus}" if np.isfinite(d) else ""))
     sentences = [first]
     if outcome == "cannot tell":
         if few:
@@ -146,6 +182,35 @@ def _primary_sentences(s: Comparison, w: dict, n_on: float, n_off: float) -> lis
             elif settles:
                 sentences.append(settles[0].upper() + settles[1:] + ".")
     return sentences
+
+
+def _trial_budget_sentence(s: Comparison) -> str | None:
+    """How the headline moves with the number of configurations: s* rises with the budget and the
+    declared level with it, so its difference is specific to this budget; the pooled top-25% level
+    converges instead."""
+    tb = s.trial_budget
+    if s.n_repeats > 1 or tb is None or tb.empty or tb["n"].nunique() < 2:
+        return None
+    ns = sorted(int(n) for n in tb["n"].unique())
+
+    def series(quantity: str) -> list[str]:
+        out = []
+        for n in ns:
+            v = tb[(tb["n"] == n) & (tb["quantity"] == quantity)]["value"]
+            out.append(_pts(float(v.iloc[0])) if len(v) else "n/a")
+        return out
+
+    def listing(xs: list[str]) -> str:
+        return ", ".join(xs[:-1]) + " and " + xs[-1]
+
+    unit = " pts" if s.task == "classification" else " percentage points"
+    text = (f"The good fractions are specific to this budget (s* rises with more trials, and δ's level with it): "
+            f"on the first {listing([str(n) for n in ns])} configurations the difference at the declared δ is "
+            f"{listing(series('declared'))}{unit}")
+    top = series("top25")
+    if any(x != "n/a" for x in top):
+        text += f", and at the level the top 25% of all scores reach, which does not chase s*, {listing(top)}{unit}"
+    return text + " (trial_budget.csv)."
 
 
 def _trials_to_target_sentence(s: Comparison, w: dict) -> str:
@@ -226,7 +291,7 @@ def verdict(s: Comparison) -> str:
                                                          n_repeats=s.n_repeats),
                                     _failure_sentence(s, w), "These conclusions hold for this search space."]
                         if x is not None)
-    sentences = [*_primary_sentences(s, w, n_on, n_off), _trials_to_target_sentence(s, w),
+    sentences = [*_primary_sentences(s, w, n_on, n_off), _trials_to_target_sentence(s, w), _trial_budget_sentence(s),
                  _failure_sentence(s, w), _secondary_sentence(s, w), *_crossover_sentences(s, w),
                  "These conclusions hold for this search space."]
     return " ".join(x for x in sentences if x is not None)

@@ -6,6 +6,8 @@ trials_to_target.csv), the PNGs and report.md. Each file is written whole or not
 
 from __future__ import annotations
 
+import math
+
 import json
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -23,7 +25,7 @@ RESULT_COLUMNS = ["score", "test_score", "diverged", "epochs_run", "seconds", "s
 # file name -> the comparison's table it holds
 COMPARISON_CSVS = {"summary.csv": "metrics", "curves.csv": "curves", "importance.csv": "importance",
                    "sensitivity.csv": "sensitivity", "tests.csv": "tests", "tolerance_profile.csv": "profile",
-                   "heterogeneity.csv": "heterogeneity"}
+                   "heterogeneity.csv": "heterogeneity", "trial_budget.csv": "trial_budget"}
 
 
 def trials_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -45,8 +47,12 @@ def comparison_frames(view: Comparisons) -> dict[str, pd.DataFrame]:
             if table == "metrics":
                 if "repeats" not in frame.columns:  # per-row count of repeats (1 for a single run)
                     frame = frame.assign(repeats=s.n_repeats)
+                # the outcome with the level it rests on, so no row pairs a direction with an
+                # interval that includes 0 (the good-fraction Δ row is the declared δ's)
+                q = {k: s.primary.get(f"quoted_{k}", math.nan) for k in ("threshold", "delta", "diff", "lo", "hi")}
                 frame = frame.assign(task=s.task, sampler=s.sampler, paired=s.paired, tolerance=s.tolerance,
-                                     s_star=s.s_star, outcome=s.outcome)
+                                     s_star=s.s_star, outcome=s.outcome,
+                                     **{f"outcome_{k}": v for k, v in q.items()})
             frames[name].append(frame.assign(**pair))
     return {name: pd.concat(parts, ignore_index=True) for name, parts in frames.items()}
 

@@ -10,7 +10,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..analysis.common import json_safe, records  # noqa: F401  (the one JSON cleaner)
+from ..analysis.common import json_safe, records, signed_text  # noqa: F401  (the one JSON cleaner)
 
 _PCT = {"good_fraction", "divergence_rate", "failed_rate", "win_rate", "tie_rate", "loss_rate", "prob_on_better",
         "diff", "equivalence"}
@@ -30,6 +30,9 @@ def fmt(value: float, kind: str, signed: bool = False) -> str:
     if math.isinf(value):
         return ("+" if signed and value > 0 else "-" if value < 0 else "") + "∞"
     sign = "+" if signed else ""
+    if signed and kind in ("pct", "pts", "one", "score"):
+        text = signed_text(100 * value if kind in ("pct", "pts") else value, 4 if kind == "score" else 1)
+        return text + (" pts" if kind == "pct" else "")
     if kind == "pct":
         return f"{100 * value:{sign}.1f}" + (" pts" if signed else "%")
     if kind == "pts":  # a share in points, the unit named by the table's header
@@ -75,9 +78,9 @@ def pts(value: float, lo: float = math.nan, hi: float = math.nan) -> str:
     """A difference of shares in points, compact enough for an 80-column table: "+30.0 [+18.0,+44.0]"."""
     if not np.isfinite(value):
         return NA
-    text = f"{100 * value:+.1f}"
+    text = signed_text(100 * value)
     if np.isfinite(lo) and np.isfinite(hi):
-        text += f" [{100 * lo:+.1f},{100 * hi:+.1f}]"
+        text += f" [{signed_text(100 * lo)},{signed_text(100 * hi)}]"
     return text
 
 

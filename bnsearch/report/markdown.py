@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from .format import md_table
+from .terminal import answer_line
 from .tables import (ESTIMATOR_NAMES, ESTIMATOR_SHORT, SECTION_TITLES, Comparisons, arm_rows, budget_rows,
                      cells_line, comparison_line, interaction_rows, pair_rows, report_tables, setup_lines)
 
@@ -39,7 +40,7 @@ def markdown_text(view: Comparisons, meta: Mapping | None = None, files: Sequenc
         level = "###" if several else "##"
         if several:
             parts += [f"## {view.label(arm)}", ""]
-        parts += ["> " + summary.verdict, ""]
+        parts += ["> " + summary.verdict, "", f"**Answer:** {answer_line(summary)}.", ""]
         parts += [f"- {line}" for line in setup_lines(summary, meta)] + [""]
         for name, headers, rows in report_tables(summary):
             parts += [f"{level} {name}", "", md_table(headers, rows), ""]

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..analysis import arm_label
-from ..analysis.survival import AdaptiveResult, settings_text
+from ..analysis.survival import AdaptiveResult, bound, settings_text, signed
 from .format import arm_colors, md_table, pyplot, save_figure, with_meta
 
 PNGS = ("km.png", "best_so_far.png")
@@ -24,6 +24,14 @@ def _trials(x: float) -> str:
     return "n/a" if not np.isfinite(x) else f"{x:.0f}"
 
 
+def _p_cell(p: float) -> str:
+    return "n/a" if not np.isfinite(p) else ("< 0.001" if p < 0.001 else f"{p:.3g}")
+
+
+def _p_text(p: float) -> str:
+    return "p n/a" if not np.isfinite(p) else ("p < 0.001" if p < 0.001 else f"p = {p:.3g}")
+
+
 def _median_cell(s, budget: int) -> str:
     def end(x):
         return f">{budget}" if isinstance(x, float) and math.isinf(x) else _trials(x)
@@ -32,18 +40,23 @@ def _median_cell(s, budget: int) -> str:
 
 
 def compact_rows(res: AdaptiveResult) -> list[list[str]]:
-    """Rows for the terminal's key-numbers table (arm, arm, Δ)."""
+    """Rows for the terminal's key-numbers table (arm, arm, Δ). The Δ of the mean-trials row and the
+    p below it come from the one paired sign-flip test (its interval excludes 0 iff p < 0.05)."""
     t, r = res.arms
     st, sr = res.per_arm[t], res.per_arm[r]
-    d, lo, hi = res.rmst_diff
+    d, lo, hi = res.paired_diff
     g, glo, ghi = res.gap
     cls = res.task == "classification"
-    fmt = (lambda x: f"{100 * x:+.1f}") if cls else (lambda x: f"{x:+.3f}")
+    fmt = (lambda x: signed(100 * x)) if cls else (lambda x: signed(x, 3))
+    pairs = res.pairs if res.pairs is not None and len(res.pairs) else None
+    mean_t = f"{pairs['treatment'].mean():.1f}" if pairs is not None else f"{st.rmst:.1f}"
+    mean_r = f"{pairs['reference'].mean():.1f}" if pairs is not None else f"{sr.rmst:.1f}"
     rows = [
         ["reached the target", f"{st.reached}/{st.repeats}", f"{sr.reached}/{sr.repeats}", ""],
-        ["median trials to target", _median_cell(st, res.budget), _median_cell(sr, res.budget), f"log-rank p {res.logrank_p:.3g}"],
-        [f"mean trials (≤ {res.budget})", f"{st.rmst:.1f}", f"{sr.rmst:.1f}",
-         f"{d:+.1f} [{lo:+.1f},{hi:+.1f}]" if np.isfinite(lo) else f"{d:+.1f}"],
+        ["median trials to target", _median_cell(st, res.budget), _median_cell(sr, res.budget), "descriptive (KM)"],
+        [f"mean trials (≤ {res.budget}), paired", mean_t, mean_r,
+         f"{signed(d)} [{bound(lo)},{bound(hi)}]" if np.isfinite(lo) else signed(d)],
+        ["sign-flip p (paired)", "", "", _p_cell(res.paired_p)],
         [f"best after {res.budget}", f"{res.best_at_budget[t][0]:.4f}", f"{res.best_at_budget[r][0]:.4f}",
          f"{fmt(g)} [{fmt(glo)},{fmt(ghi)}]" if np.isfinite(glo) else fmt(g)],
     ]
@@ -90,8 +103,10 @@ def _plot_km(ax, res: AdaptiveResult, title: str, colors: dict) -> None:
     ax.set_xlim(0, res.budget)
     ax.set_xlabel("trial n")
     ax.set_ylabel("share of repeats that reached the target")
-    ax.set_title(f"{title}\nKaplan–Meier, shaded: pointwise 95% band; target {res.target:.4g}; "
-                 f"log-rank p = {res.logrank_p:.3g}", fontsize=9)
+    d, lo, hi = res.paired_diff
+    ax.set_title(f"{title}\nKaplan–Meier, shaded: pointwise 95% band; target {res.target:.4g}\n"
+                 f"paired mean Δ trials {signed(d)} [{bound(lo)}, {bound(hi)}], sign-flip {_p_text(res.paired_p)}",
+                 fontsize=9)
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
 
@@ -147,9 +162,15 @@ def markdown_section(res: AdaptiveResult, label: str = "") -> str:
               f"{res.n_pooled} completed trials of both arms and every repeat (no single arm's maximum)",
               f"- per repeat: the first trial whose best-so-far reaches it; a repeat that never does is censored at "
               f"its last completed trial (budget {res.budget})",
-              "- median with 95% CI: Kaplan–Meier (lifelines; pointwise exponential Greenwood band); mean trials: "
-              "restricted mean up to the budget, difference with a paired percentile bootstrap over repeats",
-              f"- primary: log-rank test across repeats, χ² = {res.logrank_chi2:.3g}, p = {res.logrank_p:.3g}; "
+              "- primary, paired by repeat (repeat r of both arms shares its seed and data split): per repeat, "
+              "the difference of the restricted trials to target min(T, τ), τ the budget (or the shorter of the "
+              f"two repeats), over {res.n_pairs} repeats; "
+              + ("exact sign-flip test (all sign patterns)" if res.paired_exact else
+                 "sign-flip test (Monte Carlo, seeded)")
+              + f" of the mean difference, {_p_text(res.paired_p)}; the 95% CI is every shift that test "
+              "accepts, so it excludes 0 exactly when p < 0.05",
+              "- descriptive: median with 95% CI, Kaplan–Meier (lifelines; pointwise exponential Greenwood band); "
+              f"the unpaired log-rank {_p_text(res.logrank_p)} (ignores the pairing, not used for the verdict); "
               "best score after the budget: paired t-interval across repeats",
               "- good fractions and their tests elsewhere in this report are descriptive only: adaptive draws are "
               "not independent"]

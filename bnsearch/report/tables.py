@@ -159,12 +159,16 @@ def setup_lines(summary: Comparison, meta: Mapping) -> list[str]:
         f"sampler {summary.sampler} · {'paired' if summary.paired else 'unpaired'} · "
         f"{arm_label(summary.arms[0])} vs {arm_label(summary.arms[1])}",
         f"good = within δ = {summary.tolerance:.4g} of s* = {fmt(summary.s_star, 'score')} (best of both arms; "
-        f"{summary.tolerance_source or 'set'}); the configuration that sets s* is left out of the counts",
+        f"{summary.tolerance_source or 'set'}); the configuration that sets s* is left out of the counts; "
+        f"s* rises with the number of trials, so every good fraction is specific to this search's budget "
+        f"(trial_budget.csv)",
         "primary analysis: good fraction at every quality level from s* down to the median score "
         f"({summary.primary.get('n_levels', 0)} levels); max-statistic test with the arms swapped "
         + ("within pairs" if summary.primary.get("paired", summary.paired) else "between trials")
         + "; " + ("Tango" if summary.primary.get("paired", summary.paired) else "Mee")
-        + f" score intervals at its critical value {summary.primary.get('critical', math.nan):.2f} (simultaneous); "
+        + f" score intervals at its critical value {summary.primary.get('critical', math.nan):.2f} (simultaneous over "
+        "every level: the larger of the sign-flip null's and Bonferroni's); a direction quotes the rejecting level "
+        "with the largest |z|; "
         f"no practical difference = every level's 90% interval within ±{100 * summary.primary.get('margin', math.nan):.0f} pts, "
         "tuning curves within δ, not at the floor",
         "every other difference is secondary: Holm-adjusted p values in tests.csv (p_holm)",
@@ -172,8 +176,10 @@ def setup_lines(summary: Comparison, meta: Mapping) -> list[str]:
     ]
     ctx = summary.context
     if ctx.get("reference_model"):
-        lines.append(f"context: {ctx['reference_model']} on the same split scores {ctx.get('reference_val_score', math.nan):.4f}"
-                     f" (validation), {ctx.get('reference_test_score', math.nan):.4f} (test); a constant predictor "
+        what = " (balanced accuracy)" if ctx.get("metric") == "balanced_accuracy" else ""
+        lines.append(f"context{what}: {ctx['reference_model']} on the same split scores "
+                     f"{ctx.get('reference_val_score', math.nan):.4f} (validation), "
+                     f"{ctx.get('reference_test_score', math.nan):.4f} (test); a constant predictor "
                      f"{ctx.get('baseline', math.nan):.4f}")
     versions = " · ".join(f"{k} {meta[k]}" for k in ("config_hash", "bnsearch_version", "torch_version",
                                                      "optuna_version", "seed") if k in meta)

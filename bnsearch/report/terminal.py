@@ -118,8 +118,14 @@ def answer_line(summary: Comparison, arm: str | None = None) -> str:
     if not np.isfinite(d):
         nums = "no completed trials to compare"
     elif summary.n_repeats == 1:
-        nums = (f"{pts(d)} pts at δ, 95% CI {pts(lo)} to {pts(hi)}; test over all quality levels "
-                f"p {'< 0.001' if p < 0.001 else '= ' + fmt(p, 'p')}")
+        ptext = f"test over all quality levels p {'< 0.001' if p < 0.001 else '= ' + fmt(p, 'p')}"
+        at_declared = f"{pts(d)} pts at the declared δ, 95% CI {pts(lo)} to {pts(hi)}"
+        if out in ("easier", "harder") and pr.get("quoted_kind") != "declared":
+            # a direction quotes the level that shows it; the declared δ follows, labelled
+            nums = (f"{pts(pr['quoted_diff'])} pts at a score ≥ {pr['quoted_threshold']:.3f}, 95% CI "
+                    f"{pts(pr['quoted_lo'])} to {pts(pr['quoted_hi'])}; {at_declared}; {ptext}")
+        else:
+            nums = f"{at_declared}; {ptext}"
     else:
         nums = f"{pts(d)} pts, 95% interval across repeats {pts(lo)} to {pts(hi)}"
     text = {"easier": f"the search is easier {w['with_t']}", "harder": f"the search is harder {w['with_t']}",

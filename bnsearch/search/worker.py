@@ -146,7 +146,8 @@ def run_trial(arm: ArmStudy, trial: FrozenTrial | optuna.Trial, data, device: st
     seed = int(trial.user_attrs["seed"])
     try:
         with _Heartbeat(storage, tid):
-            r = train(params, data, epochs=s.epochs, seed=seed, device=device, **arm.spec.model_kwargs())
+            r = train(params, data, epochs=s.epochs, seed=seed, device=device, metric=s.metric,
+                      **arm.spec.model_kwargs())
     except BaseException as exc:
         reason = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
         with contextlib.suppress(Exception):
