@@ -324,6 +324,7 @@ def dataset_row(entry: PanelEntry, summary, traits: dict, scores=None) -> dict:
            **{f"focus_{k}": (str(p.get(f"focus_{k}") or "") if k == "kind" else _num(p.get(f"focus_{k}")))
               for k in FOCUS_KEYS},
            "tolerance": float(summary.tolerance), "s_star": _num(summary.s_star), "baseline": baseline,
+           "fail_cutoff": _num((summary.context or {}).get("fail_cutoff")),
            "paired": paired,
            "rows": traits.get("rows"), "log10_rows": math.log10(traits["rows"]) if traits.get("rows") else math.nan,
            "features": traits.get("features"), "classes": traits.get("classes"),
@@ -459,9 +460,10 @@ def pool_panel(rows, *, rope: float | None = ROPE, name: str = "panel", what: st
     df["headroom"] = df["s_star"].astype(float) - df["baseline"].astype(float)
     known = np.isfinite(df["headroom"]) & np.isfinite(df["tolerance"].astype(float))
     # The primary analysis' own test, float for float: the declared level s* - δ lies below the
-    # failed-to-train cutoff baseline + δ (s* - baseline < 2δ), with its round-off epsilon.
+    # failed-to-train cutoff (tolerance.failure_cutoff), with its round-off epsilon.
     tol = df["tolerance"].astype(float)
-    below = (df["s_star"].astype(float) - tol) < (df["baseline"].astype(float) + tol) - 1e-12
+    cutoff = df["fail_cutoff"].astype(float) if "fail_cutoff" in df else df["baseline"].astype(float) + tol
+    below = (df["s_star"].astype(float) - tol) < cutoff - 1e-12
     df["near_constant"] = pd.Series(np.where(known, below, None), index=df.index, dtype="object")
     ok = np.isfinite(df["effect"].astype(float)) & np.isfinite(df["variance"]) & (df["n"] > 0)
     margins = sorted({round(m, 12) for m in df.get("margin", pd.Series(dtype=float)).astype(float) if np.isfinite(m)})
@@ -573,8 +575,9 @@ def panel_verdict(res: PanelResult) -> str:
     near = df[df["near_constant"].eq(True)] if "near_constant" in df else df.iloc[:0]
     if len(near):
         parts.append(f"On {len(near)} data set{'s' if len(near) > 1 else ''} ({', '.join(map(str, near['slug']))}) "
-                     "the best model beats the constant predictor by less than 2δ, so scoring within δ of the "
-                     "best does not set a configuration apart from one that failed to train (marked †)"
+                     "the best model is less than δ above the failed-to-train cutoff (a constant predictor plus "
+                     "its noise), so scoring within δ of the best does not set a configuration apart from one "
+                     "that failed to train (marked †; their own verdict is cannot tell)"
                      + (f"; without them the pooled difference is {_pooled_text(res.pm_clear)}." if res.pm_clear
                         else "."))
     if res.dl is not None:
@@ -733,7 +736,7 @@ PANEL_COLUMNS = [
     # at the declared δ
     "tolerance", "good_on", "good_off", "b", "c", "diff", "lo", "hi",
     # how far the best model is from the constant predictor
-    "s_star", "baseline", "headroom", "near_constant",
+    "s_star", "baseline", "fail_cutoff", "headroom", "near_constant",
     "rows", "features", "classes", "majority", "scale_spread", "raw_inputs"]
 
 
@@ -814,8 +817,8 @@ def forest_plot(res: PanelResult, path: Path) -> None:
     i2 = f", I² = {100 * res.pm.i2:.0f}% (from the Paule–Mandel τ²)" if res.pm is not None else ""
     fig.suptitle(f"{res.name}: {res.what} across {k} data sets{i2}", fontsize=10)
     ax.set_title("bars: 95% score interval on the pooled scale, square area ∝ weight; labels: each data set's own "
-                 "verdict at its strongest level\n(simultaneous 95% CI); † best model within 2δ of the constant "
-                 "predictor", fontsize=7, color="0.4")
+                 "verdict at its strongest level\n(simultaneous 95% CI); † best model less than δ above the "
+                 "failed-to-train cutoff", fontsize=7, color="0.4")
     fig.tight_layout()
     # "tight": the two-line labels of long verdicts must not be cut at the figure's left edge
     fig.savefig(path, dpi=120, format="png", bbox_inches="tight")
@@ -852,8 +855,9 @@ def markdown(res: PanelResult, panel: Panel) -> str:
               "different δ). Top quarter: the share of configurations scoring at least the 75th percentile of that "
               "data set's scores of both arms, the pooled scale; its 95% interval is Tango's score interval, and "
               "the pooling variance is that interval's half-width back-transformed, ((hi − lo)/(2 × 1.96))². "
-              "† the best model (s*) beats the constant predictor by less than 2δ, so a "
-              "configuration within δ of the best can also be within δ of the constant predictor (failed to train).",
+              "† the best model (s*) is less than δ above the failed-to-train cutoff (the constant predictor's "
+              "score plus 2 SE of its validation noise), so a configuration within δ of the best may be no better "
+              "than trivial.",
               "", "## Pooled", "", "| method | quantity | value | interval |", "|---|---|---:|---|"]
     for r in res.pooled_table().itertuples():
         is_pts = r.quantity.startswith("pooled difference") or r.quantity.startswith("prediction interval")

@@ -95,7 +95,7 @@ def _pairs(n, t_curve, r_curve):
     ([0.9, 0.9, 0.9], [0.5, 0.7, 0.9], "consistent with faster training"),
     # r never catches up: robustness.
     ([0.9, 0.9, 0.9], [0.5, 0.5, 0.5], "robustness, not only faster training"),
-    ([0.5, 0.5, 0.5], [0.9, 0.9, 0.9], "makes the search harder"),
+    ([0.5, 0.5, 0.5], [0.9, 0.9, 0.9], "disadvantage holds at the full budget"),
 ])
 def test_budget_verdict_separates_speed_from_robustness(t_curve, r_curve, phrase):
     df = _frame(_pairs(30, t_curve, r_curve))

@@ -102,7 +102,7 @@ def reference_config(scores: pd.DataFrame) -> int | None:
 
 
 def pair_primary(df: pd.DataFrame, arm: str, reference: str, epoch: int, epochs: int, tolerance: float,
-                 seed: int = 0, baseline: float | None = None) -> tuple[PrimaryResult, np.ndarray]:
+                 seed: int = 0, floor: float | None = None) -> tuple[PrimaryResult, np.ndarray]:
     """The primary analysis of ``arm`` against ``reference`` at budget ``epoch``, on exactly the inputs
     the two-arm summary uses at the full budget: s* over every completed trial of the two arms, the
     configuration that sets it left out, the configurations completed in both arms in config order.
@@ -118,9 +118,9 @@ def pair_primary(df: pd.DataFrame, arm: str, reference: str, epoch: int, epochs:
     d = (both["st"] - both["sr"]).to_numpy(float)  # every pair, as the summary's Wilcoxon counts them
     if ref_cfg is not None and np.isfinite(ref_cfg):  # unpaired trials have no configuration to leave out
         both = both[both.index != int(ref_cfg)]
-    floor = baseline + tolerance if baseline is not None and math.isfinite(baseline) else None
     res = primary_analysis(both["st"].to_numpy(float), both["sr"].to_numpy(float), paired=True, s_star=s_star,
-                           tolerance=tolerance, seed=seed, floor=floor)
+                           tolerance=tolerance, seed=seed,
+                           floor=floor if floor is not None and math.isfinite(floor) else None)
     return res, d
 
 
@@ -131,7 +131,7 @@ def default_pairs(arms: Sequence[str], reference: str) -> list[tuple[str, str]]:
 def budget_table(df: pd.DataFrame, *, arms: Sequence[str], reference: str, epochs: int, tolerance: float,
                  pairs: Sequence[tuple[str, str]] | None = None, grid: Sequence[int] | None = None,
                  best_of: int = BEST_OF, n_boot: int = N_BOOT, seed: int = 0,
-                 tolerances: dict | None = None, baseline: float | None = None) -> pd.DataFrame:
+                 tolerances: dict | None = None, floor: float | None = None) -> pd.DataFrame:
     """Long table (epochs, arm, versus, metric, value, lo, hi) of every robustness metric at every budget.
 
     Per arm (``versus`` empty; good = within the tolerance of the best of *all* arms at that budget):
@@ -180,7 +180,7 @@ def budget_table(df: pd.DataFrame, *, arms: Sequence[str], reference: str, epoch
                 add(e, a, "expected_best", math.nan)
         for a, r in pairs:
             res, d = pair_primary(df, a, r, e, epochs, (tolerances or {}).get((a, r), tolerance), seed=seed,
-                                  baseline=baseline)
+                                  floor=floor)
             if d.size == 0:
                 continue
             add(e, a, "n_pairs", d.size, versus=r)
@@ -292,7 +292,7 @@ def budget_verdict(df: pd.DataFrame, table: pd.DataFrame, *, arm: str, reference
     if d_f == 1:
         return head + ": the advantage holds at the full budget, so it is robustness, not only faster training."
     if d_f == -1:
-        return head + f": at the full budget {arm} makes the search harder."
+        return head + f": {arm}'s disadvantage holds at the full budget."
     if d_s == 1:
         return head + (": consistent with faster training, but this analysis does not test whether the advantage "
                        "shrinks with more epochs.")

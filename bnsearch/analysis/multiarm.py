@@ -16,6 +16,7 @@ from .budget import budget_grid, budget_table, budget_verdict, compute_curves, d
 from .common import N_BOOT, Comparison
 from .interaction import cell_scores, interaction_table, interaction_verdict
 from .summary import comparison_tolerance, summarize
+from .tolerance import failure_cutoff
 
 
 @dataclass
@@ -113,7 +114,8 @@ def analyse_arms(df: pd.DataFrame, *, arms: Sequence[str], reference: str, epoch
     tolerances = {p: comparison_tolerance(df, p, tolerance=tolerance, **noise) for p in pairs}
     budget = budget_table(df, arms=arms, reference=reference, epochs=epochs,
                           tolerance=comparison_tolerance(df, arms, tolerance=tolerance, **noise),
-                          grid=grid, pairs=pairs, n_boot=n_boot, seed=seed, tolerances=tolerances, baseline=baseline)
+                          grid=grid, pairs=pairs, n_boot=n_boot, seed=seed, tolerances=tolerances,
+                          floor=failure_cutoff(baseline, n_val, task, class_counts, metric))
     compute = compute_curves(df, arms=arms, epochs=epochs, grid=grid, n_boot=n_boot, seed=seed)
     verdicts = {(a, r): budget_verdict(df, budget, arm=a, reference=r, epochs=epochs, tolerance=tolerances[(a, r)],
                                        n_boot=n_boot, seed=seed) for a, r in pairs}

@@ -382,8 +382,8 @@ def primary_analysis(t: Sequence[float], r: Sequence[float], *, paired: bool, s_
 
     t, r: treatment and reference scores (paired: aligned by configuration). s_star: the shared best
     (reference configuration included). tolerance: the declared δ. floor: the score below which a
-    run failed to train (the constant predictor's + δ); no level below it counts as good, so "good"
-    and "failed to train" never describe the same run.
+    run failed to train (tolerance.failure_cutoff); no level below it counts as good, so "good" and
+    "failed to train" never describe the same run.
     """
     t, r = np.asarray(t, float), np.asarray(r, float)
     if paired and t.size != r.size:
@@ -398,14 +398,14 @@ def primary_analysis(t: Sequence[float], r: Sequence[float], *, paired: bool, s_
         cut = lv["threshold"].to_numpy(float) < floor - 1e-12
         if cut[(lv["kind"] == "declared").to_numpy()].any():
             return PrimaryResult(paired, t.size, r.size, 0, 0, *(math.nan,) * 6, margin=margin, outcome="cannot tell",
-                                 reason=(f"the best score ({s_star:.4g}) is within 2δ of a constant predictor's "
-                                         f"({floor - tolerance:.4g}), so a configuration within δ of the best can be no "
-                                         "better than trivial: this metric cannot tell good configurations here"),
+                                 reason=(f"the best score ({s_star:.4g}) is less than δ = {tolerance:.3g} above the "
+                                         f"failed-to-train cutoff ({floor:.4g}, a constant predictor plus its noise), so a "
+                                         "configuration within δ of the best may be no better than trivial"),
                                  near_constant=True)
         if cut.any():
             notes.append(f"{int(cut.sum())} of {cut.size} quality levels lie below the failed-to-train cutoff "
-                         f"({floor:.4g}: the constant predictor + δ) and are left out: a run no better than "
-                         "trivial never counts as good")
+                         f"({floor:.4g}: a constant predictor plus its noise) and are left out: a run no better "
+                         "than trivial never counts as good")
             lv = lv[~cut].reset_index(drop=True)
     th = lv["threshold"].to_numpy(float)
     gt, gr = _flags(t, th), _flags(r, th)

@@ -16,7 +16,7 @@ from .curves import best_so_far, curve_grid, simultaneous_curve, u_weights
 from .heterogeneity import heterogeneity_table
 from .lr_window import lr_window_grid, lr_window_stat, smoothed_p_good
 from .primary import ALPHA, EQUIVALENCE_MARGIN, PrimaryResult, holm, primary_analysis, rate_difference
-from .tolerance import noise_tolerance, reference_mask
+from .tolerance import failure_cutoff, noise_tolerance, reference_mask
 from .importance import _is_categorical, categorical_sensitivity, numeric_sensitivity, param_importances
 from .inference import _diff_of_medians, bootstrap_ci, hodges_lehmann, mann_whitney, paired_scores, wilcoxon_test
 from .robustness import is_good, proportion, score_stats, shared_best, trials_to_target
@@ -103,6 +103,7 @@ class _Inputs:
     good: dict
     diverged: dict
     failed: dict
+    fail_cutoff: float  # below it a run failed to train (tolerance.failure_cutoff); NaN without a baseline
 
     @property
     def treat(self) -> str:
@@ -127,12 +128,8 @@ class _Inputs:
     def primary(self) -> PrimaryResult:
         t, r = self.compared_scores()
         return primary_analysis(t, r, paired=self.pairs is not None, s_star=self.s_star, tolerance=self.tolerance,
-                                margin=self.margin, seed=self.seed, floor=self.fail_cutoff)
-
-    @property
-    def fail_cutoff(self) -> float | None:
-        """Below this score a run failed to train: the constant predictor's score + δ."""
-        return self.baseline + self.tolerance if self.has_baseline else None
+                                margin=self.margin, seed=self.seed,
+                                floor=self.fail_cutoff if self.has_baseline else None)
 
     def rate(self, flags: dict, tag: str) -> PrimaryResult:
         """A per-trial share (diverged, failed) compared between the arms, every configuration counted."""
@@ -225,7 +222,7 @@ def _inputs(df: pd.DataFrame, *, distributions: Mapping, tolerance: float | None
                                    class_counts, metric)
     pairs = _pairs(df, trials, params, paired, treat, ref, notes)
     keep, ref_cfg = _reference_keep(trials, scores, pairs, arms, s_star, notes)
-    has_baseline = baseline is not None and np.isfinite(baseline)
+    cutoff = failure_cutoff(baseline, n_val, task, class_counts, metric)
     return _Inputs(
         df=df, arms=arms, distributions=distributions, params=params, task=task, sampler=sampler, seed=seed,
         n_boot=n_boot, margin=margin, baseline=baseline, tolerance=tolerance, tolerance_source=source,
@@ -233,7 +230,7 @@ def _inputs(df: pd.DataFrame, *, distributions: Mapping, tolerance: float | None
         good={arm: is_good(scores[arm], s_star, tolerance) for arm in arms},
         diverged={arm: np.asarray(t["diverged"].fillna(False), bool) if len(t) else np.array([], bool)
                   for arm, t in trials.items()},
-        failed={arm: scores[arm] < (baseline + tolerance if has_baseline else -np.inf) for arm in arms})
+        failed={arm: scores[arm] < (cutoff if np.isfinite(cutoff) else -np.inf) for arm in arms}, fail_cutoff=cutoff)
 
 
 def _lr_window_rows(x: _Inputs, notes: list[str]) -> list[dict]:
@@ -430,7 +427,7 @@ def _tests_table(x: _Inputs, ends: _Endpoints) -> pd.DataFrame:
     add("divergence_rate", "p_value", div_end.p_value, note="two-sided, secondary")
     if fail_end is not None:
         add("failed_rate", "diff", fail_end.diff, fail_end.lo, fail_end.hi,
-            note=f"score below the constant predictor + δ ({x.baseline:.4g} + {x.tolerance:.4g})")
+            note=f"score below {x.fail_cutoff:.4g}: within 2 SE of the constant predictor's {x.baseline:.4g}")
         secondary.append(len(test_rows))
         add("failed_rate", "p_value", fail_end.p_value, note="two-sided, secondary")
     adjusted = holm([test_rows[i]["value"] for i in secondary])
@@ -583,6 +580,8 @@ def summarize(df: pd.DataFrame, *, distributions: Mapping, tolerance: float | No
     ends = _Endpoints(primary=x.primary(), diverged=x.rate(x.diverged, "diverged"),
                       failed=x.rate(x.failed, "failed") if x.has_baseline else None)
     notes += ends.primary.notes
+    if ends.primary.near_constant and task == "classification" and metric != "balanced_accuracy":
+        ends.primary.reason += "; for imbalanced classes set metric = \"balanced_accuracy\" in [data]"
     metrics = _metrics_table(x, ends, notes)
     curves = _curves_table(x, notes)
     importance = _importance_table(x, evaluator, notes)
@@ -596,7 +595,8 @@ def summarize(df: pd.DataFrame, *, distributions: Mapping, tolerance: float | No
     notes += interval_notes({"metrics": metrics, "tests": tests, "profile": profile, "curves": curves,
                              "heterogeneity": het})
 
-    context = {"n_val": n_val, "baseline": baseline, "metric": metric if task == "classification" else "r2"}
+    context = {"n_val": n_val, "baseline": baseline, "metric": metric if task == "classification" else "r2",
+               "fail_cutoff": x.fail_cutoff}
     if reference:
         context.update({f"reference_{k}": v for k, v in reference.items()})
     experiment = str(df["experiment"].iloc[0]) if len(df) and "experiment" in df else ""

@@ -61,6 +61,21 @@ def expected_max_normal(m: int) -> float:
     return float(val)
 
 
+def failure_cutoff(baseline: float | None, n_val: int | None, task: str, class_counts=None,
+                   metric: str = "accuracy") -> float:
+    """The score below which a run failed to train: within NOISE_MULTIPLE standard errors (its own
+    validation noise) of the constant predictor's score, i.e. not distinguishable from it. NaN when
+    the constant predictor's score is unknown; the score itself when the validation size is.
+
+    Not the constant predictor + δ: δ carries the expected excess of a maximum (s* is the best of
+    many scores), which says nothing about one run against a constant, and on imbalanced tables it
+    put even the best run below the cutoff (100% "failed to train" beside 67% "good")."""
+    if baseline is None or not np.isfinite(baseline):
+        return math.nan
+    se = score_se(baseline, n_val, task, class_counts, metric)
+    return float(baseline + (NOISE_MULTIPLE * se if np.isfinite(se) else 0.0))
+
+
 def noise_tolerance(s_star: float, n_val: int | None, task: str, multiple: float = NOISE_MULTIPLE,
                     scores: np.ndarray | None = None, class_counts=None, metric: str = "accuracy") -> float:
     """Default delta: (`multiple` + E[max of m normals]) SEs of the best score, m = the trials within
