@@ -5,6 +5,8 @@ The CLI is a thin layer over these functions:
     from bnsearch import load_config, run_compare, load_trials, summarize
     report = run_compare("configs/skewed.toml", trials=40)       # runs what is missing, exports
     df = load_trials("sqlite:///results/bnsearch.db", "skewed-raw")  # every trial, one row each
+    report = analyze_studies(["scaled", "raw"], storage="sqlite:///my.db")  # any Optuna studies
+    publish(report, Path("out"))                                     # the files compare writes
 """
 
 __version__ = "0.2.0"
@@ -15,6 +17,7 @@ _API = {
     "build_report": "api", "export": "api", "show_summary": "api", "load_trials": "search",
     "list_experiments": "search", "summarize": "analysis", "aggregate_repeats": "analysis",
     "build_mlp": "model", "load_dataset": "data", "train": "train", "cpu_signature": "hardware",
+    "analyze_studies": "foreign", "publish": "api",
 }
 __all__ = ["__version__", *_API]
 

@@ -244,6 +244,64 @@ def summary(
 
 
 @app.command()
+def analyze(
+    studies: list[str] = typer.Option(..., "--study", "-s", show_default=False,
+                                      help="A study to compare; twice or more (the last is the reference)."),
+    storage: Optional[str] = typer.Option(
+        None, "--storage", show_default=False,
+        help="Optuna storage: an RDB URL (sqlite:///studies.db, postgresql://…) or a JournalStorage file "
+             "(journal:optuna.log, or its path) \\[default: $BNSEARCH_STORAGE or sqlite:///results/bnsearch.db]"),
+    reference: Optional[str] = typer.Option(None, "--reference", "-r", show_default=False,
+                                            help="The study the others are compared with \\[default: the last]."),
+    tolerance: Optional[float] = typer.Option(
+        None, "--tolerance", show_default=False,
+        help="δ in the objective's units: good = within δ of the best \\[default: s* minus the 90th percentile "
+             "of all scores]."),
+    param: Optional[str] = typer.Option(None, "--param", show_default=False,
+                                        help="The parameter read as the learning rate \\[default: lr, learning_rate, "
+                                             "… found by name]."),
+    objective: Optional[int] = typer.Option(None, "--objective", show_default=False,
+                                            help="Which value of a multi-objective study (0, 1, …)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", show_default=False,
+                                       help="Also write the CSVs, PNGs and report.md to this folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary tables and verdict as JSON (for scripts)."),
+    full: bool = FullOpt,
+):
+    """The report of [bold]compare[/] for any Optuna studies of one objective, written by any program:
+    is the search easier in one study than in the other? (trains nothing; README: Bring your own studies)
+
+    [dim]Examples:[/]
+      bnsearch analyze --storage sqlite:///studies.db --study scaled --study raw
+      bnsearch analyze --storage journal:optuna.log --study adam --study sgd --tolerance 0.01 --out results/opt
+      bnsearch analyze --storage sqlite:///studies.db -s a -s b -s c --reference a --objective 0 --json
+    """
+    from .foreign import analyze_studies
+
+    report = analyze_studies(studies, reference=reference, storage=storage, tolerance=tolerance, param=param,
+                             objective=objective)
+    if out is not None:
+        report.files = api.publish(report, out)
+    if as_json:
+        from .report import report_json
+
+        _print_json(report_json(report))
+    else:
+        meta = report.meta
+        if meta.get("direction"):
+            score = meta["score_metric"]
+            console.print(f"[bold]{meta['experiment']}[/]: {meta['studies']} in {meta['storage']}; "
+                          f"{meta['direction']} {meta['objective']}"
+                          + (f", so scores are {score} (higher is better)" if score != meta["objective"] else ""),
+                          highlight=False)
+        console.print(meta["pairing"], style="dim", highlight=False)
+        _print_report(report, full)
+        _print_files(report.files)
+    _print_notes(report)
+    if not as_json:
+        _print_answer(report)
+
+
+@app.command()
 def export(
     config: Optional[Path] = ConfigArg,
     experiment: Optional[str] = ExperimentOpt,

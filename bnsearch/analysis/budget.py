@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .common import MIN_TRIALS_TO_TELL, N_BOOT, _floats, complete_trials
+from .common import MIN_TRIALS_TO_TELL, N_BOOT, _floats, complete_trials, signed_text
 from .curves import tuning_curve
 from .inference import hodges_lehmann
 from .primary import PrimaryResult, primary_analysis
@@ -253,7 +253,7 @@ def _p(p: float) -> str:
 
 
 def budget_verdict(df: pd.DataFrame, table: pd.DataFrame, *, arm: str, reference: str, epochs: int,
-                   tolerance: float, n_boot: int = N_BOOT, seed: int = 0) -> str:
+                   tolerance: float, n_boot: int = N_BOOT, seed: int = 0, task: str = "classification") -> str:
     """One sentence: does ``arm``'s advantage over ``reference`` hold at the full budget (robustness) or
     show only after fewer epochs (faster training)? Each budget is judged by the primary analysis
     itself, so the full budget says what the verdict says. No test of the change between budgets is
@@ -280,11 +280,12 @@ def budget_verdict(df: pd.DataFrame, table: pd.DataFrame, *, arm: str, reference
         if d and math.isfinite(q[0]) and math.isfinite(lvl) and abs(lvl - tolerance) > 1e-12:
             # a direction quotes the level that shows it, then the declared δ, labelled
             alone = ", not significant at this level on its own" if g[1] <= 0 <= g[2] else ""
-            return d, f"{_fmt(*q)} at a score ≥ {thr:.3f}, within {_level(lvl)} of the best; {declared}{alone}; {_p(p)}"
+            return d, (f"{_fmt(*q)} at a score ≥ {signed_text(thr, 3).lstrip('+')}, within {_level(lvl)} of the best; "
+                       f"{declared}{alone}; {_p(p)}")
         return d, f"{declared}; {_p(p)}"
 
-    def _level(x: float) -> str:
-        return f"{100 * x:.3g} pts" if x < 1 and math.isfinite(x) else f"{x:.3g}"
+    def _level(x: float) -> str:  # accuracy differences in points, R² in its own units
+        return f"{100 * x:.3g} pts" if task == "classification" else f"{x:.3g}"
 
     (d_s, t_s), (d_f, t_f) = at(short), at(epochs)
     word = {1: "easier", -1: "harder", 0: "not shown different"}

@@ -118,7 +118,7 @@ def analyse_arms(df: pd.DataFrame, *, arms: Sequence[str], reference: str, epoch
                           floor=failure_cutoff(baseline, n_val, task, class_counts, metric))
     compute = compute_curves(df, arms=arms, epochs=epochs, grid=grid, n_boot=n_boot, seed=seed)
     verdicts = {(a, r): budget_verdict(df, budget, arm=a, reference=r, epochs=epochs, tolerance=tolerances[(a, r)],
-                                       n_boot=n_boot, seed=seed) for a, r in pairs}
+                                       n_boot=n_boot, seed=seed, task=task) for a, r in pairs}
     out = ArmsAnalysis(arms, reference, epochs, dict(descriptions or {}), comparisons, budget, compute, verdicts,
                        pairs=pairs, cells=dict(cells) if cells else None)
     if cells:

@@ -41,12 +41,38 @@ def _score_diff(x: float, task: str, unit: bool = True) -> str:
     return signed_text(x, 3)
 
 
-def _tol_text(tol: float, task: str, metric: str | None = None) -> str:
+def _tol_text(tol: float, task: str, metric: str | None = None, objective: str | None = None) -> str:
+    if objective:  # studies bnsearch did not write: the objective's own name
+        return f"within {tol:.3g} of the best {objective}"
     if task == "classification":
         pts = f"{100 * tol:.3g}"
         what = "balanced accuracy" if metric == "balanced_accuracy" else "accuracy"
         return f"within {pts} pt{'' if pts == '1' else 's'} of the best {what}"
     return f"within {tol:.3g} of the best validation score"
+
+
+def _tol(s: Comparison) -> str:
+    return _tol_text(s.tolerance, s.task, s.context.get("metric"), s.context.get("objective"))
+
+
+def _num(x: float, decimals: int = 3) -> str:
+    """A score in a sentence, never "-0.000"."""
+    text = f"{x:.{decimals}f}"
+    return f"{0:.{decimals}f}" if float(text) == 0 else text
+
+
+def threshold_text(s: Comparison, threshold: float, short: bool = False) -> str:
+    """"a score of at least 0.950" ("a score ≥ 0.950" when short). For studies bnsearch did not write
+    the context names the objective and its sign (-1: minimized, the scores are its negative), so a
+    loss reads "a val_loss of at most 0.250" in its own units."""
+    name, sign = s.context.get("objective"), s.context.get("sign") or 1
+    if not name:
+        return f"a score {'≥' if short else 'of at least'} {_num(threshold)}"
+    op = ("≥" if sign > 0 else "≤") if short else ("at least" if sign > 0 else "at most")
+    value = _num(sign * threshold)
+    if short:
+        return f"{name} {op} {value}"
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name} of {op} {value}"
 
 
 def ttt_text(value: float, lo: float, hi: float, ci: str = "95% CI") -> str:
@@ -77,8 +103,8 @@ def _level_text(s: Comparison, delta: float, threshold: float, kind: str) -> str
     cls = s.task == "classification"
     near = (f"within {100 * delta:.3g} pts of the best" if cls else f"within {delta:.3g} of the best")
     if kind.startswith("top"):
-        return f"a score of at least {threshold:.3f} ({near}; the {kind} of all scores)"
-    return f"a score of at least {threshold:.3f} ({near})"
+        return f"{threshold_text(s, threshold)} ({near}; the {kind} of all scores)"
+    return f"{threshold_text(s, threshold)} ({near})"
 
 
 def _evidence(s: Comparison, w: dict, unit: str) -> str:
@@ -89,12 +115,12 @@ def _evidence(s: Comparison, w: dict, unit: str) -> str:
     g_t, g_r = pr.get("quoted_k_t", 0) / n_t, pr.get("quoted_k_r", 0) / n_r
     cls = s.task == "classification"
     if pr.get("quoted_kind") == "declared":
-        where = _tol_text(s.tolerance, s.task, s.context.get('metric')) + " (the declared δ)"
+        where = _tol(s) + " (the declared δ)"
     else:
         near = (f"within {100 * pr['quoted_delta']:.3g} pts of the best" if cls
                 else f"within {pr['quoted_delta']:.3g} of the best")
         kind = f"; the {pr['quoted_kind']} of all scores" if str(pr["quoted_kind"]).startswith("top") else ""
-        where = (f"a score of at least {pr['quoted_threshold']:.3f} ({near}{kind}; the quality level where the "
+        where = (f"{threshold_text(s, pr['quoted_threshold'])} ({near}{kind}; the quality level where the "
                  "arms differ most)")
     whom = (f"of the {n_t} configurations run in both arms" if pr.get("paired")
             else f"of {n_t} and {n_r} completed trials")
@@ -117,7 +143,7 @@ def _primary_sentences(s: Comparison, w: dict, n_on: float, n_off: float) -> lis
         g_on, g_off = s.metric("good_fraction", s.arms[0])[0], s.metric("good_fraction", s.arms[1])[0]
         how = ("one test over all repeats, McNemar stratified by repeat" if pr.get("test") == "stratified"
                else "one test over all repeats, a t-test of the repeats' differences")
-        rates = (f"on average {_pct(g_on)} of configurations reach {_tol_text(s.tolerance, s.task, s.context.get('metric'))} {w['with_t']}, "
+        rates = (f"on average {_pct(g_on)} of configurations reach {_tol(s)} {w['with_t']}, "
                  f"{_pct(g_off)} {w['with_r']} (difference {_pts(d)}{unit}, 95% CI {_pts(lo)} to {_pts(hi)}; {how}, "
                  f"{_p(pr.get('p_value', math.nan))})")
         head = {"easier": f"Over {s.n_repeats} repeats the search was easier {w['with_t']} than {w['with_r']}",
@@ -135,7 +161,7 @@ def _primary_sentences(s: Comparison, w: dict, n_on: float, n_off: float) -> lis
     k_t, k_r = int(pr.get("k_on", 0)), int(pr.get("k_off", 0))
     pop = (f"Of the {n_t} configurations run in both arms (the one that set the best score left out), "
            if paired else f"Of {n_t} and {n_r} completed trials (the one that set the best score left out), ")
-    declared = (f"{k_t} ({_pct(k_t / n_t if n_t else math.nan)}) reach {_tol_text(s.tolerance, s.task, s.context.get('metric'))} "
+    declared = (f"{k_t} ({_pct(k_t / n_t if n_t else math.nan)}) reach {_tol(s)} "
                 f"{w['with_t']} and {k_r} ({_pct(k_r / n_r if n_r else math.nan)}) {w['with_r']}: "
                 f"difference {_pts(d)}{unit} (95% CI {_pts(lo)} to {_pts(hi)})")
     rates = pop + declared
@@ -157,7 +183,7 @@ def _primary_sentences(s: Comparison, w: dict, n_on: float, n_off: float) -> lis
             first += "."
         else:
             alone = ", not significant at this level on its own" if np.isfinite(lo) and lo <= 0 <= hi else ""
-            first += (f". At the declared δ ({_tol_text(s.tolerance, s.task, s.context.get('metric'))}): "
+            first += (f". At the declared δ ({_tol(s)}): "
                       f"{k_t} ({_pct(k_t / n_t if n_t else math.nan)}) {w['with_t']} and "
                       f"{k_r} ({_pct(k_r / n_r if n_r else math.nan)}) {w['with_r']}, {_pts(d)}{unit} "
                       f"(95% CI {_pts(lo)} to {_pts(hi)}{alone}).")
@@ -230,7 +256,8 @@ def _failure_sentence(s: Comparison, w: dict) -> str | None:
     fail_on, fail_off = s.metric("failed_rate", treat)[0], s.metric("failed_rate", ref)[0]
     parts = []
     if (div_on or 0) > 0 or (div_off or 0) > 0:
-        parts.append(f"{_pct(div_on)} of runs diverged {w['with_t']}, {_pct(div_off)} {w['with_r']}")
+        how = s.context.get("failures") or "diverged"  # foreign studies: failed or pruned trials
+        parts.append(f"{_pct(div_on)} of runs {how} {w['with_t']}, {_pct(div_off)} {w['with_r']}")
     if np.isfinite(fail_on) and np.isfinite(fail_off) and (fail_on > 0 or fail_off > 0):
         parts.append(f"{_pct(fail_on)} and {_pct(fail_off)} failed to train (no better than a constant predictor)")
     if parts:
@@ -249,13 +276,16 @@ def _secondary_sentence(s: Comparison, w: dict) -> str | None:
         clear = (repeats and np.isfinite(md_lo) and (md_lo > 0 or md_hi < 0)) or (np.isfinite(p_adj) and p_adj < ALPHA)
         if clear and md != 0:
             win = s.test("wilcoxon", "win_rate")[0]
+            higher = "higher"
+            if (s.context.get("sign") or 1) < 0:  # a minimized objective: its own units, where lower is better
+                md, md_lo, md_hi, higher = -md, -md_hi, -md_lo, "lower"
             band = f", {ci_name} {_score_diff(md_lo, s.task, False)} to {_score_diff(md_hi, s.task)}" \
                 if np.isfinite(md_lo) else ""
             if np.isfinite(md_lo) and md_lo == md_hi:
                 band += ", a single value because most differences are tied"
             ptext = "" if repeats else f"; Wilcoxon Holm-adjusted {_p(p_adj)}, a secondary test"
             what = "mean shift" if repeats else "Hodges-Lehmann shift"
-            return (f"Configuration by configuration, {w['t']} scores higher in {_pct(win)} of the pairs "
+            return (f"Configuration by configuration, {w['t']} scores {higher} in {_pct(win)} of the pairs "
                     f"({what} {_score_diff(md, s.task)}{band}{ptext}).")
     else:
         p_adj = _holm(s, "mann_whitney")

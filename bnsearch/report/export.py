@@ -50,6 +50,9 @@ def comparison_frames(view: Comparisons) -> dict[str, pd.DataFrame]:
                 # the outcome with the level it rests on, so no row pairs a direction with an
                 # interval that includes 0 (the good-fraction Δ row is the declared δ's)
                 q = {k: s.primary.get(f"quoted_{k}", math.nan) for k in ("threshold", "delta", "diff", "lo", "hi")}
+                if getattr(s, "adaptive", None) is not None:  # trials to the target, paired by repeat
+                    d, lo, hi = s.adaptive.paired_diff
+                    q = {"threshold": s.adaptive.target, "delta": math.nan, "diff": d, "lo": lo, "hi": hi}
                 frame = frame.assign(task=s.task, sampler=s.sampler, paired=s.paired, tolerance=s.tolerance,
                                      s_star=s.s_star, outcome=s.outcome,
                                      **{f"outcome_{k}": v for k, v in q.items()})

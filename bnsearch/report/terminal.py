@@ -107,6 +107,7 @@ def answer(view: Comparisons) -> str:
 def answer_line(summary: Comparison, arm: str | None = None) -> str:
     """The verdict's outcome in one line, with the number it rests on (the last line of the output)."""
     from ..analysis.common import arm_phrases
+    from ..analysis.verdict import threshold_text
 
     w = arm_phrases(summary.arms)
     pr = summary.primary
@@ -122,8 +123,9 @@ def answer_line(summary: Comparison, arm: str | None = None) -> str:
         at_declared = f"{pts(d)} pts at the declared δ, 95% CI {pts(lo)} to {pts(hi)}"
         if out in ("easier", "harder") and pr.get("quoted_kind") != "declared":
             # a direction quotes the level that shows it; the declared δ follows, labelled
-            nums = (f"{pts(pr['quoted_diff'])} pts at a score ≥ {pr['quoted_threshold']:.3f}, 95% CI "
-                    f"{pts(pr['quoted_lo'])} to {pts(pr['quoted_hi'])}; {at_declared}; {ptext}")
+            level = threshold_text(summary, pr["quoted_threshold"], short=True)
+            nums = (f"{pts(pr['quoted_diff'])} pts at {level}, 95% CI {pts(pr['quoted_lo'])} to "
+                    f"{pts(pr['quoted_hi'])}; {at_declared}; {ptext}")
         else:
             nums = f"{at_declared}; {ptext}"
     else:
