@@ -7,6 +7,34 @@ import sys
 from . import forkserver
 
 
+# What an ASCII terminal (LC_ALL=C) shows for the report's few non-ASCII characters.
+ASCII = {"δ": "delta", "Δ": "Delta", "≥": ">=", "≤": "<=", "±": "+/-", "−": "-", "–": "-", "—": "-",
+         "τ": "tau", "²": "^2", "×": "x", "∞": "inf", "…": "...", "†": "+", "·": "-", "≈": "~", "→": "->",
+         "ρ": "rho", "α": "alpha", "μ": "mu", "σ": "sigma", "¼": "1/4", "½": "1/2"}
+
+
+def _ascii_fallback(err: UnicodeError):
+    if not isinstance(err, UnicodeEncodeError):
+        raise err
+    return "".join(ASCII.get(c, "?") for c in err.object[err.start:err.end]), err.end
+
+
+def ascii_safe_streams() -> None:
+    """Under an ASCII locale every report crashed on its first "δ" (UnicodeEncodeError): write
+    ASCII stand-ins there instead; a UTF-8 terminal is left as it is."""
+    import codecs
+
+    codecs.register_error("bnsearch-ascii", _ascii_fallback)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            "δΔ≥".encode(stream.encoding or "ascii")
+        except (UnicodeEncodeError, LookupError):
+            try:
+                stream.reconfigure(errors="bnsearch-ascii")
+            except (AttributeError, ValueError):  # not a TextIOWrapper (captured by a caller): leave it
+                pass
+
+
 def run() -> None:
     # cli.main installs the stop-signal handlers only after the CLI's imports (~0.5 s): a Ctrl-C
     # before that printed a KeyboardInterrupt traceback from inside some library. Nothing has been
@@ -17,6 +45,7 @@ def run() -> None:
         forkserver.stop_server()
         os._exit(130)
 
+    ascii_safe_streams()
     signal.signal(signal.SIGINT, early_stop)
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, early_stop)

@@ -565,7 +565,12 @@ def panel_verdict(res: PanelResult) -> str:
     else:
         head = (f"Across {k} data sets {SCALE} changed by {pts(pm.pooled)} pts with {what} ({ci}): the pooled "
                 "effect is not distinguishable from 0")
-    if math.isfinite(pm.pi_low):
+    if math.isfinite(pm.pi_low) and (pm.pi_low < -1 or pm.pi_high > 1):
+        # a difference of shares lies within ±100 pts: an interval past that says only that k is too small
+        pi = (f"; with {k} data sets the 95% prediction interval ({pts(pm.pi_low)} to {pts(pm.pi_high)} pts) "
+              "reaches past the ±100 pts a difference of shares can take: too few data sets to say what to "
+              "expect on a new one")
+    elif math.isfinite(pm.pi_low):
         pi = f"; on a new data set expect between {pts(pm.pi_low)} and {pts(pm.pi_high)} pts (95% prediction interval)"
     else:
         pi = "; no prediction interval with fewer than 3 data sets"

@@ -15,9 +15,12 @@ while the arms differ everywhere else, so the decision reads a profile of qualit
   or permuting arm labels (unpaired). Under the A/A null that is exact: a swap leaves s*, δ, the
   pooled quantiles and the reference configuration unchanged. Enumerated exactly when at most
   EXACT_FLIPS pairs are discordant anywhere, Monte Carlo otherwise;
-* intervals: at every level the score interval (Tango paired, Mee unpaired) at the
-  critical value c of M (never below z_0.975). The intervals are simultaneous over the levels, and
-  one excludes 0 exactly when its level's |z_j| > c, i.e. exactly when the test rejects there;
+* intervals: at every level the score interval (Tango paired, Mee unpaired) at one critical value
+  c, the larger of M's sign-flip null quantile and Bonferroni's z_(1-alpha/2J): the null's alone is
+  computed at a difference of 0 and covered every level at once only 91-93% of the time under real
+  effects. One excludes 0 exactly when its level's |z_j| > c, i.e. exactly when the test rejects there;
+* quoting: a direction quotes the rejecting level with the largest |z| (`PrimaryResult.quoted`),
+  whose interval excludes 0 by construction; no level below the failed-to-train cutoff counts;
 * outcomes: easier / harder when the test rejects and every rejecting level agrees in sign; no
   practical difference only when every level's 90% interval is inside the margin, the tuning curves
   stay within δ of each other at every budget, and the declared level is not at its floor or ceiling

@@ -7,7 +7,6 @@ import math
 from typing import Iterable, Sequence
 
 import numpy as np
-import pandas as pd
 from scipy import stats
 
 from .common import CONFIDENCE, _floats
@@ -84,5 +83,7 @@ def trials_to_target(g: float) -> float:
 
 
 def divergence_rate(diverged: Sequence[bool]) -> float:
-    d = np.asarray(pd.Series(diverged, dtype=object).fillna(False), dtype=bool)
+    # a missing flag (NaN/None: a trial stored before the flag existed) is not a divergence; written
+    # out because pandas' object fillna warns of a future downcast
+    d = np.array([bool(x) if x is not None and x == x else False for x in diverged], dtype=bool)
     return float(d.mean()) if d.size else math.nan
