@@ -142,11 +142,16 @@ def check_repeats(settings: Settings, repeats: int) -> None:
 
 def check_out_dir(out: Path) -> Path:
     """Create the export folder and prove it is writable before any training starts."""
+    import os
+    import tempfile
+
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".bnsearch-write-test"
-        probe.write_text("")
-        probe.unlink()
+        # A fixed probe name would follow a link planted under it and empty the file it points to:
+        # mkstemp makes a new name with O_EXCL, so the file written is always one made here.
+        fd, probe = tempfile.mkstemp(prefix=".bnsearch-write-test-", dir=out)
+        os.close(fd)
+        os.unlink(probe)
     except OSError as exc:
         raise SearchError(f"--out: cannot write to {out} ({exc.strerror or exc}); choose a writable folder") from None
     return out

@@ -20,7 +20,7 @@ from typing import Any
 import optuna.distributions as od
 
 from . import arms as _arms
-from .data import BUILTIN, DataSpec, data_digest
+from .data import BUILTIN, DataSpec, data_digest, not_regular
 
 DEFAULT_SOURCE = "<built-in default>"
 SAMPLERS = ("random", "qmc", "tpe", "gp")
@@ -177,7 +177,7 @@ def identity_conflict(stored_attrs: dict[str, Any], settings: "Settings") -> str
         return None
     try:
         old = _flat(tomllib.loads(text))
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError, MemoryError):
         return "the stored config is not readable TOML"
     new = _flat(settings.to_dict())
     legacy = "data_sha256" not in stored_attrs
@@ -528,12 +528,31 @@ def default_text() -> str:
     return resources.files("bnsearch").joinpath("default.toml").read_text()
 
 
-def load_config_text(text: str, src: str) -> Settings:
+# The largest example config is 2 kB. Well-formed TOML can still make the parser's work grow with the
+# square of a line (a dotted key of n parts costs ~n², measured: 19 s for 64 kB, memory exhausted at
+# 256 kB), so both the file and the dots on one line are bounded before tomllib sees them; at these
+# limits the worst file parses in about a second.
+CONFIG_MAX_BYTES = 256 << 10
+CONFIG_MAX_LINE_DOTS = 128
+
+
+def parse_toml(text: str, src: str) -> dict:
+    """tomllib.loads with its input bounded and every way it fails on hostile input one ConfigError."""
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.count(".") > CONFIG_MAX_LINE_DOTS and not line.lstrip().startswith("#"):
+            raise ConfigError(f"{src}: line {n} has more than {CONFIG_MAX_LINE_DOTS} dots (a key that deep makes "
+                              "parsing take minutes); shorten the key, or put list items on lines of their own")
     try:
-        doc = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{src}: not valid TOML ({exc})") from None
-    return parse_config(doc, src)
+    except (RecursionError, MemoryError):  # tomllib recurses once per level of [ or {
+        raise ConfigError(f"{src}: not a usable config (arrays or tables nested too deeply to parse); "
+                          "a config nests a few levels at most") from None
+
+
+def load_config_text(text: str, src: str) -> Settings:
+    return parse_config(parse_toml(text, src), src)
 
 
 TABLE_SUFFIXES = (".csv", ".parquet")
@@ -546,6 +565,9 @@ def table_config(path: str | Path, target: str | None, task: str | None = None) 
     if not target:
         raise ConfigError(f"{p}: a data file needs the label column: add --target COLUMN "
                           "(or write a config with [data] dataset = \"csv\", path, target)")
+    # Refused here, while the path is still the one the user typed (resolving it below follows links).
+    if p.exists() and not p.is_file():
+        raise not_regular(p)
     doc = tomllib.loads(default_text())
     doc["data"] = {"dataset": "csv", "path": str(p.resolve()), "target": target, **({"task": task} if task else {})}
     name = re.sub(r"[^A-Za-z0-9_.\-]+", "-", p.stem).strip("-.")[:80] or "data"
@@ -565,17 +587,17 @@ def load_config(path: "str | Path | Settings | None" = None) -> Settings:
     if p.is_dir():
         raise ConfigError(f"{p}: is a directory; pass a .toml config file")
     # A device (/dev/zero) never ends and a FIFO blocks until a writer comes: only a regular file is
-    # opened, and no more than a config's size limit is read (1 MiB; the largest example is a few kB).
+    # opened, and no more than a config's size limit is read.
     import stat
 
-    limit = 1 << 20
+    limit = CONFIG_MAX_BYTES
     try:
         if not stat.S_ISREG(p.stat().st_mode):
             raise ConfigError(f"{p}: is not a regular file (a device, pipe or socket); pass a .toml config file")
         with p.open("rb") as f:
             data = f.read(limit + 1)
         if len(data) > limit:
-            raise ConfigError(f"{p}: is larger than 1 MiB, too large for a config; pass the .toml config file")
+            raise ConfigError(f"{p}: is larger than {limit >> 10} KiB, too large for a config; pass the .toml config file")
         text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{p}: cannot read config ({exc})") from None

@@ -155,6 +155,8 @@ def _load_csv(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, str, list[str]]:
         raise DataError("data.path is required when data.dataset = \"csv\"; set it to your CSV file")
     path = Path(spec.path)
     if not path.is_file():
+        if path.exists():
+            raise not_regular(path)
         raise DataError(f"data.path: data file not found: {path}")
     frame = _read_table(path)
     if not spec.target:
@@ -442,19 +444,43 @@ def load_prepared(spec: DataSpec, seed: int = 0) -> Dataset:
 _digests: dict[tuple[str, int, int], str] = {}
 
 
+def not_regular(path: "str | Path") -> DataError:
+    """The refusal for a data path that exists but is no regular file once links are followed."""
+    p = Path(path)
+    target = f" (a link to {os.path.realpath(p)})" if p.is_symlink() else ""
+    return DataError(f"data.path: {p}{target} is not a regular file (a directory, FIFO, device or socket); "
+                     "pass a CSV or Parquet file")
+
+
 def data_digest(spec: DataSpec) -> str:
     """What identifies the data: the built-in set's name, or the SHA-256 of the CSV file's bytes."""
+    import stat
+
     if spec.dataset != "csv":
         return f"builtin:{spec.dataset}"
     try:
         st = os.stat(spec.path)
-        key = (str(spec.path), st.st_mtime_ns, st.st_size)
-        if key not in _digests:
+    except (OSError, TypeError, ValueError):
+        return "unreadable"  # loading the data reports the real problem
+    # A FIFO blocks until a writer comes and a device (/dev/zero) never ends: only a regular file is
+    # read. The open is non-blocking and checked again on the descriptor, so a file swapped for a
+    # FIFO between the stat and the open cannot hang it either.
+    if not stat.S_ISREG(st.st_mode):
+        raise not_regular(spec.path)
+    key = (str(spec.path), st.st_mtime_ns, st.st_size)
+    if key not in _digests:
+        try:
+            fd = os.open(spec.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        except OSError:
+            return "unreadable"
+        with open(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise not_regular(spec.path)
             h = hashlib.sha256()
-            with open(spec.path, "rb") as f:
+            try:
                 for block in iter(lambda: f.read(1 << 20), b""):
                     h.update(block)
-            _digests[key] = "sha256:" + h.hexdigest()
-        return _digests[key]
-    except (OSError, TypeError):
-        return "unreadable"  # loading the data reports the real problem
+            except OSError:
+                return "unreadable"
+        _digests[key] = "sha256:" + h.hexdigest()
+    return _digests[key]

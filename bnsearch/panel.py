@@ -21,7 +21,6 @@ import copy
 import math
 import re
 import stat
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -66,6 +65,8 @@ class Panel:
 
 
 def _read_toml(path: Path | str) -> dict:
+    from .config import CONFIG_MAX_BYTES, parse_toml
+
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"{p}: panel config not found; pass an existing .toml file (e.g. configs/panel.toml)")
@@ -73,15 +74,18 @@ def _read_toml(path: Path | str) -> dict:
         if not stat.S_ISREG(p.stat().st_mode):
             raise ConfigError(f"{p}: is not a regular file; pass a .toml panel config")
         with p.open("rb") as f:
-            data = f.read((1 << 20) + 1)
+            data = f.read(CONFIG_MAX_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read config ({exc.strerror or exc})") from None
-    if len(data) > 1 << 20:
-        raise ConfigError(f"{p}: is larger than 1 MiB, too large for a config")
+    # The same bounds as an experiment config (config.CONFIG_MAX_BYTES says why).
+    if len(data) > CONFIG_MAX_BYTES:
+        raise ConfigError(f"{p}: is larger than {CONFIG_MAX_BYTES >> 10} KiB, too large for a config; "
+                          "pass the .toml panel config")
     try:
-        return tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML ({exc})") from None
+    return parse_toml(text, str(p))
 
 
 def _slug(entry: dict, default_inputs: str) -> str:
@@ -832,15 +836,40 @@ def forest_plot(res: PanelResult, path: Path) -> None:
 
 def markdown(res: PanelResult, panel: Panel) -> str:
     import pandas as pd
+    import re
 
     def f(x, spec=".1f", scale=100.0):
         x = _num(x)
         return "–" if not math.isfinite(x) else format(scale * x, spec)
 
+    # Names and paths come from the user (config file names, panel and data set names) and a report.md
+    # is rendered as HTML by most viewers: a name must never become markup there.
+    def one_line(x) -> str:
+        return re.sub(r"[\r\n\t\v\f\x00-\x08\x0e-\x1f\x7f]+", " ", str(x))
+
+    def prose(x) -> str:
+        # Generated sentences quote names: neutralise what could open HTML ("p < 0.001" stays as is).
+        text = re.sub(r"&(?=#?\w+;)", "&amp;", one_line(x))
+        return re.sub(r"<(?=[A-Za-z/!?])", "&lt;", text)
+
+    def name(x) -> str:
+        text = one_line(x).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        text = re.sub(r"([\\`*\[\]|~])", r"\\\1", text)
+        return re.sub(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])", r"\\_", text)  # breast_cancer stays as typed
+
+    def cell(x) -> str:
+        return prose(x).replace("|", "\\|")
+
+    def code(x) -> str:
+        # A code span shows its text literally; the fence must be longer than any run of backticks in it.
+        text = one_line(x)
+        fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+        return f"{fence} {text} {fence}" if "`" in text else f"{fence}{text}{fence}"
+
     s = panel.entries[0].settings
     what = res.what
-    lines = [f"# Panel {res.name}: {what} across data sets", "", res.verdict, "",
-             f"Config `{panel.source}`: {len(panel.entries)} data sets, {s.trials} paired configurations per arm, "
+    lines = [f"# Panel {name(res.name)}: {prose(what)} across data sets", "", prose(res.verdict), "",
+             f"Config {code(panel.source)}: {len(panel.entries)} data sets, {s.trials} paired configurations per arm, "
              f"{s.epochs} epochs, sampler {s.sampler}, seed {s.seed}.", "",
              "![forest plot](forest.png)", "", "## Per data set", "",
              "| data set | inputs | n | own verdict, at its strongest level (simultaneous 95% CI) | at the declared δ "
@@ -849,7 +878,8 @@ def markdown(res: PanelResult, panel: Panel) -> str:
              "|---|---|---:|---|---|---:|---|---:|---|"]
     for r in res.datasets.itertuples():
         head = f"{f(r.headroom, '.1f')} pts (δ = {f(r.tolerance, '.1f')}){_mark(r)}"
-        lines.append(f"| {r.dataset} | {getattr(r, 'inputs', '')} | {r.n} | {dataset_claim(r)} | {declared_text(r)} | "
+        lines.append(f"| {name(r.dataset)} | {name(getattr(r, 'inputs', ''))} | {r.n} | {cell(dataset_claim(r))} | "
+                     f"{cell(declared_text(r))} | "
                      f"{f(getattr(r, 'top_on', math.nan), '.0f')}% / {f(getattr(r, 'top_off', math.nan), '.0f')}% | "
                      f"{pts(r.effect)} ({pts(r.effect_lo)} to {pts(r.effect_hi)}) | {f(r.weight, '.1f')}% | {head} |")
     m = f"{100 * res.rope:g}"
@@ -868,7 +898,7 @@ def markdown(res: PanelResult, panel: Panel) -> str:
         is_pts = r.quantity.startswith("pooled difference") or r.quantity.startswith("prediction interval")
         val = pts(r.value) + " pts" if is_pts else f(r.value, '.3g', 1.0)
         iv = f"{pts(r.lo)} to {pts(r.hi)}" if is_pts else ""
-        lines.append(f"| {r.method} | {r.quantity} | {val} | {iv} |")
+        lines.append(f"| {cell(r.method)} | {cell(r.quantity)} | {val} | {iv} |")
     lines += ["", "HKSJ: Hartung–Knapp–Sidik–Jonkman (t with k − 1 df, scale never below 1), the headline interval. "
               "I² = τ² / (τ² + s²) with Higgins & Thompson's typical within-data-set variance s², from the τ² on "
               f"the same line. The Bayesian signed-rank test uses ROPE ±{m} pts and averages over draws of every "
@@ -878,18 +908,18 @@ def markdown(res: PanelResult, panel: Panel) -> str:
               "| trait | slope (pts per unit) | 95% CI | p | supported |", "|---|---:|---|---:|---|"]
     for r in res.moderators.itertuples():
         if pd.isna(r.slope):
-            lines.append(f"| {r.label} | – | {r.note} | – | no |")
+            lines.append(f"| {cell(r.label)} | – | {cell(r.note)} | – | no |")
         else:
-            lines.append(f"| {r.label} | {pts(r.slope, 2)} | {pts(r.slope_ci_low, 2)} to "
+            lines.append(f"| {cell(r.label)} | {pts(r.slope, 2)} | {pts(r.slope_ci_low, 2)} to "
                          f"{pts(r.slope_ci_high, 2)} | {f(r.slope_pvalue, '.2g', 1.0)} | "
                          f"{'yes' if r.supported else 'no'} |")
     lines += ["", "A trait is reported as a moderator only where its slope's 95% CI excludes 0.", ""]
     if res.notes:
-        lines += ["## Notes", "", *[f"- {n}" for n in res.notes], ""]
+        lines += ["## Notes", "", *[f"- {prose(n)}" for n in res.notes], ""]
     lines += ["## Each data set's verdict", ""]
     for r in res.datasets.itertuples():
         said = getattr(r, "verdict", "")
-        lines += [f"**{r.slug}** (`{getattr(r, 'experiment', r.slug)}`){_mark(r)}: "
-                  f"{no_negative_zero(said if isinstance(said, str) else '')}", ""]
+        lines += [f"**{name(r.slug)}** ({code(getattr(r, 'experiment', r.slug))}){_mark(r)}: "
+                  f"{prose(no_negative_zero(said if isinstance(said, str) else ''))}", ""]
     lines += ["Each experiment's full report: `bnsearch export --experiment <experiment>` with the same storage.", ""]
     return "\n".join(lines)

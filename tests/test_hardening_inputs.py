@@ -28,7 +28,7 @@ def test_config_that_is_no_regular_file_or_is_huge_is_refused_at_once(tmp_path):
     huge.write_text(Path(SMOKE).read_text() + ("# padding\n" * 120_000))  # valid TOML, ~1.2 MB
     cases = {"/dev/zero": ("/dev/zero", "is not a regular file"),
              "fifo": (str(fifo), "is not a regular file"),
-             "huge": (str(huge), "is larger than 1 MiB")}
+             "huge": (str(huge), "is larger than 256 KiB")}
     problems = []
     for name, (path, needle) in cases.items():
         t0 = time.monotonic()

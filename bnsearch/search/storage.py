@@ -82,7 +82,16 @@ def masked(url: str) -> str:
     span = _userinfo(url)
     if span is not None and span[1] > span[0]:
         url = f"{url[:span[0]]}***{url[span[1]:]}"
-    return _SECRET_QUERY.sub(r"\1***", url)
+    return _QUERY_OPTION.sub(_mask_option, url)
+
+
+_QUERY_OPTION = re.compile(r"([?&;])([^=&#;?\s'\"]*)=([^&#;\s'\"]*)")
+
+
+def _mask_option(m: re.Match) -> str:
+    # The driver decodes option names, so `?pass%77ord=` is a password as much as `?password=`.
+    key = unquote(m.group(2))
+    return f"{m.group(1)}{m.group(2)}=***" if _SECRET_QUERY.match(f"?{key}=") and m.group(3) else m.group(0)
 
 
 def _secrets(url: str) -> set[str]:
@@ -175,10 +184,13 @@ def open_storage(url: str | None = None, *, create: bool = True) -> RDBStorage:
             from urllib.parse import urlencode
 
             literal = f"{parsed.database or ''}?{urlencode(parsed.query, doseq=True)}"
-            raise SearchError(
-                f"--storage: {shown!r}: everything after '?' is read as options ({', '.join(unknown)}), not as part "
-                f"of the file name; for a file named {literal!r} percent-encode it: "
-                f"sqlite:///{quote(literal, safe='/')}")
+            if masked(f"sqlite:///{literal}") != f"sqlite:///{literal}":
+                # Spelling out the file name would print the secret, plainly and percent-encoded.
+                fix = "for a file name with '?' in it percent-encode the '?' as %3F and '=' as %3D"
+            else:
+                fix = f"for a file named {literal!r} percent-encode it: sqlite:///{quote(literal, safe='/')}"
+            raise SearchError(f"--storage: {shown!r}: everything after '?' is read as options ({', '.join(unknown)}), "
+                              f"not as part of the file name; {fix}")
         if db is None or str(parsed.query.get("mode", "")) == "memory":
             raise SearchError(f"--storage: {shown} is an in-memory database: worker processes cannot share it and "
                               "nothing could be read back after the command; give a file, e.g. "
