@@ -66,7 +66,7 @@ def print_report(view: Comparisons, console, meta: Mapping | None = None, *, arm
         for name, headers, rows in report_tables(summary):
             _table(console, name + (f" ({label})" if label else ""), headers, rows)
     if not full:
-        console.print("the setup, the notes and every table: --full; every number: the CSVs with --out",
+        console.print("the setup, the notes and every table: --full; every number: the CSVs compare and export write",
                       style="dim", highlight=False)
     else:
         console.print("Tuning-curve estimators: " + "; ".join(f"{k}: {v}" for k, v in ESTIMATOR_NAMES.items()),
