@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from .analysis.common import signed_text
 from .config import ConfigError, Settings, check_jobs, parse_config
 
 if TYPE_CHECKING:
@@ -178,10 +179,7 @@ def pts(x, digits: int = 1, signed: bool = True) -> str:
     x = _num(x)
     if not math.isfinite(x):
         return "–"
-    v = round(100 * x, digits)
-    if v == 0:
-        return f"{0:.{digits}f}"
-    return f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}"
+    return signed_text(100 * x, digits) if signed else signed_text(100 * x, digits).lstrip("+")
 
 
 def _ci(lo, hi, digits: int = 1, label: str = "95% CI") -> str:

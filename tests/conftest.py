@@ -35,6 +35,17 @@ def smoke(tmp_path):
     return load_config(CONFIGS / "smoke.toml")
 
 
+@pytest.fixture(scope="session")
+def stored_smoke(tmp_path_factory):
+    """One finished smoke experiment in SQLite, shared by tests that only read it (export, summary)."""
+    from bnsearch import api
+
+    tmp = tmp_path_factory.mktemp("stored-smoke")
+    url = f"sqlite:///{tmp / 'bn.db'}"
+    api.run_compare(CONFIGS / "smoke.toml", jobs=1, storage=url, out=tmp / "out")
+    return url
+
+
 @pytest.fixture
 def write_config(tmp_path):
     """Write a TOML config (the smoke config with edits) and return its path."""

@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from bnsearch import api
 from bnsearch.panel import pool_panel
 from conftest import CONFIGS, run_cli
 
 
-@pytest.fixture(scope="module")
-def stored(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("ascii")
-    url = f"sqlite:///{tmp / 'bn.db'}"
-    api.run_compare(CONFIGS / "smoke.toml", jobs=1, storage=url, out=tmp / "out")
-    return url
+@pytest.fixture
+def stored(stored_smoke):
+    return stored_smoke
 
 
 def test_an_ascii_locale_prints_the_report_with_ascii_stand_ins(stored):

@@ -10,19 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from bnsearch import api
 from conftest import CONFIGS, killed_on_exit, run_cli
 
 SMOKE = str(CONFIGS / "smoke.toml")
 SECRET = "hunter2XYZ"
 
 
-@pytest.fixture(scope="module")
-def stored(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("files")
-    url = f"sqlite:///{tmp / 'bn.db'}"
-    api.run_compare(CONFIGS / "smoke.toml", jobs=1, storage=url, out=tmp / "first")
-    return url
+@pytest.fixture
+def stored(stored_smoke):
+    return stored_smoke
 
 
 def _victim(folder: Path, name: str = "victim.txt") -> Path:

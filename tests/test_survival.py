@@ -188,14 +188,14 @@ def test_pairs_share_the_shorter_horizon_and_drop_unmatched_repeats():
 
 
 def test_no_minus_zero():
-    assert signed(-0.04) == "+0.0" and signed(-1e-12) == "+0.0" and signed(-0.06) == "-0.1"
-    assert bound(-0.033) == "-0.033" and bound(0.0) == "+0.0" and bound(-2.25) == "-2.2"
-    # A repeat-by-repeat difference that averages to (almost) zero reads +0.0 in every text.
+    assert signed(-0.04) == "0.0" and signed(-1e-12) == "0.0" and signed(-0.06) == "-0.1"
+    assert bound(-0.033) == "-0.033" and bound(0.0) == "0.0" and bound(-2.25) == "-2.2"
+    # A repeat-by-repeat difference that averages to (almost) zero reads 0.0 in every text.
     on = [_traj(3, 10), _traj(5, 10), _traj(4, 10), _traj(6, 10), _traj(2, 10), _traj(8, 10)]
     off = [_traj(5, 10), _traj(3, 10), _traj(6, 10), _traj(4, 10), _traj(8, 10), _traj(2, 10)]
     res = analyse_trajectories({"bn-on": on, "bn-off": off}, ARMS, sampler="tpe", budget=10, target=1.0, n_boot=20)
     text = " ".join(adaptive_sentences(res, WORDS, sampler="tpe", task="classification"))
-    assert res.paired_diff[0] == 0 and "-0.0" not in text and "difference of +0.0 trials" in text
+    assert res.paired_diff[0] == 0 and "-0.0" not in text and "difference of 0.0 trials" in text
 
 
 def test_geometric_closed_form_agrees_with_kaplan_meier_on_random_search_repeats():
@@ -344,7 +344,7 @@ def test_verdict_sentences_name_the_outcome_and_never_good_fraction_tests(hand):
     assert text.startswith("TPE, 6 repeats per arm of 8 trials")
     assert "sign-flip test over 6 paired repeats, p = 0.125" in text and "median of 5 trials" in text
     # cannot tell, with the interval (which includes 0, printed without a minus sign) right behind it
-    assert "cannot tell" in text and "95% CI -4.0 to +0.0" in text and "-0.0" not in text
+    assert "cannot tell" in text and "95% CI -4.0 to 0.0" in text and "-0.0" not in text
     assert "sooner with BN than" in text and "reached the target sooner" not in text
     assert "good fraction" not in text.lower().replace("good-fraction tests are not", "")
     # 4 untied pairs cannot reach p < 0.05 (2/16 = 0.125): the verdict says so

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .common import ADAPTIVE_SAMPLERS, CONFIDENCE, _rng, complete_trials, json_safe, records
+from .common import ADAPTIVE_SAMPLERS, CONFIDENCE, _rng, complete_trials, json_safe, records, signed_text
 
 TARGET_QUANTILE = 0.90
 DEFAULT_ADAPTIVE_REPEATS = 10  # power figure: docs/design.md §6, Adaptive samplers
@@ -564,11 +564,8 @@ def _p(p: float) -> str:
 
 
 def signed(x: float, digits: int = 1) -> str:
-    """A signed number that never reads "-0.0": a value that rounds to zero prints as +0.0."""
-    if not np.isfinite(x):
-        return "n/a"
-    text = f"{x:+.{digits}f}"
-    return f"{0.0:+.{digits}f}" if float(text) == 0 else text
+    """A signed number, "n/a" when undefined; the project's signed_text (never "-0.0")."""
+    return signed_text(x, digits) if np.isfinite(x) else "n/a"
 
 
 def bound(x: float) -> str:

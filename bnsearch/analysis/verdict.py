@@ -57,8 +57,7 @@ def _tol(s: Comparison) -> str:
 
 def _num(x: float, decimals: int = 3) -> str:
     """A score in a sentence, never "-0.000"."""
-    text = f"{x:.{decimals}f}"
-    return f"{0:.{decimals}f}" if float(text) == 0 else text
+    return signed_text(x, decimals).lstrip("+")
 
 
 def threshold_text(s: Comparison, threshold: float, short: bool = False) -> str:
