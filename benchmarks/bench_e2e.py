@@ -154,6 +154,15 @@ def one_run(trials: int, jobs: int, url: str, tmp: Path, *, epochs: int | None, 
         except subprocess.TimeoutExpired:
             proc.kill()
             _, err = proc.communicate()
+    except BaseException:  # the bench stopped (SIGTERM, Ctrl-C): the command first, it uses the database
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)  # it re-queues its trials and tells its workers to stop
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        raise
     t_end = time.time()
     if not interrupted and proc.returncode != 0:
         raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{err[-3000:]}")
@@ -219,7 +228,12 @@ def _pg():
         import psycopg2  # noqa: F401
     except ImportError:
         return None
-    return pg.Postgres(bindir).start()
+    server = pg.Postgres(bindir)
+    try:
+        return server.start()
+    except BaseException:  # stopped half-way (SIGTERM during initdb): nothing is left behind
+        server.stop()
+        raise
 
 
 def main() -> None:
@@ -235,6 +249,9 @@ def main() -> None:
     ap.add_argument("--cache", choices=["warm", "cold"], default="warm",
                     help="prepared-split cache: filled once before the runs (warm), or empty for every run (cold)")
     args = ap.parse_args()
+    # SIGTERM (`timeout`, `kill`) unwinds like Ctrl-C, through the `finally` below: by default it ended
+    # the bench at once, leaving its temporary folders and its PostgreSQL server (a daemon) running for good.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     if args.quick:
         args.trials, args.repeats, args.repeats_large, args.backends = [20], 1, 1, ["sqlite"]
 
@@ -242,13 +259,14 @@ def main() -> None:
           f"jobs {args.jobs}; epochs {args.epochs or 'config default (20)'}; cache {args.cache}; load {load()}",
           flush=True)
     cache_root = Path(tempfile.mkdtemp(prefix="bench-e2e-cache-"))
-    if args.cache == "warm":
-        fill_cache(cache_root, args.epochs, cache_root)
-    pg = _pg() if "postgresql" in args.backends else None
-    if "postgresql" in args.backends and pg is None:
-        print("PostgreSQL: no server binaries or driver found; SQLite only", flush=True)
     results: dict[tuple[str, int], list[dict]] = {}
+    pg = None
     try:
+        if args.cache == "warm":
+            fill_cache(cache_root, args.epochs, cache_root)
+        pg = _pg() if "postgresql" in args.backends else None
+        if "postgresql" in args.backends and pg is None:
+            print("PostgreSQL: no server binaries or driver found; SQLite only", flush=True)
         for backend in args.backends:
             if backend == "postgresql" and pg is None:
                 continue
@@ -294,4 +312,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM, everything it started already stopped and deleted
+        sys.exit(130)

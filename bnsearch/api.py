@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Callable
 
 from . import search
 from .config import TABLE_SUFFIXES, ConfigError, Settings, check_jobs, load_config, table_config  # noqa: F401
+from .data import DataChanged
 from .errors import RunFailed  # noqa: F401  (the CLI catches api.RunFailed)
 from .search import ARMS, SearchError, arm_of, arm_state, list_experiments, load_trials  # noqa: F401
 
@@ -28,33 +29,46 @@ Progress = Callable[[list[search.ArmStudy]], None]
 
 
 def run_study(config=None, bn: str | None = "on", *, arm: str | None = None, trials=None, storage=None, seed=None,
-              jobs=None, sampler=None, device=None, progress: Progress | None = None) -> list[search.ArmStudy]:
+              jobs=None, sampler=None, device=None, progress: Progress | None = None,
+              pack=None) -> list[search.ArmStudy]:
     """Run (or resume) one arm: ``arm`` by name (any arm of the config), else ``bn`` "on"/"off".
     Returns the prepared arm, whose study holds the trials.
 
     `progress(arms)` is called with the arms' storage-backed state as trials finish (see
     search.run_arms); the CLI draws its progress bar from it. Nothing is printed.
+    `pack`: "off", "auto" (None) or a pack size K (search/packing.py; a run option, not the experiment's).
     """
     arm = arm or arm_of(bn)
     settings = _settings(config, trials=trials, seed=seed, sampler=sampler, device=device)
     check_jobs(jobs)
+    pack = check_pack(pack)
     if settings.sampler in ("tpe", "gp") and settings.paired:
         settings = settings.with_overrides(paired=False)
     check_budget(settings, storage, trials)
-    return run_arms(settings, storage, [arm], jobs=jobs, progress=progress)
+    return run_arms(settings, storage, [arm], jobs=jobs, progress=progress, pack=pack)
+
+
+def check_pack(pack):
+    """`--pack` as the workers take it ("auto", "off" or K); bad input is one line (SearchError)."""
+    from .search.packing import parse_pack
+
+    return parse_pack(pack)
 
 
 def run_arms(settings: Settings, storage, arms: list[str], *, jobs=None,
              progress: Progress | None = None, warmup: Callable[[], None] | None = None,
-             repeat_of: tuple[str, int] | None = None, more: list[Settings] = ()) -> list[search.ArmStudy]:
+             repeat_of: tuple[str, int] | None = None, more: list[Settings] = (), pack=None) -> list[search.ArmStudy]:
     """Prepare and run the given arms of one experiment (and every arm of the `more` experiments,
     with the same workers: search.run_arms); a failed run raises RunFailed."""
     check_jobs(jobs)
+    pack = check_pack(pack)
     try:
         return search.run_arms(settings, search.storage_url(storage), arms, jobs=jobs, progress=progress,
-                               warmup=warmup, repeat_of=repeat_of, more=more)
+                               warmup=warmup, repeat_of=repeat_of, more=more, pack=pack)
     except search.StorageFailure:
         raise
+    except DataChanged as exc:  # found by a worker mid-run: the run failed (what finished stays valid)
+        raise RunFailed(str(exc)) from None
     except MemoryError:
         # A rerun would fail the same way: say what to change, not "rerun to resume".
         raise RunFailed(search.OUT_OF_MEMORY) from None
@@ -83,17 +97,18 @@ def check_budget(settings: Settings, storage, trials: int | None) -> None:
 
 
 def run_worker(experiment: str, bn: str | None = None, *, arm: str | None = None, storage=None, device=None,
-               progress: Progress | None = None) -> int:
+               progress: Progress | None = None, pack=None) -> int:
     """Join an existing experiment (from any machine) and run trials until none is left: one arm
     (``arm`` or ``bn``) or, by default, every arm of the experiment.
     Returns the number of trials this worker finished."""
     url = search.storage_url(storage)
+    pack = check_pack(pack)
     loaded = worker_arms(experiment, bn, arm=arm, storage=storage)  # fails fast on a wrong name or URL
     arms = [a.arm for a in loaded]
     device = device or loaded[0].settings.device
     if progress:
         progress(loaded)
-    return search.run_worker(url, experiment, arms, device=device,
+    return search.run_worker(url, experiment, arms, device=device, pack=pack,
                              on_trial=(lambda *_: progress(loaded)) if progress else None)
 
 
@@ -159,22 +174,25 @@ def check_out_dir(out: Path) -> Path:
 
 def run_compare(config=None, *, trials=None, repeats: int | None = None, jobs=None, storage=None, out=None, device=None,
                 seed=None, epochs=None, progress: Progress | None = None,
-                on_repeat: Callable[[int, Settings], None] | None = None) -> "Report":
+                on_repeat: Callable[[int, Settings], None] | None = None, pack=None) -> "Report":
     """Run what is missing of every arm (for every repeat), then analyse and export.
 
     Returns the Report; its `files` are what was written to `out` (default results/<experiment>/).
     `on_repeat(i, settings)` is called before repeat i runs. Nothing is printed.
     repeats: None takes the config's (Settings.default_repeats: 10 for an adaptive sampler, else 1).
+    `pack`: as in run_study; how trials were packed is a note of the report, not part of the experiment.
     """
     settings = _settings(config, trials=trials, device=device, seed=seed, epochs=epochs)
     check_jobs(jobs)
+    pack = check_pack(pack)
     repeats = settings.default_repeats() if repeats is None else repeats
     check_repeats(settings, repeats)
     runs = repeat_settings(settings, repeats)
     out_dir = Path(out) if out else Path("results") / settings.name
+    refuse_other_data(settings, storage)
     if settings.data.dataset == "csv" or ":" in settings.data.dataset:  # bad data is bad input: refuse it before storage or folders appear
-        from .data import load_arrays
-        load_arrays(settings.data, settings.seed)
+        from .data import load_prepared  # remembered for run_arms' own check and the stored data context
+        load_prepared(settings.data, settings.seed)
     made = [d for d in (out_dir, *out_dir.parents) if not d.exists()]
     check_out_dir(out_dir)
     try:
@@ -183,7 +201,7 @@ def run_compare(config=None, *, trials=None, repeats: int | None = None, jobs=No
         for i, s in enumerate(runs):
             if on_repeat:
                 on_repeat(i, s)
-            run_arms(s, storage, s.arm_names(), jobs=jobs, progress=progress,
+            run_arms(s, storage, s.arm_names(), jobs=jobs, progress=progress, pack=pack,
                      warmup=lambda s=s: _warm_report(s), repeat_of=(settings.name, i) if i else None)
         report = build_report(storage, settings.name)
         report.files = publish(report, out_dir)
@@ -193,6 +211,34 @@ def run_compare(config=None, *, trials=None, repeats: int | None = None, jobs=No
                 d.rmdir()
         raise
     return report
+
+
+def from_data_file(settings: Settings) -> bool:
+    """Settings made by table_config (`compare data.csv --target y`): named after the file."""
+    return settings.data.dataset == "csv" and Path(settings.source).suffix.lower() in TABLE_SUFFIXES
+
+
+def refuse_other_data(settings: Settings, storage) -> None:
+    """A data file given instead of a config names its experiment after the file, so another file of
+    that name, or this one changed, meets an experiment made from other data. Refused here, before
+    the file is parsed or anything trained or written (it took 11.5 s), with the fix this mode
+    has: --name."""
+    from .config import identity_conflict
+
+    if not from_data_file(settings):
+        return
+    try:
+        studies = search.open_storage(storage, create=False).get_all_studies()
+    except SearchError:
+        return  # nothing stored yet (a storage that cannot be opened fails later with its own message)
+    for st in studies:
+        if st.study_name.rsplit("/", 1)[0] == settings.name:
+            conflict = identity_conflict(st.user_attrs, settings)
+            if conflict:
+                raise SearchError(f"experiment {settings.name!r} (named after the data file) already exists in this "
+                                  f"storage with other data or settings: {conflict}; pass --name NEW for a new "
+                                  "experiment on this file, or give the file it was created with")
+            return
 
 
 def _warm_report(settings: Settings) -> None:
@@ -215,7 +261,8 @@ class Report:
     (`arms`: budgets, interaction; None for adaptive samplers) and the metadata every export carries."""
 
     def __init__(self, df, comparisons, meta: dict, files: list[Path] | None = None,
-                 records: list[dict] | None = None, arms=None, notes: list[str] | None = None):
+                 records: list[dict] | None = None, arms=None, notes: list[str] | None = None,
+                 data: dict | None = None):
         # report.Comparisons: every non-reference arm against the reference (the pair has one)
         self.df, self.comparisons, self.meta = df, comparisons, meta
         self.summary = comparisons.first  # the first comparison (the pair's only one)
@@ -225,6 +272,14 @@ class Report:
         self.files: list[Path] = files or []
         # analysis.multiarm.ArmsAnalysis: every arm vs the reference, epoch budgets, the 2x2 interaction.
         self.arms = arms
+        # What loading did to the experiment's data (data.load_dataset's facts; None when not recorded).
+        self.data = data
+
+    @property
+    def data_line(self) -> str | None:
+        from .data import data_line
+
+        return data_line(self.data)
 
     def __repr__(self) -> str:
         return (f"<bnsearch Report {self.summary.experiment!r}: {len(self.df)} trials, "
@@ -233,7 +288,8 @@ class Report:
     def _repr_markdown_(self) -> str:
         from .report import markdown_text
 
-        return markdown_text(self.comparisons, self.meta, arms=self.arms, repeats=self.summary.n_repeats)
+        return markdown_text(self.comparisons, self.meta, arms=self.arms, repeats=self.summary.n_repeats,
+                             data=self.data)
 
 
 def _experiment_name(config, experiment: str | None) -> str:
@@ -248,7 +304,10 @@ def _task(settings: Settings) -> str:
     if settings.data.dataset in BUILTIN and settings.data.dataset != "csv":
         return BUILTIN[settings.data.dataset][0]
     if settings.data.dataset.startswith("r:"):
-        return "classification"  # the R registry holds classification tables only
+        from .data import CURATED
+
+        curated = CURATED.get(settings.data.dataset[2:])
+        return curated.task if curated else "classification"  # data.R_TABLES: classification only
     return settings.data.task or load_arrays(settings.data, settings.seed)[2]
 
 
@@ -259,7 +318,7 @@ _references: dict[tuple, dict] = {}
 SUMMARIZE_CONTEXT = ("n_val", "baseline", "reference", "class_counts", "metric")
 
 
-def reference_context(settings: Settings) -> dict:
+def reference_context(settings: Settings, expect: str | None = None) -> dict:
     """What the analysis needs from the data split but cannot read from the trials: the validation-set
     size (for the noise-derived tolerance), the constant predictor's validation score (for the
     failed-to-train rate) and a simple model fitted on the same split (logistic / ridge regression),
@@ -267,7 +326,9 @@ def reference_context(settings: Settings) -> dict:
 
     Every score is in the experiment's metric (`metric`: accuracy, balanced_accuracy or r2);
     `class_counts` are the validation rows per class label (0 for a class absent from the split;
-    None for regression), which the standard error of a balanced accuracy needs.
+    None for regression), which the standard error of a balanced accuracy needs. Also `task` and
+    `data` (what loading did: data.data_line). `expect`: the data digest an experiment recorded;
+    a file whose bytes differ is refused (data.DataChanged) instead of described.
 
     Remembered like the split itself (data.load_prepared): in this process, and for a built-in data
     set on disk next to its split, so a report does not wait for scikit-learn's import and fit."""
@@ -276,7 +337,7 @@ def reference_context(settings: Settings) -> dict:
     from .data import cache_file, write_cached
 
     spec, seed, metric = settings.data, settings.seed, settings.metric
-    memo = (spec, seed, settings.data_digest(), metric)
+    memo = (spec, seed, expect or settings.data_digest(), metric)
     if memo in _references:
         return _references[memo]
     # The split is shared by both metrics (Settings.metric is not in the DataSpec), its scores are not.
@@ -284,21 +345,21 @@ def reference_context(settings: Settings) -> dict:
     if path is not None:
         with contextlib.suppress(OSError, ValueError):
             stored = json.loads(path.read_text())
-            if isinstance(stored, dict) and {*SUMMARIZE_CONTEXT, "metric", "class_counts"} <= set(stored):
+            if isinstance(stored, dict) and {*SUMMARIZE_CONTEXT, "metric", "class_counts", "task"} <= set(stored):
                 _references[memo] = stored
                 return stored
-    context = _references[memo] = _reference_context(settings)
+    context = _references[memo] = _reference_context(settings, expect)
     if path is not None:
         write_cached(path, lambda tmp: tmp.write_text(json.dumps(context)))
     return context
 
 
-def _reference_context(settings: Settings) -> dict:
+def _reference_context(settings: Settings, expect: str | None = None) -> dict:
     import numpy as np
 
     from .data import load_prepared
 
-    data = load_prepared(settings.data, settings.seed)
+    data = load_prepared(settings.data, settings.seed, expect=expect)
     Xtr, Xva, Xte = (t.numpy().astype(np.float64) for t in (data.X_train, data.X_val, data.X_test))
     ytr, yva, yte = (t.numpy() for t in (data.y_train, data.y_val, data.y_test))
     import warnings
@@ -342,7 +403,8 @@ def _reference_context(settings: Settings) -> dict:
         n_classes = int(max(ytr.max(), yva.max(), yte.max())) + 1
         counts = [int(c) for c in np.bincount(yva, minlength=n_classes)]
     return {"n_val": int(len(yva)), "baseline": baseline, "reference": reference,
-            "metric": settings.metric if classification else "r2", "class_counts": counts}
+            "metric": settings.metric if classification else "r2", "class_counts": counts, "task": data.task,
+            "data": data.facts}
 
 
 def build_report(storage, experiment: str) -> Report:
@@ -377,13 +439,13 @@ def _build_report(url: str, experiment: str) -> Report:
     # Adaptive samplers: no budget layer; its good fractions per epoch budget assume i.i.d. paired draws.
     adaptive = first.settings.sampler in ("tpe", "gp")
     layer = (lambda: None) if adaptive else functools.partial(_analyse_arms, first.df, first.settings, {},
-                                                              first.context)
+                                                              first.context, first.task)
     with Forked(layer, parallel=not adaptive) as arms_layer:
         by_arm: dict[str, list] = {}
         for run in runs:
             s = run.settings
             kw = dict(distributions=s.distributions(), tolerance=s.tolerance, paired=s.paired, sampler=s.sampler,
-                      task=_task(s), seed=s.seed, **run.context)
+                      task=run.task, seed=s.seed, **run.context)
             for a in s.arm_names():
                 if a != s.reference:
                     by_arm.setdefault(a, []).append(summarize(run.df, **kw, arms=(a, s.reference)))
@@ -411,8 +473,11 @@ def _build_report(url: str, experiment: str) -> Report:
     meta["score_metric"] = "r2" if view.first.task == "regression" else first.settings.metric
     # Never write a database password into exported files (in the user info or as ?password=).
     meta["storage"] = search.masked(url)
+    notes += [r.note for r in runs if r.note]
+    packed = search.packing_note([rec for r in runs for rec in r.records])
+    notes += [packed] if packed else []
     return Report(pd.concat([r.df for r in runs], ignore_index=True), view, meta,
-                  records=[rec for r in runs for rec in r.records], arms=arms, notes=notes)
+                  records=[rec for r in runs for rec in r.records], arms=arms, notes=notes, data=first.data)
 
 
 def _family(attrs: dict, also_ignore: tuple[str, ...] = ()) -> str | None:
@@ -550,6 +615,9 @@ class _Run:
     settings: Settings
     context: dict
     attrs: dict
+    task: str = "classification"
+    data: dict | None = None  # what loading did to the data (Report.data)
+    note: str | None = None  # why the report lacks what it needs from the data
 
 
 def _read_run(url: str, name: str, studies: set[str]) -> _Run:
@@ -562,15 +630,33 @@ def _read_run(url: str, name: str, studies: set[str]) -> _Run:
                           "`bnsearch compare` to add it")
     first = search.load_arm(url, name, arm_names[0])
     df, records = search.load_trials_and_records(url, name, arm_names)
-    try:
-        # summarize takes SUMMARIZE_CONTEXT only; the metric reaches the report through Report.meta
-        context = {k: v for k, v in reference_context(first.settings).items() if k in SUMMARIZE_CONTEXT}
-    except (OSError, ValueError):  # data no longer readable (a moved CSV): report without the context
-        context = {}
-    return _Run(df, records, first.settings, context, first.study.user_attrs)
+    attrs = first.study.user_attrs
+    full, note = attrs.get("data_context"), None
+    # What the run recorded at creation (worker._record_data_context) describes the data its trials
+    # were scored on; the file may have moved or changed since. Experiments stored before that re-read
+    # the file, and only while its digest is still the recorded one.
+    if not isinstance(full, dict):
+        try:
+            full = reference_context(first.settings, expect=attrs.get("data_sha256"))
+        except (OSError, ValueError) as exc:
+            full = {}
+            why = "its data file changed since" if isinstance(exc, DataChanged) else str(exc)
+            note = (f"{name!r}: the report's data context (validation rows for δ, the constant predictor, the "
+                    f"reference model) is left out: this older experiment did not store it, and its data cannot "
+                    f"be re-read as they were ({why})")
+    # summarize takes SUMMARIZE_CONTEXT only; the metric reaches the report through Report.meta
+    context = {k: v for k, v in full.items() if k in SUMMARIZE_CONTEXT}
+    task = full.get("task")
+    if task is None:
+        try:
+            task = _task(first.settings)
+        except (OSError, ValueError):
+            # An older experiment whose file is gone: R^2 is the only score below 0 (accuracy never is).
+            task = "regression" if (df["score"] < 0).any() else "classification"
+    return _Run(df, records, first.settings, context, attrs, task, full.get("data"), note)
 
 
-def _analyse_arms(df, settings: Settings, comparisons, context: dict):
+def _analyse_arms(df, settings: Settings, comparisons, context: dict, task: str | None = None):
     """The N-arm layer (budgets, interaction) of the experiment's first run; repeats enter through the
     aggregated comparisons only."""
     from . import arms as arm_specs
@@ -582,7 +668,8 @@ def _analyse_arms(df, settings: Settings, comparisons, context: dict):
                         tolerance=settings.tolerance, n_val=context.get("n_val"), baseline=context.get("baseline"),
                         class_counts=context.get("class_counts"), metric=context.get("metric") or "accuracy",
                         distributions=settings.distributions(),
-                        paired=settings.paired, sampler=settings.sampler, task=_task(settings), seed=settings.seed,
+                        paired=settings.paired, sampler=settings.sampler, task=task or _task(settings),
+                        seed=settings.seed,
                         descriptions={s.name: s.describe(settings.data.inputs) for s in settings.arms},
                         cells=cells, norm_label={"batchnorm": "BN", "layernorm": "LayerNorm"}[norm],
                         summaries=comparisons)

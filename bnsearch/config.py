@@ -49,7 +49,7 @@ INT_BOUNDS = {"layers": (1, 16), "width": (1, 8192), "batch_size": (1, 65536)}
 SCHEMA: dict[str, dict[str, Any]] = {
     "experiment": {"name": str, "seed": int, "tolerance": float, "arms": list, "reference": str},
     "data": {"dataset": str, "path": str, "target": str, "task": str, "inputs": str,
-             "val_fraction": float, "test_fraction": float, "metric": str},
+             "val_fraction": float, "test_fraction": float, "metric": str, "drop": list},
     "search": {"sampler": str, "trials": int, "paired": bool, "repeats": int, "space": dict},
     "train": {"epochs": int, "device": str},
     "arms": {},  # [arms.<name>] tables: keys are arm names, checked by arms.parse_arms
@@ -192,8 +192,12 @@ def identity_conflict(stored_attrs: dict[str, Any], settings: "Settings") -> str
         if a != b:
             diffs.append(f"{key} ({_show(a)} stored, {_show(b)} now)")
     if not legacy and stored_attrs["data_sha256"] != settings.data_digest():
-        diffs.append(f"the contents of the data file {settings.data.path} (stored {stored_attrs['data_sha256'][:19]}, "
-                     f"now {settings.data_digest()[:19]})")
+        if settings.data.dataset == "csv":
+            diffs.append(f"the contents of the data file {settings.data.path} (stored "
+                         f"{stored_attrs['data_sha256'][:19]}, now {settings.data_digest()[:19]})")
+        elif old.get("data.dataset") == new.get("data.dataset"):
+            # A built-in set has no file: its digest is its name, which data.dataset already names.
+            diffs.append(f"the data (stored {stored_attrs['data_sha256'][:40]}, now {settings.data_digest()[:40]})")
     return "; ".join(diffs) or None
 
 
@@ -266,7 +270,7 @@ class Settings:
                 space[n] = list(p.choices)
             else:
                 space[n] = p.value
-        data = {k: v for k, v in vars(self.data).items() if v is not None}
+        data = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(self.data).items() if v is not None}
         # Written only when not the default, so experiments stored before data.metric existed (all
         # accuracy) keep their config hash and identity; a changed metric is a different experiment,
         # since every stored score is in it.
@@ -446,7 +450,7 @@ def parse_config(doc: dict[str, Any], src: str) -> Settings:
 
     dataset = dat.get("dataset", "digits")
     if dataset.startswith(("r:", "openml:")):
-        from .tables import name_problem
+        from .data import name_problem
 
         if (problem := name_problem(dataset)) is not None:
             raise ConfigError(f"{src}: data.dataset: {problem}")
@@ -461,8 +465,11 @@ def parse_config(doc: dict[str, Any], src: str) -> Settings:
         raise ConfigError(f"{src}: data.task: must be \"classification\" or \"regression\" (got {task!r})")
     if dataset == "csv" and not (dat.get("path") and dat.get("target")):
         raise ConfigError(f"{src}: data: dataset = \"csv\" needs data.path and data.target")
-    if dataset != "csv" and any(k in dat for k in ("path", "target", "task")):
-        raise ConfigError(f"{src}: data: path/target/task apply only to dataset = \"csv\"")
+    if dataset != "csv" and any(k in dat for k in ("path", "target", "task", "drop")):
+        raise ConfigError(f"{src}: data: path/target/task/drop apply only to dataset = \"csv\"")
+    drop = dat.get("drop")
+    if drop is not None and not (drop and all(isinstance(c, str) and c for c in drop) and len(set(drop)) == len(drop)):
+        raise ConfigError(f"{src}: data.drop: must list column names, each once (got {str(drop)[:200]})")
     path = dat.get("path")
     if path is not None and src not in (DEFAULT_SOURCE,) and not Path(path).is_absolute() and not src.startswith("storage:"):
         # Relative CSV paths are relative to the config file, like every other tool's includes.
@@ -473,11 +480,15 @@ def parse_config(doc: dict[str, Any], src: str) -> Settings:
             raise ConfigError(f"{src}: data.{key}: must be between 0 and 1 (got {f})")
     if vf + tf >= 0.9:
         raise ConfigError(f"{src}: data: val_fraction + test_fraction must leave at least 10% for training")
-    data = DataSpec(dataset, path, dat.get("target"), task, inputs, vf, tf)
+    data = DataSpec(dataset, path, dat.get("target"), task, inputs, vf, tf, tuple(drop) if drop else None)
     metric = dat.get("metric", DEFAULT_METRIC)
     if metric not in METRICS:
         raise ConfigError(f"{src}: data.metric: unknown metric {metric!r}; allowed: {', '.join(METRICS)}")
     known_task = task or (BUILTIN[dataset][0] if dataset in BUILTIN and dataset != "csv" else None)
+    if known_task is None and dataset.startswith("r:"):
+        from .data import CURATED
+
+        known_task = CURATED[dataset[2:]].task if dataset[2:] in CURATED else "classification"
     if metric != DEFAULT_METRIC and known_task == "regression":
         # A table whose task is only known once loaded (a CSV without data.task, openml) is refused
         # by the trainer (train.check_metric) instead.
@@ -558,9 +569,11 @@ def load_config_text(text: str, src: str) -> Settings:
 TABLE_SUFFIXES = (".csv", ".parquet")
 
 
-def table_config(path: str | Path, target: str | None, task: str | None = None) -> Settings:
+def table_config(path: str | Path, target: str | None, task: str | None = None, *, name: str | None = None,
+                 drop: list[str] | None = None) -> Settings:
     """The built-in default search on a data file of the user's: `bnsearch compare data.csv --target label`
-    without writing a TOML file. The experiment is named after the file."""
+    without writing a TOML file. The experiment is named after the file, or `name` (--name);
+    `drop` (--drop) lists columns that are not features."""
     p = Path(path)
     if not target:
         raise ConfigError(f"{p}: a data file needs the label column: add --target COLUMN "
@@ -569,9 +582,16 @@ def table_config(path: str | Path, target: str | None, task: str | None = None) 
     if p.exists() and not p.is_file():
         raise not_regular(p)
     doc = tomllib.loads(default_text())
-    doc["data"] = {"dataset": "csv", "path": str(p.resolve()), "target": target, **({"task": task} if task else {})}
-    name = re.sub(r"[^A-Za-z0-9_.\-]+", "-", p.stem).strip("-.")[:80] or "data"
-    doc["experiment"]["name"] = name if re.match(r"[A-Za-z0-9]", name) else f"data-{name}"
+    doc["data"] = {"dataset": "csv", "path": str(p.resolve()), "target": target, **({"task": task} if task else {}),
+                   **({"drop": list(drop)} if drop else {})}
+    if name is not None:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,80}", name):
+            raise ConfigError(f"--name: {name!r} must start with a letter or digit and hold only letters, digits, "
+                              "'.', '_' or '-' (at most 81)")
+        doc["experiment"]["name"] = name
+    else:
+        stem = re.sub(r"[^A-Za-z0-9_.\-]+", "-", p.stem).strip("-.")[:80] or "data"
+        doc["experiment"]["name"] = stem if re.match(r"[A-Za-z0-9]", stem) else f"data-{stem}"
     return parse_config(doc, str(p))
 
 

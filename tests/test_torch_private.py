@@ -1,5 +1,5 @@
-"""The fast trainer calls private torch ops (train.py, "Fast path"). pyproject pins the torch range
-they were checked on; these tests call each op exactly as train.py does and compare it with the
+"""The fast trainer calls private torch ops (train/solo.py, "Fast path"). pyproject pins the torch range
+they were checked on; these tests call each op exactly as train/solo.py does and compare it with the
 public API, so a torch upgrade that changes a signature or a semantics fails here, loudly, instead
 of training silently wrong."""
 

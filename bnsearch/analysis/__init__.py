@@ -18,6 +18,8 @@ seed, so the same trials always give the same report. One module per concept:
     budget      every robustness metric at each epoch budget, tuning curves against compute
     interaction the inputs x norm 2x2: what the norm recovers, whether it still helps
     multiarm    N arms against a reference (summarize per pair), budgets, interaction
+    meta        random-effects pooling, meta-regression, Bayesian signed-rank (panels)
+    panel       a panel's pooled scale, pooling and verdict; panelpool: sub-spaces, budgets, 2x2, influence
 """
 
 from .common import *  # noqa: F401,F403

@@ -389,7 +389,7 @@ def _tests_table(x: _Inputs, ends: _Endpoints) -> pd.DataFrame:
     add("good_fraction", "equivalence", x.margin, primary.eq_lo, primary.eq_hi,
         note="margin; interval: 90% at the declared δ (equivalence needs every level inside the margin)")
     add("good_fraction", "trials_needed", primary.trials_needed,
-        note=f"per arm: exact power 80% of this test, to show {primary.settles or 'n/a'}")
+        note=_trials_needed_note(primary))
     for _, lv in primary.levels.iterrows():
         add("quality_level", f"δ={lv['delta']:.4g}", lv["diff"], lv["lo"], lv["hi"],
             note=f"{lv['kind']}; threshold {lv['threshold']:.4g}; good {int(lv['k_t'])}/{int(lv['n_t'])} vs "
@@ -559,6 +559,18 @@ def interval_notes(tables: Mapping[str, pd.DataFrame]) -> list[str]:
                      "the quantity cannot pass: a share of 0% or 100%, a difference of ±100%, a learning-rate "
                      "window of 0 decades, or a curve at its best possible score")
     return notes
+
+
+def _trials_needed_note(primary) -> str:
+    """What the trials_needed row holds: a count and what it would show, or why there is none (a bare
+    "to show n/a" read as garbled)."""
+    if np.isfinite(primary.trials_needed):
+        return f"per arm: exact power 80% of this test, to show {primary.settles}"
+    if primary.settles:
+        return f"none: {primary.settles}"
+    if primary.outcome in ("easier", "harder", "equivalent"):
+        return "none: this search already answers the question"
+    return f"none: {primary.reason}" if primary.reason else "none"
 
 
 def summarize(df: pd.DataFrame, *, distributions: Mapping, tolerance: float | None, paired: bool, sampler: str,

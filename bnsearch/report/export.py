@@ -28,6 +28,53 @@ COMPARISON_CSVS = {"summary.csv": "metrics", "curves.csv": "curves", "importance
                    "heterogeneity.csv": "heterogeneity", "trial_budget.csv": "trial_budget"}
 
 
+def portable(text):
+    """A path, or a URL holding one (sqlite:////home/me/x.db, journal:/home/me/x.log), as exported
+    files record it: relative to the working folder when it lies under it, else with the home folder
+    as ~, else unchanged. A shared report must not carry the user's name and folder layout."""
+    import os
+    import re
+
+    m = re.fullmatch(r"((?:[A-Za-z][\w+.-]*:)(?:///)?)?(/(?!/).*)", text, re.S) if isinstance(text, str) else None
+    if m is None:
+        return text
+    scheme, path = m.group(1) or "", m.group(2)
+    for base, shown in ((os.getcwd(), ""), (os.path.expanduser("~"), "~/")):
+        base = base.rstrip("/")
+        if base and path.startswith(base + "/"):  # not "/" itself: every path would be "under" it
+            return scheme + shown + path[len(base) + 1:]
+    return text
+
+
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell_safe(x):
+    if not isinstance(x, str) or len(x) < 2 or not x.startswith(_FORMULA):
+        return x
+    try:
+        float(x)  # a number such as -0.5 is data, not a formula
+        return x
+    except ValueError:
+        return "'" + x  # a spreadsheet shows the text instead of evaluating it
+
+
+def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with every text cell and header that a spreadsheet would run as a formula (a leading
+    = + - @, tab or carriage return) prefixed with a quote. Names, paths and study names come from
+    the user; commas, quotes and newlines need nothing here, pandas quotes those fields."""
+    out = frame.rename(columns=_cell_safe)
+    for j, dt in enumerate(out.dtypes):
+        if pd.api.types.is_object_dtype(dt) or pd.api.types.is_string_dtype(dt) or isinstance(dt, pd.CategoricalDtype):
+            out.isetitem(j, out.iloc[:, j].map(_cell_safe))
+    return out
+
+
+def recorded_meta(meta: Mapping) -> dict:
+    """The provenance columns as exported files record them: paths and storage URLs via `portable`."""
+    return {k: portable(v) if k in ("storage", "config", "source") else v for k, v in dict(meta).items()}
+
+
 def trials_table(df: pd.DataFrame) -> pd.DataFrame:
     """Every trial, all states: ids, parameters, results, then any other columns."""
     known = TRIAL_COLUMNS + RESULT_COLUMNS
@@ -64,7 +111,7 @@ def write_csvs(report, out_dir, meta: Mapping) -> list[Path]:
     """trials.csv, the comparisons' tables and the tables over all arms."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    meta = dict(meta)
+    meta = recorded_meta(meta)
     meta.setdefault("experiment", report.comparisons.first.experiment)
     # Per-epoch curves stay in storage (and budget.csv): a list per cell would bloat trials.csv.
     frames = {"trials.csv": trials_table(report.df.drop(columns=["val_curve"], errors="ignore")),
@@ -76,7 +123,7 @@ def write_csvs(report, out_dir, meta: Mapping) -> list[Path]:
             frames["interaction.csv"] = a.interaction
     paths = []
     for name, frame in frames.items():
-        table = with_meta(frame, meta)
+        table = csv_safe(with_meta(frame, meta))
         paths.append(atomic_write(out / name, lambda tmp, table=table: table.to_csv(tmp, index=False)))
     return paths
 
@@ -84,7 +131,7 @@ def write_csvs(report, out_dir, meta: Mapping) -> list[Path]:
 def write_trials_jsonl(rows: Sequence[Mapping], out_dir, meta: Mapping) -> Path:
     """trials.jsonl: one JSON object per stored trial with everything storage holds for it (the
     per-epoch curves included) plus the experiment's provenance under "meta"."""
-    provenance = json_safe(dict(meta))
+    provenance = json_safe(recorded_meta(meta))
 
     def write(tmp: Path) -> None:
         with tmp.open("w", encoding="utf-8") as f:
@@ -98,7 +145,7 @@ def publish(report, out_dir, *, csv: bool = True, plots: bool = True) -> list[Pa
     """Write the report's CSVs, PNGs and report.md to out_dir; returns the files written."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    view, meta = report.comparisons, report.meta
+    view, meta = report.comparisons, recorded_meta(report.meta)
     experiment = meta.get("experiment") or view.first.experiment
     jobs = comparison_plot_jobs(report.df, view, out, experiment) if plots else []
     if plots and report.arms is not None:
@@ -119,7 +166,8 @@ def publish(report, out_dir, *, csv: bool = True, plots: bool = True) -> list[Pa
         files += survival_plots(adaptive, out, experiment, view.arms) if plots else []
     if csv and plots:
         # report.md in one write: a failure between two writes would leave it without a section.
-        text = markdown_text(view, meta, files, out, arms=report.arms, repeats=int(meta.get("repeats") or 1))
+        text = markdown_text(view, meta, files, out, arms=report.arms, repeats=int(meta.get("repeats") or 1),
+                             data=getattr(report, "data", None))
         files.append(atomic_write(out / "report.md", lambda tmp: tmp.write_text(text, encoding="utf-8")))
     return files
 
@@ -129,6 +177,7 @@ def report_json(report) -> dict:
     only one), every comparison under "comparisons", and the tables over all arms under "arms"."""
     view = report.comparisons
     obj = view.first.to_json(report.meta)
+    obj["data"] = getattr(report, "data", None)  # what loading did to the data (data.data_line)
     obj["comparisons"] = {arm: {"reference": view.reference, "outcome": s.outcome, "verdict": s.verdict,
                                 "numbers": comparison_line(arm, view.reference, s)}
                           for arm, s in view.by_arm.items()}

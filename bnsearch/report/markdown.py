@@ -19,8 +19,9 @@ _PLOT_AFTER = {"Scores": ["score_edf.png", "score_vs_lr.png"], "Tuning curve": [
 
 
 def markdown_text(view: Comparisons, meta: Mapping | None = None, files: Sequence = (), out_dir=None, *,
-                  arms=None, repeats: int = 1) -> str:
-    """The page. Plot links are relative to `out_dir` (the folder report.md is written to)."""
+                  arms=None, repeats: int = 1, data: Mapping | None = None) -> str:
+    """The page. Plot links are relative to `out_dir` (the folder report.md is written to); `data`:
+    what loading did to the data (api.Report.data), a section of its own."""
     meta = meta or {}
     out = Path(out_dir) if out_dir is not None else Path(".")
     files = [Path(f) for f in files]
@@ -65,6 +66,7 @@ def markdown_text(view: Comparisons, meta: Mapping | None = None, files: Sequenc
     if arms is not None:
         parts += arms_markdown(arms, view)
         used.update(p for p in ("budget.png", "compute.png") if p in pngs)
+    parts += data_markdown(data)
     extra = [f for f in files if f.name not in used]
     if extra:
         parts += ["## Files", ""]
@@ -96,3 +98,25 @@ def arms_markdown(a, view: Comparisons) -> list[str]:
     if a.notes:
         parts += ["## Notes", ""] + [f"- {n}" for n in a.notes] + [""]
     return parts
+
+
+def data_markdown(data: Mapping | None) -> list[str]:
+    """The data as the trials saw them: the one line `summary` prints, then every column it names."""
+    from ..data import data_line
+
+    line = data_line(dict(data)) if data else None
+    if line is None:
+        return []
+    parts = ["## Data", "", line + ".", ""]
+
+    def code(name) -> str:  # a user's column name: no backtick or line break may end the span or the item
+        return "`" + " ".join(str(name).replace("`", "'").split()) + "`"
+
+    items = [("imputed (training-split median, plus a 0/1 missing flag)", [code(c) for c in data.get("imputed") or []]),
+             ("one-hot encoded (levels)", [f"{code(c)} ({n})" for c, n in (data.get("one_hot") or {}).items()]),
+             ("constant, left out", [code(c) for c in data.get("constant") or []]),
+             ("left out by data.drop / --drop", [code(c) for c in data.get("dropped_columns") or []])]
+    parts += [f"- Columns {what}: " + ", ".join(cols) for what, cols in items if cols]
+    if data.get("classes"):
+        parts.append(f"- Classes: {data['classes']}")
+    return parts + [""]

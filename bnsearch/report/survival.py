@@ -74,8 +74,10 @@ def compact_rows(res: AdaptiveResult) -> list[list[str]]:
 def write_csvs(results: Mapping[str, AdaptiveResult], out_dir, meta: Mapping) -> list[Path]:
     """km.csv, best_so_far.csv, trials_to_target.csv: every comparison's rows, named by its arms."""
     from ..files import atomic_write
+    from .export import csv_safe, recorded_meta
 
     out = Path(out_dir)
+    meta = recorded_meta(meta)
     frames: dict[str, list[pd.DataFrame]] = {"km.csv": [], "best_so_far.csv": [], "trials_to_target.csv": []}
     for res in results.values():
         pair = {"treatment": res.arms[0], "reference": res.arms[1], "target": res.target}
@@ -87,7 +89,7 @@ def write_csvs(results: Mapping[str, AdaptiveResult], out_dir, meta: Mapping) ->
     extra = {"sampler_settings": settings_text(first.sampler_settings)} if first.sampler_settings else {}
     paths = []
     for name, parts in frames.items():
-        table = with_meta(pd.concat(parts, ignore_index=True), {**meta, **extra})
+        table = csv_safe(with_meta(pd.concat(parts, ignore_index=True), {**meta, **extra}))
         paths.append(atomic_write(out / name, lambda tmp, table=table: table.to_csv(tmp, index=False)))
     return paths
 

@@ -28,15 +28,41 @@ def _table(console, title: str, headers, rows, *, wrap: bool = True) -> None:
         table.add_row(*row)
     if not rows:
         table.add_row(*(["(no data)"] + [""] * (len(headers) - 1)))
-    console.print(table)
+    print_fitted(console, table, title, [(row[0], list(zip(headers[1:], row[1:]))) for row in rows], whole=not wrap)
+
+
+def too_wide(console, table, *, whole: bool) -> bool:
+    """Whether `table` cannot be read at this console's width: a cell would be cut (`whole`: every cell
+    must stay on one line) or a word split, which leaves columns of single characters or none at all."""
+    from rich.measure import Measurement
+
+    m = Measurement.get(console, console.options.update(max_width=1_000_000), table)
+    return (m.maximum if whole else m.minimum) > console.width
+
+
+def print_fitted(console, table, title: str, records, *, whole: bool) -> None:
+    """`table`, or, on a terminal too narrow for it, the same cells as one block per row: `records`
+    holds (heading, [(column header, cell), ...]) per row; empty cells are left out."""
+    from rich.text import Text
+
+    if not too_wide(console, table, whole=whole):
+        console.print(table)
+        return
+    console.print(Text(title, style="italic"))
+    for heading, cells in records:
+        console.print(Text(str(heading), style="bold"))
+        for header, value in cells:
+            if value:
+                console.print(Text(f"  {header}: {value}" if header else f"  {value}"))
 
 
 def _key_numbers(console, summary: Comparison) -> None:
     t, r = summary.arms
-    title = ("Key numbers (good fraction: the primary analysis at δ; Δ in pts, 95% CI)"
+    # Δ of a rate is in points, of a score in the score's own units: the title claims no one unit.
+    title = ("Key numbers (good fraction: the primary analysis at δ; Δ [95% CI], rates in pts)"
              if getattr(summary, "adaptive", None) is None else  # adaptive: survival.compact_rows
              "Key numbers (trials to target across repeats: the primary outcome; Δ with 95% CI)")
-    # An interval is never wrapped over two lines: a column that does not fit is cut, not folded.
+    # An interval is never wrapped over two lines: a table that does not fit whole turns into blocks.
     _table(console, title, ["", arm_label(t), arm_label(r), "Δ [95% CI]"], compact_rows(summary), wrap=False)
 
 

@@ -11,7 +11,9 @@ bnsearch needs what Optuna's public API does not offer:
   1000 trials waiting). Here a trial is claimed, its parameters, start attributes and first
   heartbeat written in ONE transaction (`claim`), and its results (user attrs, per-epoch
   intermediate values, value, COMPLETE) in ONE more (`finish`). A plan of N trials is enqueued in
-  one transaction (`enqueue_many`), and progress is read with counting queries (`arm_counts`).
+  one transaction (`enqueue_many`), and progress is read with counting queries (`arm_counts`). A
+  packed worker claims, records and heartbeats its pack's K trials in one transaction each
+  (`claim_many`, `finish_many`, `record_heartbeats`).
 
 Every row written here is the row Optuna itself writes for the same operation (same tables,
 columns, JSON encodings, internal parameter representation, naive-UTC datetimes), so `optuna
@@ -181,42 +183,52 @@ def claim(study: optuna.Study, *, distributions: Mapping[str, BaseDistribution] 
     lock the row (SKIP LOCKED), SQLite runs the transaction under BEGIN IMMEDIATE. Returns the
     claimed trial as a FrozenTrial (no further read), or None when nothing is waiting.
     """
+    got = claim_many(study, 1, distributions=distributions, user_attrs=user_attrs, heartbeat=heartbeat)
+    return got[0] if got else None
+
+
+def claim_many(study: optuna.Study, n: int, *, distributions: Mapping[str, BaseDistribution] | None = None,
+               user_attrs: Mapping[str, Any] | None = None, heartbeat: bool = True) -> list[FrozenTrial]:
+    """`claim` for up to `n` of the oldest WAITING trials at once (a packed worker's pack), all in ONE
+    transaction: a pack of 1,000 claimed trial by trial held SQLite's write lock 1,000 times."""
     sid = study_id(study)
     q = (sa.select(T_TRIALS.c.trial_id, T_TRIALS.c.number)
          .where(T_TRIALS.c.study_id == sid, T_TRIALS.c.state == TrialState.WAITING)
-         .order_by(T_TRIALS.c.trial_id).limit(1))
+         .order_by(T_TRIALS.c.trial_id).limit(int(n)))
     with _backend(study).engine.begin() as conn:
-        row = conn.execute(_lock(q, conn)).first()
-        if row is None:
-            return None
-        tid, number = row
-        start = _utcnow()
-        done = conn.execute(sa.update(T_TRIALS).where(T_TRIALS.c.trial_id == tid, T_TRIALS.c.state == TrialState.WAITING)
-                            .values(state=TrialState.RUNNING, datetime_start=start))
-        if done.rowcount != 1:  # cannot happen under the locks above; refuse rather than double-run
-            raise RuntimeError(f"trial {tid} was claimed concurrently")
-        system = _attrs(conn, T_SYSTEM, tid)
-        user = _attrs(conn, T_USER, tid)
-        fixed = system.get("fixed_params", {})
-        # A re-queued trial already holds its predecessor's params (Optuna's retry callback copies
-        # them): keep those rows, write only the missing ones.
-        stored = {n: json_to_distribution(d).to_external_repr(v) for n, v, d in conn.execute(
-            sa.select(T_PARAMS.c.param_name, T_PARAMS.c.param_value, T_PARAMS.c.distribution_json)
-            .where(T_PARAMS.c.trial_id == tid))}
-        params, dists, new = {}, {}, []
-        for name, dist in (distributions or {}).items():
-            if name in stored:
-                params[name], dists[name] = stored[name], dist
-            elif name in fixed:
-                params[name], dists[name] = fixed[name], dist
-                new.append({"trial_id": tid, "param_name": name, "param_value": dist.to_internal_repr(fixed[name]),
-                            "distribution_json": distribution_to_json(dist)})
-        if new:
-            conn.execute(sa.insert(T_PARAMS), new)
-        _put_attrs(conn, T_USER, tid, dict(user_attrs or {}))
-        user.update(user_attrs or {})
-        if heartbeat:
-            conn.execute(sa.insert(T_HEARTBEATS).values(trial_id=tid))
+        return [_claim_row(conn, tid, number, distributions, user_attrs, heartbeat)
+                for tid, number in conn.execute(_lock(q, conn)).all()]
+
+
+def _claim_row(conn, tid: int, number: int, distributions, user_attrs, heartbeat: bool) -> FrozenTrial:
+    """One WAITING row made RUNNING, inside the caller's transaction (claim's docstring)."""
+    start = _utcnow()
+    done = conn.execute(sa.update(T_TRIALS).where(T_TRIALS.c.trial_id == tid, T_TRIALS.c.state == TrialState.WAITING)
+                        .values(state=TrialState.RUNNING, datetime_start=start))
+    if done.rowcount != 1:  # cannot happen under the locks above; refuse rather than double-run
+        raise RuntimeError(f"trial {tid} was claimed concurrently")
+    system = _attrs(conn, T_SYSTEM, tid)
+    user = _attrs(conn, T_USER, tid)
+    fixed = system.get("fixed_params", {})
+    # A re-queued trial already holds its predecessor's params (Optuna's retry callback copies
+    # them): keep those rows, write only the missing ones.
+    stored = {n: json_to_distribution(d).to_external_repr(v) for n, v, d in conn.execute(
+        sa.select(T_PARAMS.c.param_name, T_PARAMS.c.param_value, T_PARAMS.c.distribution_json)
+        .where(T_PARAMS.c.trial_id == tid))}
+    params, dists, new = {}, {}, []
+    for name, dist in (distributions or {}).items():
+        if name in stored:
+            params[name], dists[name] = stored[name], dist
+        elif name in fixed:
+            params[name], dists[name] = fixed[name], dist
+            new.append({"trial_id": tid, "param_name": name, "param_value": dist.to_internal_repr(fixed[name]),
+                        "distribution_json": distribution_to_json(dist)})
+    if new:
+        conn.execute(sa.insert(T_PARAMS), new)
+    _put_attrs(conn, T_USER, tid, dict(user_attrs or {}))
+    user.update(user_attrs or {})
+    if heartbeat:
+        conn.execute(sa.insert(T_HEARTBEATS).values(trial_id=tid))
     return FrozenTrial(number=number, state=TrialState.RUNNING, value=None, values=None,
                        datetime_start=_local(start), datetime_complete=None, params=params, distributions=dists,
                        user_attrs=user, system_attrs=system, intermediate_values={}, trial_id=tid)
@@ -232,33 +244,60 @@ def finish(study: optuna.Study, tid: int, value: float, *, user_attrs: Mapping[s
     UpdateFinishedTrialError when the trial is no longer RUNNING (failed as stale meanwhile): its
     configuration was re-queued and runs again, so these results are dropped, not written twice.
     """
-    value = float(value)
-    state = TrialState.FAIL if math.isnan(value) else TrialState.COMPLETE
-    q = sa.select(T_TRIALS.c.state).where(T_TRIALS.c.trial_id == tid)
+    [done] = finish_many(study, [(tid, value, user_attrs, intermediate_values)])
+    if not isinstance(done, tuple):
+        raise optuna.exceptions.UpdateFinishedTrialError(
+            f"trial {tid} is {getattr(done, 'name', done)}, not RUNNING; its result is not recorded")
+    return done
+
+
+def finish_many(study: optuna.Study, items) -> list[tuple[TrialState, datetime] | TrialState | None]:
+    """`finish` for many trials in ONE transaction (a pack's members): `items` are (trial id, value,
+    user attrs, intermediate values). Per item: (state, completion time) when recorded, else the state
+    the trial was found in (it failed as stale meanwhile and was re-queued: its result is dropped, the
+    others are still recorded)."""
+    out = []
     with _backend(study).engine.begin() as conn:
-        if conn.dialect.name in ("postgresql", "mysql"):
-            q = q.with_for_update()
-        current = conn.execute(q).scalar()
-        if current != TrialState.RUNNING:
-            raise optuna.exceptions.UpdateFinishedTrialError(
-                f"trial {tid} is {getattr(current, 'name', current)}, not RUNNING; its result is not recorded")
-        _put_attrs(conn, T_USER, tid, dict(user_attrs or {}))
-        if intermediate_values:
-            conn.execute(sa.delete(T_INTERMEDIATE).where(T_INTERMEDIATE.c.trial_id == tid))
-            rows = []
-            for step, v in intermediate_values.items():
-                stored, kind = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr(float(v))
-                rows.append({"trial_id": tid, "step": int(step), "intermediate_value": stored,
-                             "intermediate_value_type": kind})
-            conn.execute(sa.insert(T_INTERMEDIATE), rows)
-        if state == TrialState.COMPLETE:
-            stored, kind = models.TrialValueModel.value_to_stored_repr(value)
-            conn.execute(sa.delete(T_VALUES).where(T_VALUES.c.trial_id == tid))
-            conn.execute(sa.insert(T_VALUES).values(trial_id=tid, objective=0, value=stored, value_type=kind))
-        end = _utcnow()
-        conn.execute(sa.update(T_TRIALS).where(T_TRIALS.c.trial_id == tid)
-                     .values(state=state, datetime_complete=end))
-    return state, _local(end)
+        for tid, value, user_attrs, intermediate_values in items:
+            value = float(value)
+            state = TrialState.FAIL if math.isnan(value) else TrialState.COMPLETE
+            q = sa.select(T_TRIALS.c.state).where(T_TRIALS.c.trial_id == tid)
+            if conn.dialect.name in ("postgresql", "mysql"):
+                q = q.with_for_update()
+            current = conn.execute(q).scalar()
+            if current != TrialState.RUNNING:
+                out.append(current)
+                continue
+            _put_attrs(conn, T_USER, tid, dict(user_attrs or {}))
+            if intermediate_values:
+                conn.execute(sa.delete(T_INTERMEDIATE).where(T_INTERMEDIATE.c.trial_id == tid))
+                rows = []
+                for step, v in intermediate_values.items():
+                    stored, kind = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr(float(v))
+                    rows.append({"trial_id": tid, "step": int(step), "intermediate_value": stored,
+                                 "intermediate_value_type": kind})
+                conn.execute(sa.insert(T_INTERMEDIATE), rows)
+            if state == TrialState.COMPLETE:
+                stored, kind = models.TrialValueModel.value_to_stored_repr(value)
+                conn.execute(sa.delete(T_VALUES).where(T_VALUES.c.trial_id == tid))
+                conn.execute(sa.insert(T_VALUES).values(trial_id=tid, objective=0, value=stored, value_type=kind))
+            end = _utcnow()
+            conn.execute(sa.update(T_TRIALS).where(T_TRIALS.c.trial_id == tid)
+                         .values(state=state, datetime_complete=end))
+            out.append((state, _local(end)))
+    return out
+
+
+def record_heartbeats(study: optuna.Study, tids) -> None:
+    """RDBStorage.record_heartbeat for many trials in ONE transaction: the database's own clock, as
+    Optuna writes it (its stale check compares with that clock). Rows come from the claim; a pack's
+    heartbeat thread beats every member still training, and 1,000 beats a transaction each held
+    SQLite's write lock for seconds of every interval."""
+    tids = list(tids)
+    with _backend(study).engine.begin() as conn:
+        for i in range(0, len(tids), 500):  # well under any backend's limit on bound parameters
+            conn.execute(sa.update(T_HEARTBEATS).where(T_HEARTBEATS.c.trial_id.in_(tids[i:i + 500]))
+                         .values(heartbeat=sa.func.now()))
 
 
 def claim_waiting(study: optuna.Study, *, heartbeat: bool = False) -> optuna.Trial | None:

@@ -136,8 +136,13 @@ def prepare_experiment(settings: Settings, url: str | None, arms: Iterable[str] 
     ensure_claim_index(storage)
     existing = {s.study_name: s for s in storage.get_all_studies()}
     # Check every arm before writing anything, so a rejected command leaves storage untouched.
+    # A new arm is checked against its stored siblings' data: a file replaced between `study --bn on`
+    # and `study --bn off` gave the two arms different data, compared as one experiment.
+    siblings = [s for n, s in existing.items()
+                if n.rsplit("/", 1)[0] == settings.name and "data_sha256" in s.user_attrs]
     for arm in arms:
-        old = existing.get(study_name(settings.name, arm))
+        old = existing.get(study_name(settings.name, arm)) or next(
+            (s for s in siblings if s.user_attrs["data_sha256"] != settings.data_digest()), None)
         conflict = identity_conflict(old.user_attrs, settings) if old is not None else None
         if conflict:
             raise SearchError(

@@ -95,9 +95,35 @@ def _frame(experiment: str, read) -> "pd.DataFrame":
     return df
 
 
+def packing_note(records: list[dict[str, Any]]) -> str | None:
+    """How the finished trials were trained, from their `pack_size` user attrs (worker.run_pack); None
+    when every one trained alone. Packing is a run option, so one experiment may mix both."""
+    import pandas as pd
+
+    sizes = pd.Series([r["user_attrs"].get("pack_size", 1) for r in records if r["state"] == "COMPLETE"], dtype=float)
+    packed = sizes[sizes > 1]
+    if packed.empty:
+        return None
+    which = f"all {len(sizes)}" if len(packed) == len(sizes) else f"{len(packed)} of {len(sizes)}"
+    rest = "" if len(packed) == len(sizes) else f", the other {len(sizes) - len(packed)} one at a time"
+    return (f"{which} finished trials were trained in packs of up to {int(packed.max())} (median "
+            f"{packed.median():g}; --pack){rest}; a packed trial's scores are its solo run's up to float rounding, "
+            "and its seconds are its share of its pack's wall time")
+
+
+def count_requeued(trials) -> int:
+    """FAIL trials whose configuration was queued again. A trial interrupted (Ctrl-C, SIGTERM) or left
+    by a dead worker is failed and re-queued (stale.requeue), and Optuna's retry names it in its
+    retry_history: such a FAIL is superseded, not an error to look into, so it is counted apart."""
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
+    return sum(t.state == TrialState.FAIL and t.number in retried for t in trials)
+
+
 @quiet
 def list_experiments(url: str | None) -> list[dict[str, Any]]:
     """One row per study created by bnsearch: experiment, arm, trial counts by state, budget.
+    `errored` counts the failed trials whose configuration was not queued again; `requeued` the
+    failed ones that were (interrupted, or their worker died): their retry is waiting or done.
     Reads only: nothing is written to the storage (storage.reading)."""
     with reading():
         storage = open_storage(url, create=False)
@@ -109,10 +135,12 @@ def list_experiments(url: str | None) -> list[dict[str, Any]]:
         trials = storage.get_all_trials(study_id(s), deepcopy=False)
         states = [t.state for t in trials]
         values = [t.value for t in trials if t.state == TrialState.COMPLETE]
+        requeued = count_requeued(trials)
         out.append({
             "experiment": exp, "arm": arm, "complete": states.count(TrialState.COMPLETE),
             "running": states.count(TrialState.RUNNING), "waiting": states.count(TrialState.WAITING),
-            "errored": states.count(TrialState.FAIL), "budget": s.user_attrs.get("budget"),
+            "errored": states.count(TrialState.FAIL) - requeued, "requeued": requeued,
+            "budget": s.user_attrs.get("budget"),
             "config_hash": s.user_attrs.get("config_hash"), "best": max(values, default=None),
         })
     return sorted(out, key=lambda r: (r["experiment"], r["arm"]))

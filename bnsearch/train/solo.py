@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .config import DEFAULT_METRIC, METRICS, OPTIMIZERS, PARAM_TYPES
-from .data import Dataset
-from .model import build_mlp, resolve_norm
+from ..config import DEFAULT_METRIC, METRICS, OPTIMIZERS, PARAM_TYPES
+from ..data import Dataset
+from ..model import build_mlp, resolve_norm
 
 DIVERGE_FACTOR = 1e3
 REGRESSION_FLOOR = -1.0
@@ -252,7 +252,7 @@ _BN_BWD_OUT = _aten.native_batch_norm_backward.out
 _LN_BWD_OUT = _aten.native_layer_norm_backward.out
 _LSM_BWD = torch._log_softmax_backward_data
 _NORM_MASK = [True, True, True]
-_BN_MASK = _NORM_MASK  # the older name, kept for callers that check the op as train.py calls it
+_BN_MASK = _NORM_MASK  # the older name, kept for callers that check the op as the fast path calls it
 
 
 class _FastMLP:
