@@ -1,4 +1,4 @@
-"""Packed vs solo on whole experiments: the same verdict and the same best configuration?
+"""Packed vs solo on whole experiments: the same verdict (its direction) and the same best configuration?
 
 Runs `bnsearch compare CONFIG` twice on fresh SQLite files, once with --pack off and once with
 --pack K, and prints per config: the Answer line of each run, each arm's best configuration, how
@@ -52,11 +52,18 @@ def main() -> None:
             gp = packed[packed["arm"] == arm]
             b_packed = gp.loc[gp["score"].idxmax(), params].to_dict()
             best_same &= b_solo == b_packed
-            print(f"{config} {arm}: best solo {b_solo}\n{'':>{len(config)}} {arm}: best packed {b_packed}")
-        verdict_same = solo_answer == packed_answer
+            i_solo, i_packed = g["score"].idxmax(), gp["score"].idxmax()
+            # A different best can be a near-tie reordered by rounding: each run's best, scored in the other run.
+            other = m[(m["arm"] == arm)].set_index("number")
+            n_solo, n_packed = int(g.loc[i_solo, "number"]), int(gp.loc[i_packed, "number"])
+            print(f"{config} {arm}: best solo #{n_solo} {g.loc[i_solo, 'score']:.4f} (packed {other.loc[n_solo, 'score_packed']:.4f}); "
+                  f"best packed #{n_packed} {gp.loc[i_packed, 'score']:.4f} (solo {other.loc[n_packed, 'score_solo']:.4f})")
+        direction = (lambda t: t.split("(")[0])
+        verdict_same = direction(solo_answer) == direction(packed_answer)
         same_all &= verdict_same and best_same
-        print(f"{config}: {len(m)} trials, {int((diff > 0).sum())} scored differently, largest |diff| {diff.max():.4g}; "
-              f"same answer: {verdict_same}; same best configuration: {best_same}")
+        print(f"{config}: {len(m)} trials, {int((diff > 0).sum())} scored differently ({int((diff > 0.01).sum())} by more than 0.01), "
+              f"median |diff| of those {diff[diff > 0].median():.4g}, largest {diff.max():.4g}; "
+              f"same verdict: {verdict_same}; same best configuration: {best_same}")
         print(f"  solo:   {solo_answer}\n  packed: {packed_answer}")
     print(f"packed_same_verdicts={same_all}")
 

@@ -79,7 +79,8 @@ ExperimentOpt = typer.Option(None, "--experiment", "-e", help="Experiment name i
                              show_default=False)
 PackOpt = typer.Option(None, "--pack", help="Train up to K trials of a paired plan at once in each worker (packed "
                        "trials): K, auto or off \\[default: auto: packs on CUDA, sized from free GPU memory; off on "
-                       "a CPU]. Scores match one-at-a-time training up to float rounding.", show_default=False,
+                       "a CPU]. Scores match one-at-a-time training up to float rounding, which training amplifies as "
+                       "another CPU does.", show_default=False,
                        metavar="K|auto|off")
 
 

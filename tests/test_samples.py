@@ -98,9 +98,10 @@ def test_every_direction_in_a_report_quotes_an_interval_that_excludes_0(report):
 
 def test_every_sample_report_has_its_answer_line():
     for report in REPORTS:
-        if report.parent.name == "panel":
+        text = report.read_text(encoding="utf-8")
+        if text.startswith("# Panel "):  # a panel's page: its pooled paragraph is the answer
             continue
-        assert "**Answer:**" in report.read_text(encoding="utf-8"), report
+        assert "**Answer:**" in text, report
 
 
 def _direction_rows(frame: pd.DataFrame, column: str) -> pd.DataFrame:

@@ -576,13 +576,16 @@ def _trials_needed_note(primary) -> str:
 def summarize(df: pd.DataFrame, *, distributions: Mapping, tolerance: float | None, paired: bool, sampler: str,
               task: str, seed: int = 0, n_boot: int = N_BOOT, evaluator=None, arms: tuple[str, str] = ARMS,
               n_val: int | None = None, baseline: float | None = None, reference: Mapping | None = None,
-              margin: float = EQUIVALENCE_MARGIN, class_counts=None, metric: str = "accuracy") -> Comparison:
+              margin: float = EQUIVALENCE_MARGIN, class_counts=None, metric: str = "accuracy",
+              detail: bool = True) -> Comparison:
     """All metrics of docs/design.md (Analysis) for one comparison (treatment arm vs reference arm).
 
     arms: (treatment, reference) labels in df["arm"]. tolerance: delta, or None to derive it from the
     validation noise of the best score (needs n_val). baseline: validation score of the majority-class /
     constant predictor (for the failed-to-train rate). reference: {"model", "val_score", "test_score"}
-    of a simple model on the same split, shown for context.
+    of a simple model on the same split, shown for context. detail=False leaves out the importance and
+    trial-budget tables (empty; the verdict then has no budget sentence): only an experiment's own report
+    shows them, and they are a third of the time a panel spends summarizing its data sets.
     """
     arms = tuple(arms)
     notes: list[str] = []  # each builder appends its own, in table order
@@ -596,13 +599,15 @@ def summarize(df: pd.DataFrame, *, distributions: Mapping, tolerance: float | No
         ends.primary.reason += "; for imbalanced classes set metric = \"balanced_accuracy\" in [data]"
     metrics = _metrics_table(x, ends, notes)
     curves = _curves_table(x, notes)
-    importance = _importance_table(x, evaluator, notes)
+    importance = (_importance_table(x, evaluator, notes) if detail else
+                  _with_delta(pd.DataFrame([], columns=["param", "arm", *_VALUE_COLS]), TABLE_KEYS["importance"],
+                              arms=x.arms))
     sensitivity = _sensitivity_table(x)
     tests = _tests_table(x, ends)
     profile = _tolerance_profile_table(ends.primary, x.arms)
     het = _heterogeneity_table(x, notes)
     trial_budget = _trial_budget_table(df, x, tolerance=tolerance, n_val=n_val, class_counts=class_counts,
-                                       metric=metric)
+                                       metric=metric) if detail else None
     notes += hardware_notes(df[df["arm"].astype(str).isin(arms)] if len(df) else df)
     notes += interval_notes({"metrics": metrics, "tests": tests, "profile": profile, "curves": curves,
                              "heterogeneity": het})

@@ -107,8 +107,8 @@ def packing_note(records: list[dict[str, Any]]) -> str | None:
     which = f"all {len(sizes)}" if len(packed) == len(sizes) else f"{len(packed)} of {len(sizes)}"
     rest = "" if len(packed) == len(sizes) else f", the other {len(sizes) - len(packed)} one at a time"
     return (f"{which} finished trials were trained in packs of up to {int(packed.max())} (median "
-            f"{packed.median():g}; --pack){rest}; a packed trial's scores are its solo run's up to float rounding, "
-            "and its seconds are its share of its pack's wall time")
+            f"{packed.median():g}; --pack){rest}; a packed trial's scores are its solo run's up to float rounding "
+            "(which training amplifies, as on another CPU), and its seconds are its share of its pack's wall time")
 
 
 def count_requeued(trials) -> int:
