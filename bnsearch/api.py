@@ -78,15 +78,21 @@ def run_arms(settings: Settings, storage, arms: list[str], *, jobs=None,
         raise RunFailed(str(exc)) from None
 
 
+def _stored_studies(storage) -> list:
+    """The storage's studies, or none when nothing is stored yet (a storage that cannot be opened
+    fails later with its own message)."""
+    try:
+        return search.open_storage(storage, create=False).get_all_studies()
+    except SearchError:
+        return []
+
+
 def check_budget(settings: Settings, storage, trials: int | None) -> None:
     """A `--trials` below the stored budget is refused (docs/design.md, Budget): a budget never
     shrinks, because the finished trials beyond it stay part of the experiment and its report."""
     if trials is None:
         return
-    try:
-        studies = search.open_storage(storage, create=False).get_all_studies()
-    except SearchError:
-        return  # nothing stored yet (a storage that cannot be opened fails later with its own message)
+    studies = _stored_studies(storage)
     for st in studies:
         budget = st.user_attrs.get("budget")
         if st.study_name.rsplit("/", 1)[0] == settings.name and isinstance(budget, int) and trials < budget:
@@ -227,10 +233,7 @@ def refuse_other_data(settings: Settings, storage) -> None:
 
     if not from_data_file(settings):
         return
-    try:
-        studies = search.open_storage(storage, create=False).get_all_studies()
-    except SearchError:
-        return  # nothing stored yet (a storage that cannot be opened fails later with its own message)
+    studies = _stored_studies(storage)
     for st in studies:
         if st.study_name.rsplit("/", 1)[0] == settings.name:
             conflict = identity_conflict(st.user_attrs, settings)

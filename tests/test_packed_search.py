@@ -122,7 +122,7 @@ def test_one_heartbeat_thread_beats_every_unrecorded_member(smoke, sqlite_url, m
     """While a pack trains, every claimed member's heartbeat advances (one thread, one transaction per
     study and beat); a recorded member is no longer beaten."""
     from bnsearch.search._optuna_private import claim_many
-    from bnsearch.search.worker import _PackHeartbeat
+    from bnsearch.search.worker import _Heartbeats
 
     monkeypatch.setenv("BNSEARCH_HEARTBEAT", "1")
     [arm] = search.prepare_experiment(smoke.with_overrides(trials=4), sqlite_url, ["bn-on"])
@@ -137,7 +137,7 @@ def test_one_heartbeat_thread_beats_every_unrecorded_member(smoke, sqlite_url, m
 
     first = beats()
     done = search._optuna_private.trial_id(held[0])
-    with _PackHeartbeat([(arm, t) for t in held]) as hb:
+    with _Heartbeats([(arm, t) for t in held]) as hb:
         hb.recorded(arm, [done])
         time.sleep(2.6)  # two beats; SQLite's clock has whole seconds
     after = beats()

@@ -39,29 +39,6 @@ from .storage import SearchError, StorageFailure, heartbeat_interval, storage_fa
 
 # --------------------------------------------------------------------------- workers
 
-class _Heartbeat:
-    """Records a heartbeat every interval while a trial trains, so a dead worker's trial goes stale.
-    The first beat is written by the claim itself (same transaction), so the thread waits first."""
-
-    def __init__(self, storage: RDBStorage, trial_id: int):
-        self.storage, self.trial_id = storage, trial_id
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self.stop.wait(heartbeat_interval()):
-            with contextlib.suppress(Exception):  # a missed beat is harmless; the next one retries
-                self.storage.record_heartbeat(self.trial_id)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
-
-
 # The CLI's fork server (bnsearch/forkserver.py), set by the CLI: workers are its forks and start in
 # milliseconds. None (every library call): workers are spawned.
 _fork_server = None
@@ -146,7 +123,7 @@ def run_trial(arm: ArmStudy, trial: FrozenTrial | optuna.Trial, data, device: st
     params = {**s.fixed_params(), **trial.params}
     seed = int(trial.user_attrs["seed"])
     try:
-        with _Heartbeat(storage, tid):
+        with _Heartbeats([(arm, trial)]):
             r = train(params, data, epochs=s.epochs, seed=seed, device=device, metric=s.metric,
                       **arm.spec.model_kwargs())
     except BaseException as exc:
@@ -197,9 +174,10 @@ def _stop_reason(exc: BaseException) -> str:
 
 # --------------------------------------------------------------------------- packed trials
 
-class _PackHeartbeat:
-    """One thread beating every claimed trial of a pack that is not recorded yet, one transaction per
-    study and interval (record_heartbeats); as in _Heartbeat, the claim wrote the first beat."""
+class _Heartbeats:
+    """One thread beating every claimed trial not recorded yet (one, or a pack), one transaction per
+    study and interval (record_heartbeats), so a dead worker's trials go stale. The claim wrote the
+    first beat (same transaction), so the thread waits first."""
 
     def __init__(self, held):
         self.live: dict[int, tuple[optuna.Study, set[int]]] = {}
@@ -207,7 +185,7 @@ class _PackHeartbeat:
             self.live.setdefault(id(arm.study), (arm.study, set()))[1].add(trial_id(t))
         self.lock = threading.Lock()
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True, name="bnsearch-pack-heartbeat")
+        self.thread = threading.Thread(target=self._run, daemon=True, name="bnsearch-heartbeat")
 
     def _run(self) -> None:
         while not self.stop.wait(heartbeat_interval()):
@@ -274,7 +252,7 @@ def run_pack(held: list[tuple[str, ArmStudy, FrozenTrial]], data, device: str, s
     left = set(range(len(held)))
     done = 0
     try:
-        with _PackHeartbeat([(arm, t) for _, arm, t in held]) as beats:
+        with _Heartbeats([(arm, t) for _, arm, t in held]) as beats:
             for idx in plan_packs(members, size, **plan_caps(device)):
                 if len(idx) == 1:
                     m = members[idx[0]]
