@@ -238,6 +238,105 @@ def test_a_frozen_worker_does_not_hang_compare(tmp_path):
     assert (tmp_path / "out" / "trials.csv").exists()
 
 
+def _write_lock_holder(shm: Path) -> int | None:
+    """The pid holding SQLite's WAL write lock on a database (byte 120 of its -shm file, a POSIX lock
+    the kernel lists in /proc/locks), or None."""
+    ino = os.stat(shm).st_ino
+    with open("/proc/locks") as f:
+        for line in f:
+            fields = line.split()
+            if fields[1:4] == ["POSIX", "ADVISORY", "WRITE"] and int(fields[5].rsplit(":", 1)[1]) == ino \
+                    and fields[6] == "120":
+                return int(fields[4])
+    return None
+
+
+def _blocks_writers(db: Path) -> bool:
+    """Whether another connection cannot take the write lock right now."""
+    con = sqlite3.connect(db, timeout=0.2, isolation_level=None)
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        con.execute("ROLLBACK")
+        return False
+    except sqlite3.OperationalError as exc:
+        return "locked" in str(exc)
+    finally:
+        con.close()
+
+
+@pytest.mark.slow
+def test_a_worker_frozen_holding_the_write_lock_does_not_hang_compare(tmp_path):
+    """A worker SIGSTOPped inside a storage transaction keeps SQLite's write lock while stopped, so the
+    other worker cannot even re-queue its trial (this hung `compare` for minutes). It is killed once
+    it has been stopped past the stale limit with no trial finishing; the run then completes."""
+    cfg = tmp_path / "slow.toml"
+    cfg.write_text(SLOW_CONFIG.replace("epochs = 4", "epochs = 2"))
+    db = tmp_path / "bn.db"
+    cmd = [sys.executable, "-m", "bnsearch", "compare", str(cfg), "--jobs", "2", "--storage", f"sqlite:///{db}",
+           "--out", str(tmp_path / "out")]
+    proc = _start_mid_trial(cmd, db, {**os.environ, "BNSEARCH_HEARTBEAT": "1"}, min_complete=0)
+    frozen = None
+    with killed_on_exit(proc):
+        workers = _workers_of(proc.pid)
+        assert workers, "no worker processes found"
+        deadline = time.monotonic() + 60
+        while frozen is None and time.monotonic() < deadline:  # stop one just as it holds the lock
+            for w in workers:
+                os.kill(w, signal.SIGSTOP)
+                if _write_lock_holder(Path(f"{db}-shm")) == w and _blocks_writers(db):
+                    frozen = w
+                    break
+                os.kill(w, signal.SIGCONT)
+        assert frozen is not None, "no worker was caught holding the write lock within 60 s"
+        everyone = _descendants(proc.pid)
+        try:
+            _, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the command still waits behind a worker stopped with the write lock after 120 s")
+        finally:
+            if _alive([frozen]):
+                os.kill(frozen, signal.SIGCONT)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert f"worker process {frozen} was stopped" in err and "killed" in err, err
+    assert not _no_process_left(proc.pid, everyone + [frozen])
+    with sqlite3.connect(db) as con:
+        states = dict(con.execute("SELECT state, COUNT(*) FROM trials GROUP BY state").fetchall())
+        ok = con.execute("PRAGMA integrity_check").fetchone()[0]
+    con.close()
+    assert ok == "ok"
+    assert states.get("COMPLETE") == 12 and not states.get("RUNNING") and not states.get("WAITING"), (states, err)
+
+
+@pytest.mark.slow
+def test_workers_interrupted_from_outside_fail_the_run_instead_of_reporting_part(tmp_path):
+    """SIGINT sent to the workers alone (not to the command): each releases its trial and exits as
+    after Ctrl-C, so no exit code says "failed". The command used to report on the trials done so
+    far with exit 0; it now fails in one line, and the same command then completes the budget."""
+    cfg = tmp_path / "slow.toml"
+    cfg.write_text(SLOW_CONFIG.replace("epochs = 4", "epochs = 2"))
+    db = tmp_path / "bn.db"
+    args = ["compare", str(cfg), "--jobs", "2", "--storage", f"sqlite:///{db}", "--out", str(tmp_path / "out")]
+    proc = _start_mid_trial([sys.executable, "-m", "bnsearch", *args], db, {**os.environ, "BNSEARCH_HEARTBEAT": "1"},
+                            min_complete=1)
+    with killed_on_exit(proc):
+        for w in _workers_of(proc.pid):
+            os.kill(w, signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    r = subprocess.CompletedProcess(proc.args, proc.returncode, "", err)
+    assert one_line_error(r, 1, "not run") is None, one_line_error(r, 1, "not run")
+    assert "rerun the same command" in err
+    assert not (tmp_path / "out" / "trials.csv").exists()
+    with sqlite3.connect(db) as con:
+        assert not con.execute("SELECT COUNT(*) FROM trials WHERE state = 'RUNNING'").fetchone()[0]
+    con.close()
+    r = run_cli(*args, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0] == 12
+    con.close()
+
+
 @pytest.mark.slow
 def test_every_worker_frozen_fails_in_one_line_naming_them(tmp_path):
     """Both workers SIGSTOPped: nobody can make progress, so the command fails within a bounded time

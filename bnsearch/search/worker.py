@@ -717,7 +717,7 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
     changed = None
     watch = _reader_arms(url, settings.name, prepared)
     refresh = (lambda: _show(progress, watch)) if progress else None
-    stop = None
+    stop = stuck = None
     try:
         try:
             try:
@@ -736,7 +736,7 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
                     _show(progress, watch)
                 for p in procs:
                     p.join(timeout=1.0 / len(procs))  # polling storage costs the workers CPU
-                if any(p.exitcode not in (None, 0) for p in procs):
+                if any(p.exitcode not in (None, 0) and p.pid not in stuck.killed for p in procs):
                     # One worker failed (e.g. a write hit a full disk): the others would only fail the
                     # same way, after minutes of retries. Stop them now; their trials are re-queued.
                     lifecycle.stop_workers(procs, on_wait=refresh)
@@ -761,7 +761,8 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
         with contextlib.suppress(OSError):
             changed = (Path(cache) / DATA_CHANGED_FILE).read_text()
         shutil.rmtree(cache, ignore_errors=True)
-    bad = [p.exitcode for p in procs if p.exitcode not in (0, -signal.SIGINT)]
+    killed = stuck.killed if stuck is not None else set()
+    bad = [p.exitcode for p in procs if p.exitcode not in (0, -signal.SIGINT) and p.pid not in killed]
     if progress:
         _show(progress, watch)
     if DATA_CHANGED_EXIT in bad:
@@ -778,7 +779,24 @@ def run_arms(settings: Settings, url: str | None, arms: list[str], *, jobs: int 
     if bad:
         raise RuntimeError(f"{len(bad)} of {len(procs)} worker processes failed (exit codes {bad}); "
                            "rerun the same command to resume")
+    left = _trials_left(prepared)
+    if left:
+        # Every worker ended without failing, yet trials wait: they were stopped from outside (a
+        # SIGINT sent to the workers alone releases their trials). A report now would quietly use
+        # part of the budget.
+        raise RuntimeError(f"the workers ended with {left} trial{'s' if left > 1 else ''} not run (were they "
+                           "interrupted from outside?); rerun the same command to resume")
     return prepared
+
+
+def _trials_left(arms: list[ArmStudy]) -> int:
+    with lifecycle.deferred_stop():
+        try:
+            return sum(arm_counts(a.study)["counts"].get(s, 0) for a in arms for s in ("WAITING", "RUNNING"))
+        except Exception as exc:
+            if not _is_transient(exc):
+                raise
+            return 0  # the storage is away: the report that follows says so
 
 
 def _reader_arms(url: str | None, experiment: str, prepared: list[ArmStudy]) -> list[ArmStudy]:
@@ -802,7 +820,13 @@ class _StuckWatch:
     used to wait for its exit without a word. So: once storage says every arm is done, a worker
     still alive after DONE_GRACE_S is stopped like Ctrl-C (with SIGCONT, so a stopped one takes
     it); and when every live worker has been stopped for longer than a trial takes to go stale,
-    nobody can make progress: the run fails in one line naming them."""
+    nobody can make progress: the run fails in one line naming them.
+
+    A worker stopped inside a storage transaction holds the write lock (SQLite's, or PostgreSQL's
+    row locks) for as long as it stays stopped, so the others cannot even re-queue its trial: they
+    wait on the lock and the run made no progress at all. So a worker stopped for longer than that
+    limit while no trial finished is killed (which releases its locks; its trial was stale anyway
+    and is re-run by the others), with one line on stderr saying so."""
 
     DONE_GRACE_S = 5.0
 
@@ -811,15 +835,21 @@ class _StuckWatch:
         self.done_since: float | None = None
         self.stopped_since: dict[int, float] = {}
         self.last = -math.inf
+        self.finished, self.moved_at = -1, time.monotonic()
+        self.killed: set[int] = set()  # pids this watch killed: their exit code is not a failure
 
     def _work_left(self) -> bool:
+        left, finished = False, 0
         for arm in self.arms:
             counts = arm_counts(arm.study)["counts"]
+            finished += sum(n for s, n in counts.items() if s not in ("WAITING", "RUNNING"))
             if counts.get("WAITING", 0) or counts.get("RUNNING", 0):
-                return True
+                left = True
             if not arm.paired and counts.get("COMPLETE", 0) < arm.budget:
-                return True
-        return False
+                left = True
+        if finished != self.finished:
+            self.finished, self.moved_at = finished, time.monotonic()
+        return left
 
     def check(self, on_wait=None) -> None:
         now = time.monotonic()
@@ -860,6 +890,16 @@ class _StuckWatch:
                 f"worker process{'es' if len(alive) > 1 else ''} {pids} stopped (SIGSTOP or a debugger) for over "
                 f"{limit:g} s while holding trials, and no other worker is left; they were killed and their trials "
                 "re-queued: rerun the same command to resume (and do not stop its workers)")
+        if now - self.moved_at <= limit:
+            return
+        for p in alive:
+            if now - self.stopped_since.get(p.pid, now) > limit:
+                p.kill()
+                p.join(timeout=5)
+                self.killed.add(p.pid)
+                print(f"bnsearch: worker process {p.pid} was stopped (SIGSTOP or a debugger) for over {limit:g} s "
+                      "while no trial could finish (it held the storage's lock); it was killed and its trial is "
+                      "re-run by the other workers", file=sys.stderr, flush=True)
 
 
 def _storage_message(kind: str, url: str | None) -> tuple[str, int, str]:
