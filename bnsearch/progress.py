@@ -37,8 +37,10 @@ class ArmProgress:
                 extra.append(f"{st.running} running")
             if st.diverged:
                 extra.append(f"{st.diverged} diverged")
-            if st.failed:
-                extra.append(f"{st.failed} errored")
+            if st.errored:
+                extra.append(f"{st.errored} errored")
+            if st.requeued:  # interrupted or left by a dead worker, and run again: not an error
+                extra.append(f"{st.requeued} re-queued")
             fields = {"best": "-" if st.best is None else f"{st.best:.4f}", "extra": ", ".join(extra)}
             key = arm.study.study_name
             if key not in self.tasks:

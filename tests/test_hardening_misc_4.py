@@ -179,6 +179,15 @@ def test_ctrl_c_wraps_its_message_on_words_and_list_counts_interrupted_trials_ap
     row = next(x for x in json.loads(r.stdout) if x["arm"] == "bn-on")
     assert row["errored"] == 0 and row["requeued"] == len(interrupted), row
     assert row["waiting"] >= len(interrupted)
+    # The resume's own table said "errored" for them too (the live line as well: same counts).
+    r = run_cli("study", str(cfg), "--bn", "on", "--jobs", "1", "--storage", url, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    header = next(line for line in r.stdout.splitlines() if "┃" in line and "errored" in line)
+    row = next(line for line in r.stdout.splitlines() if line.startswith("│ bn-on "))
+    cells = lambda line: [c.strip() for c in line.replace("┃", "│").split("│")[1:-1]]  # noqa: E731
+    assert dict(zip(cells(header), cells(row)))["errored"] == "0", r.stdout
+    live = next(line for line in r.stdout.splitlines() if line.startswith("bn-on "))
+    assert "errored" not in live and f"{len(interrupted)} re-queued" in live, live
 
 
 # --------------------------------------------------------------------------- 26: PostgreSQL and SIGTERM

@@ -166,12 +166,34 @@ def test_counts_best_diverged_and_missing_heartbeats(storage):
     P.finish(study, P.trial_id(t[2]), math.inf)
     # COMPLETE 3 (values 0.25, 0.5, +inf: best +inf), RUNNING 1, WAITING 2; diverged 1 (trial 0).
     assert P.arm_counts(study) == {"counts": {"COMPLETE": 3, "RUNNING": 1, "WAITING": 2}, "best": math.inf,
-                                   "diverged": 1}
+                                   "diverged": 1, "requeued": 0}
     # Only trial 3 is still RUNNING; it never beat, and its owner tag comes back with it.
     assert [(tid, beat, owner) for tid, _, beat, owner in P.running_trials(study)] == [(P.trial_id(t[3]), False, "w3")]
     assert P.active_config_indices(study) == {0, 1, 2}
     other = _study(storage, "empty")
-    assert P.arm_counts(other) == {"counts": {}, "best": None, "diverged": 0}
+    assert P.arm_counts(other) == {"counts": {}, "best": None, "diverged": 0, "requeued": 0}
+
+
+def test_counts_tell_requeued_failures_from_errors(storage):
+    """The live progress line and the post-run table said "N errored" for trials that were only
+    interrupted and run again. Two failures here: trial 0 failed and re-queued (as a Ctrl-C or a
+    dead worker leaves it; its retry is trial 3), trial 1 failed with NaN and not re-queued. So 2 FAIL,
+    1 re-queued, 1 errored, the same as readback.count_requeued finds from the trials themselves."""
+    from bnsearch.search.readback import ArmState, count_requeued
+    from bnsearch.search.stale import requeue
+
+    study = _study(storage, "s")
+    P.enqueue_many(study, PLAN)  # trials 0, 1, 2
+    a, b = P.claim(study, distributions=DISTS), P.claim(study, distributions=DISTS)
+    P.storage_of(study).set_trial_state_values(P.trial_id(a), TrialState.FAIL)
+    requeue(study, P.storage_of(study).get_trial(P.trial_id(a)))  # trial 3, WAITING
+    P.finish(study, P.trial_id(b), math.nan)
+    c = P.arm_counts(study)
+    assert c["counts"] == {"FAIL": 2, "WAITING": 2} and c["requeued"] == 1
+    assert c["requeued"] == count_requeued(study.get_trials())
+    st = ArmState(complete=0, running=0, failed=c["counts"]["FAIL"], budget=3, best=None, diverged=0,
+                  requeued=c["requeued"])
+    assert (st.errored, st.requeued) == (1, 1)
 
 
 def test_read_trials_is_what_get_trials_returns(storage):

@@ -182,7 +182,7 @@ def study_table(arms, title: str = "study", seconds: float | None = None):
         best = max(complete, key=lambda t: t.value) if complete else None
         secs = [t.user_attrs.get("seconds", 0.0) for t in complete]
         table.add_row(
-            arm.arm, f"{st.complete}/{st.budget}", str(st.diverged), str(st.failed),
+            arm.arm, f"{st.complete}/{st.budget}", str(st.diverged), str(st.errored),
             f"{best.value:.4f}" if best else "-",
             f"{best.user_attrs.get('test_score', float('nan')):.4f}" if best else "-",
             f"{statistics.median(secs):.3f}" if secs else "-",

@@ -387,9 +387,11 @@ def heartbeating_trial_ids(backend: RDBStorage) -> set[int]:
 
 
 def arm_counts(study: optuna.Study) -> dict[str, Any]:
-    """Trials per state, the best COMPLETE value (maximised) and how many COMPLETE trials diverged,
-    from three aggregate queries instead of loading every trial (the progress display runs this
-    about once a second)."""
+    """Trials per state, the best COMPLETE value (maximised), how many COMPLETE trials diverged and
+    how many FAIL trials were re-queued (interrupted, or their worker died: their configuration ran
+    again, see readback.count_requeued), from aggregate queries instead of loading every trial (the
+    progress display runs this about once a second; the re-queued count costs two small queries,
+    only when something failed)."""
     sid = study_id(study)
     complete = sa.and_(T_TRIALS.c.study_id == sid, T_TRIALS.c.state == TrialState.COMPLETE)
     with _backend(study).engine.connect() as conn:
@@ -402,7 +404,14 @@ def arm_counts(study: optuna.Study) -> dict[str, Any]:
         diverged = conn.execute(sa.select(sa.func.count()).select_from(T_USER)
                                 .join(T_TRIALS, T_TRIALS.c.trial_id == T_USER.c.trial_id)
                                 .where(complete, T_USER.c.key == "diverged", T_USER.c.value_json == "true")).scalar()
+        requeued = 0
+        if counts.get("FAIL"):
+            retried = {n for (v,) in conn.execute(
+                sa.select(T_SYSTEM.c.value_json).join(T_TRIALS, T_TRIALS.c.trial_id == T_SYSTEM.c.trial_id)
+                .where(T_TRIALS.c.study_id == sid, T_SYSTEM.c.key == "retry_history")) for n in json.loads(v)}
+            requeued = sum(n in retried for (n,) in conn.execute(
+                sa.select(T_TRIALS.c.number).where(T_TRIALS.c.study_id == sid, T_TRIALS.c.state == TrialState.FAIL)))
     kind = models.TrialValueModel.TrialValueType
     best = (math.inf if kind.INF_POS in best_by_kind else best_by_kind.get(kind.FINITE)
             if kind.FINITE in best_by_kind else -math.inf if kind.INF_NEG in best_by_kind else None)
-    return {"counts": counts, "best": best, "diverged": int(diverged or 0)}
+    return {"counts": counts, "best": best, "diverged": int(diverged or 0), "requeued": requeued}

@@ -23,10 +23,16 @@ from .storage import ARMS, open_storage, reading
 class ArmState:
     complete: int
     running: int
-    failed: int
+    failed: int  # FAIL trials, re-queued ones included
     budget: int
     best: float | None
     diverged: int
+    requeued: int = 0  # FAIL trials whose configuration was queued again (count_requeued)
+
+    @property
+    def errored(self) -> int:
+        """Failures to look into: FAIL trials whose configuration was not queued again."""
+        return self.failed - self.requeued
 
 
 def arm_state(arm: ArmStudy) -> ArmState:
@@ -35,7 +41,7 @@ def arm_state(arm: ArmStudy) -> ArmState:
     c = arm_counts(arm.study)
     n = c["counts"]
     return ArmState(complete=n.get("COMPLETE", 0), running=n.get("RUNNING", 0), failed=n.get("FAIL", 0),
-                    budget=arm.budget, best=c["best"], diverged=c["diverged"])
+                    budget=arm.budget, best=c["best"], diverged=c["diverged"], requeued=c["requeued"])
 
 
 
