@@ -284,6 +284,45 @@ def run_pack(held: list[tuple[str, ArmStudy, FrozenTrial]], data, device: str, s
     return done
 
 
+# Queued trials a worker that does not pack claims at once (one claim_many transaction, a fixed
+# number of statements) and then trains one at a time, each recorded as soon as it is trained. One
+# claim per trial was ~2 ms of a 50-80 ms panel trial on a 2-core machine (benchmarks/bench_panel.py).
+# Few enough that the last trials still spread over the workers: a held trial waits at most three
+# trials' time, and a crash re-queues at most four.
+CLAIM_AHEAD = 4
+
+
+def run_claimed(arm_name: str, arm: ArmStudy, held: list[FrozenTrial], data, device: str,
+                on_done: Callable[[str, FrozenTrial], None] | None = None) -> int:
+    """Train claimed trials of one arm one at a time, each exactly as run_trial trains and records it
+    (its own `finish` right after it trains). One heartbeat thread beats every held trial not yet
+    recorded. A failed or stopped training releases the trials not yet recorded (FAIL + re-queue, as
+    run_trial does for its one); a stop inside a storage write propagates as in run_trial, and the
+    worker's own clean-up (release_own_trials) releases them once that call's traceback is gone.
+    Returns how many were recorded."""
+    from ..train import train
+
+    s = arm.settings
+    done = 0
+    with _Heartbeats([(arm, t) for t in held]) as beats:
+        for i, t in enumerate(held):
+            try:
+                r = train({**s.fixed_params(), **t.params}, data, epochs=s.epochs, seed=int(t.user_attrs["seed"]),
+                          device=device, metric=s.metric, **arm.spec.model_kwargs())
+            except BaseException as exc:
+                _release([(arm, u) for u in held[i:]], _stop_reason(exc))
+                raise
+            results, curve = _result_attrs(r)
+            with lifecycle.deferred_stop():  # see _worker_loop: a stop comes after the result is stored
+                [got] = finish_many(arm.study, [(trial_id(t), float(r.val_score), results, curve)])
+                beats.recorded(arm, [trial_id(t)])
+            if isinstance(got, tuple):  # else failed as stale while it trained: re-queued
+                done += 1
+                if on_done is not None:
+                    on_done(arm_name, _recorded(t, r, results, curve, *got))
+    return done
+
+
 def _is_transient(exc: BaseException | None) -> bool:
     # Optuna re-raises a failed commit as StorageInternalError from the SQLAlchemy error (a PostgreSQL
     # restart shows up that way), so look down the chain of causes.
@@ -468,12 +507,20 @@ def _worker_loop(url, experiment, pending, device, on_trial, max_storage_retry_s
                         if time.monotonic() - swept.get(arm_name, -math.inf) >= STALE_SWEEP * heartbeat_interval():
                             fail_stale(arm.study)
                             swept[arm_name] = time.monotonic()
-                        held = claim_pack(pack_group(arm_name), sizes[arm_name]) if sizes[arm_name] > 1 else []
+                        if sizes[arm_name] > 1:
+                            held = claim_pack(pack_group(arm_name), sizes[arm_name])
+                        elif arm.paired and CLAIM_AHEAD > 1:  # this arm only: the next one loads when it is done
+                            held = [(arm_name, arm, t) for t in claim_many(
+                                arm.study, CLAIM_AHEAD, distributions=arm.settings.distributions(),
+                                user_attrs=_start_attrs(arm))]
+                        else:
+                            held = []
                         trial = "pack" if held else _next_trial(arm)
                     if trial is None or trial == "wait":
                         break
                     if held:
-                        n = run_pack(held, data, device, sizes[arm_name], on_done=on_trial)
+                        n = (run_pack(held, data, device, sizes[arm_name], on_done=on_trial) if sizes[arm_name] > 1
+                             else run_claimed(arm_name, arm, [t for *_, t in held], data, device, on_done=on_trial))
                         done += n
                         if n:
                             backoff, failing_since = 1.0, None
