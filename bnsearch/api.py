@@ -125,15 +125,23 @@ def worker_arms(experiment: str, bn: str | None = None, *, arm: str | None = Non
     return [search.load_arm(url, experiment, a) for a in arms]
 
 
-def stored_arms(storage, experiment: str) -> list[str]:
+def stored_arms(storage, experiment: str, all_studies=None) -> list[str]:
     """The arm names of a stored experiment, from the config its studies carry (the default pair for
-    experiments stored before arms existed)."""
+    experiments stored before arms existed). `all_studies`: the storage's get_all_studies(), when the
+    caller has it (a panel reads 33 experiments: reading every study's attrs again for each cost
+    ~80 ms apiece)."""
+    return _first_arm(storage, experiment, all_studies).settings.arm_names()
+
+
+def _first_arm(storage, experiment: str, all_studies=None):
+    """The experiment's first stored arm that carries its config (stored_arms)."""
     url = search.storage_url(storage)
-    st = search.open_storage(url, create=False)
-    for s in st.get_all_studies():
+    if all_studies is None:
+        all_studies = search.open_storage(url, create=False).get_all_studies()
+    for s in all_studies:
         if s.study_name.rsplit("/", 1)[0] == experiment and "config_toml" in s.user_attrs:
-            return search.load_arm(url, experiment, s.study_name.rsplit("/", 1)[1]).settings.arm_names()
-    known = sorted({s.study_name.rsplit("/", 1)[0] for s in st.get_all_studies() if "/" in s.study_name})
+            return search.load_arm(url, experiment, s.study_name.rsplit("/", 1)[1])
+    known = sorted({s.study_name.rsplit("/", 1)[0] for s in all_studies if "/" in s.study_name})
     raise SearchError(f"no experiment {experiment!r} in this storage; experiments here: {', '.join(known) or 'none'}")
 
 
@@ -435,7 +443,7 @@ def _build_report(url: str, experiment: str) -> Report:
         raise SearchError(f"no experiment {experiment!r} in {search.masked(url)}; experiments here: "
                           f"{', '.join(sorted(names)) or 'none'} ({hint})")
     reps, notes = find_repeats(st, experiment, all_studies)
-    runs = [_read_run(url, name, studies) for name in [experiment, *reps]]
+    runs = [_read_run(url, name, all_studies) for name in [experiment, *reps]]
     first = runs[0]  # the experiment's own run: its metadata labels every export, its trials the budgets
     # The N-arm layer (budgets, ~0.4 s) does not need the comparisons: a forked child computes it
     # while this process summarizes (offload.py; computed here instead where that is not possible).
@@ -457,7 +465,7 @@ def _build_report(url: str, experiment: str) -> Report:
             from .analysis.summary import attach_adaptive
 
             budget = max(int(r.attrs.get("budget") or r.settings.trials) for r in runs)
-            twin, random_df = _random_twin_trials(url, st, experiment, all_studies, studies)
+            twin, random_df = _random_twin_trials(url, st, experiment, all_studies)
             for c in comparisons.values():
                 attach_adaptive(c, [r.df for r in runs], budget=budget, seed=first.settings.seed,
                                 sampler_settings=first.attrs.get("sampler_settings"), random_df=random_df,
@@ -526,7 +534,7 @@ def random_twin(storage, experiment: str, studies=None) -> str | None:
     return None
 
 
-def _random_twin_trials(url: str, storage, experiment: str, all_studies, names: set[str]):
+def _random_twin_trials(url: str, storage, experiment: str, all_studies):
     """(name, trials of it and its repeats) of random_twin, or (None, None)."""
     import pandas as pd
 
@@ -535,7 +543,7 @@ def _random_twin_trials(url: str, storage, experiment: str, all_studies, names: 
         return None, None
     reps, _ = find_repeats(storage, twin, all_studies)
     try:
-        return twin, pd.concat([_read_run(url, n, names).df for n in [twin, *reps]], ignore_index=True)
+        return twin, pd.concat([_read_run(url, n, all_studies).df for n in [twin, *reps]], ignore_index=True)
     except SearchError:  # an arm missing there: no comparison, the report goes on without it
         return None, None
 
@@ -623,15 +631,18 @@ class _Run:
     note: str | None = None  # why the report lacks what it needs from the data
 
 
-def _read_run(url: str, name: str, studies: set[str]) -> _Run:
-    """One run's trials (the experiment, or one of its repeats) and what summarizing them needs."""
-    arm_names = stored_arms(url, name)
+def _read_run(url: str, name: str, all_studies) -> _Run:
+    """One run's trials (the experiment, or one of its repeats) and what summarizing them needs.
+    `all_studies`: the storage's get_all_studies()."""
+    stored = _first_arm(url, name, all_studies)
+    arm_names = stored.settings.arm_names()
+    studies = {s.study_name for s in all_studies}
     missing = [a for a in arm_names if f"{name}/{a}" not in studies]
     if missing:
         flag = f"--bn {missing[0][3:]}" if missing[0] in ARMS else f"--arm {missing[0]}"
         raise SearchError(f"experiment {name!r} lacks arm {missing[0]}; run `bnsearch study {flag}` or "
                           "`bnsearch compare` to add it")
-    first = search.load_arm(url, name, arm_names[0])
+    first = stored if stored.arm == arm_names[0] else search.load_arm(url, name, arm_names[0])
     df, records = search.load_trials_and_records(url, name, arm_names)
     attrs = first.study.user_attrs
     full, note = attrs.get("data_context"), None

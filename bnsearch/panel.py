@@ -222,21 +222,21 @@ def _norm_label(settings: Settings) -> str:
     return {"batchnorm": "BN", "layernorm": "LayerNorm"}.get(norm, norm)
 
 
-def summarize_experiment(storage, name: str, studies: set[str] | None = None):
+def summarize_experiment(storage, name: str, studies=None):
     """(Comparison, compared scores, trials) of one stored experiment: the two-arm Comparison as
     `compare` computes it for the arms the panel compares (compared_arms), without the report's
     budget layer and files, the scores its primary analysis compared (compared_scores), which the
     pooled scale is counted on, and the experiment's trials frame (sub-spaces, budgets, 2x2). The
     importance and trial-budget tables are left out (summarize's detail): the panel shows neither, and
-    `bnsearch export --experiment` gives the experiment's full report. `studies`: the storage's study
-    names, read once for every data set."""
+    `bnsearch export --experiment` gives the experiment's full report. `studies`: the storage's
+    get_all_studies(), read once for every data set."""
     from . import search
     from .analysis import summarize
     from .api import _read_run, _task
 
     url = search.storage_url(storage)
     if studies is None:
-        studies = {s.study_name for s in search.open_storage(url, create=False).get_all_studies()}
+        studies = search.open_storage(url, create=False).get_all_studies()
     run = _read_run(url, name, studies)
     s = run.settings
     summary = summarize(run.df, distributions=s.distributions(), tolerance=s.tolerance, paired=s.paired,
@@ -300,7 +300,7 @@ def run_panel(config, *, jobs: int | None = None, storage=None, out=None, trials
         run_arms(first, storage, first.arm_names(), jobs=jobs, more=rest, warmup=_warm_imports,
                  progress=(lambda arms: _report_progress(panel, arms, progress)) if progress else None)
         url = search.storage_url(storage)
-        studies = {st.study_name for st in search.open_storage(url, create=False).get_all_studies()}
+        studies = search.open_storage(url, create=False).get_all_studies()
         read = [summarize_experiment(storage, e.settings.name, studies) for e in panel.entries]
         res = pool_panel([dataset_row(e, summary, traits[i], scores) for i, (e, (summary, scores, _)) in
                           enumerate(zip(panel.entries, read))],
