@@ -945,8 +945,8 @@ class _StuckWatch:
                 p.join(timeout=5)
                 self.killed.add(p.pid)
                 print(f"bnsearch: worker process {p.pid} was stopped (SIGSTOP or a debugger) for over {limit:g} s "
-                      "while no trial could finish (it held the storage's lock); it was killed and its trial is "
-                      "re-run by the other workers", file=sys.stderr, flush=True)
+                      "while no trial finished (a worker stopped inside a storage write blocks the others); it was "
+                      "killed and its trials are re-run by the other workers", file=sys.stderr, flush=True)
 
 
 def _storage_message(kind: str, url: str | None) -> tuple[str, int, str]:
