@@ -222,7 +222,7 @@ def _norm_label(settings: Settings) -> str:
     return {"batchnorm": "BN", "layernorm": "LayerNorm"}.get(norm, norm)
 
 
-def summarize_experiment(storage, name: str, studies=None):
+def summarize_experiment(storage, name: str, studies):
     """(Comparison, compared scores, trials) of one stored experiment: the two-arm Comparison as
     `compare` computes it for the arms the panel compares (compared_arms), without the report's
     budget layer and files, the scores its primary analysis compared (compared_scores), which the
@@ -235,8 +235,6 @@ def summarize_experiment(storage, name: str, studies=None):
     from .api import _read_run, _task
 
     url = search.storage_url(storage)
-    if studies is None:
-        studies = search.open_storage(url, create=False).get_all_studies()
     run = _read_run(url, name, studies)
     s = run.settings
     summary = summarize(run.df, distributions=s.distributions(), tolerance=s.tolerance, paired=s.paired,

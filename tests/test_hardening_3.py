@@ -204,10 +204,10 @@ def _no_process_left(pid: int, pids: list[int]) -> list[int]:
     return _alive(pids)
 
 
-@pytest.mark.slow
-def test_a_frozen_worker_does_not_hang_compare(tmp_path):
-    """A worker SIGSTOPped mid-trial: its trial goes stale and another worker re-runs it; the
-    command then ends (the frozen worker is woken and stopped) instead of waiting for it forever."""
+def _compare_with_a_frozen_worker(tmp_path, freeze) -> tuple[str, int]:
+    """Run `compare --jobs 2` on the slow config, SIGSTOP the worker `freeze(workers, db)` picks
+    mid-run, and check that the command still ends cleanly: exit 0, no traceback, no process left,
+    every trial of the budget COMPLETE. Returns (stderr, frozen pid)."""
     cfg = tmp_path / "slow.toml"
     cfg.write_text(SLOW_CONFIG.replace("epochs = 4", "epochs = 2"))
     db = tmp_path / "bn.db"
@@ -217,13 +217,11 @@ def test_a_frozen_worker_does_not_hang_compare(tmp_path):
     with killed_on_exit(proc):
         workers = _workers_of(proc.pid)
         assert workers, "no worker processes found"
-        frozen = workers[0]
-        os.kill(frozen, signal.SIGSTOP)
+        frozen = freeze(workers, db)
         everyone = _descendants(proc.pid)
         try:
             _, err = proc.communicate(timeout=120)
         except subprocess.TimeoutExpired:
-            os.kill(frozen, signal.SIGCONT)
             pytest.fail("the command still waits for its frozen worker after 120 s")
         finally:
             if _alive([frozen]):
@@ -233,9 +231,23 @@ def test_a_frozen_worker_does_not_hang_compare(tmp_path):
     assert not _no_process_left(proc.pid, everyone + [frozen])
     with sqlite3.connect(db) as con:
         states = dict(con.execute("SELECT state, COUNT(*) FROM trials GROUP BY state").fetchall())
+        ok = con.execute("PRAGMA integrity_check").fetchone()[0]
     con.close()
-    assert states.get("COMPLETE") == 12 and not states.get("RUNNING") and not states.get("WAITING"), states
+    assert ok == "ok"
+    assert states.get("COMPLETE") == 12 and not states.get("RUNNING") and not states.get("WAITING"), (states, err)
     assert (tmp_path / "out" / "trials.csv").exists()
+    return err, frozen
+
+
+@pytest.mark.slow
+def test_a_frozen_worker_does_not_hang_compare(tmp_path):
+    """A worker SIGSTOPped mid-trial: its trial goes stale and another worker re-runs it; the
+    command then ends (the frozen worker is woken and stopped) instead of waiting for it forever."""
+    def freeze(workers, db):
+        os.kill(workers[0], signal.SIGSTOP)
+        return workers[0]
+
+    _compare_with_a_frozen_worker(tmp_path, freeze)
 
 
 def _write_lock_holder(shm: Path) -> int | None:
@@ -269,43 +281,18 @@ def test_a_worker_frozen_holding_the_write_lock_does_not_hang_compare(tmp_path):
     """A worker SIGSTOPped inside a storage transaction keeps SQLite's write lock while stopped, so the
     other worker cannot even re-queue its trial (this hung `compare` for minutes). It is killed once
     it has been stopped past the stale limit with no trial finishing; the run then completes."""
-    cfg = tmp_path / "slow.toml"
-    cfg.write_text(SLOW_CONFIG.replace("epochs = 4", "epochs = 2"))
-    db = tmp_path / "bn.db"
-    cmd = [sys.executable, "-m", "bnsearch", "compare", str(cfg), "--jobs", "2", "--storage", f"sqlite:///{db}",
-           "--out", str(tmp_path / "out")]
-    proc = _start_mid_trial(cmd, db, {**os.environ, "BNSEARCH_HEARTBEAT": "1"}, min_complete=0)
-    frozen = None
-    with killed_on_exit(proc):
-        workers = _workers_of(proc.pid)
-        assert workers, "no worker processes found"
+    def freeze(workers, db):
         deadline = time.monotonic() + 60
-        while frozen is None and time.monotonic() < deadline:  # stop one just as it holds the lock
+        while time.monotonic() < deadline:  # stop one just as it holds the lock
             for w in workers:
                 os.kill(w, signal.SIGSTOP)
                 if _write_lock_holder(Path(f"{db}-shm")) == w and _blocks_writers(db):
-                    frozen = w
-                    break
+                    return w
                 os.kill(w, signal.SIGCONT)
-        assert frozen is not None, "no worker was caught holding the write lock within 60 s"
-        everyone = _descendants(proc.pid)
-        try:
-            _, err = proc.communicate(timeout=120)
-        except subprocess.TimeoutExpired:
-            pytest.fail("the command still waits behind a worker stopped with the write lock after 120 s")
-        finally:
-            if _alive([frozen]):
-                os.kill(frozen, signal.SIGCONT)
-    assert proc.returncode == 0, err
-    assert "Traceback" not in err
+        pytest.fail("no worker was caught holding the write lock within 60 s")
+
+    err, frozen = _compare_with_a_frozen_worker(tmp_path, freeze)
     assert f"worker process {frozen} was stopped" in err and "killed" in err, err
-    assert not _no_process_left(proc.pid, everyone + [frozen])
-    with sqlite3.connect(db) as con:
-        states = dict(con.execute("SELECT state, COUNT(*) FROM trials GROUP BY state").fetchall())
-        ok = con.execute("PRAGMA integrity_check").fetchone()[0]
-    con.close()
-    assert ok == "ok"
-    assert states.get("COMPLETE") == 12 and not states.get("RUNNING") and not states.get("WAITING"), (states, err)
 
 
 @pytest.mark.slow
