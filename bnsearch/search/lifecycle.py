@@ -7,7 +7,7 @@ orphans outlived the OOM killer's victim. So every worker
 - watches the process that asked for it (the command) and sends itself SIGTERM when that exits:
   a pidfd on Linux, elsewhere a poll each second (watch_pid);
 - treats SIGTERM exactly like Ctrl-C: the trial in flight is failed with the reason and its
-  configuration re-queued (run_trial does that for KeyboardInterrupt), then the process exits.
+  configuration re-queued (run_claimed does that for KeyboardInterrupt), then the process exits.
 
 The first SIGINT/SIGTERM wins: later ones are ignored, because a second KeyboardInterrupt raised
 inside the clean-up would abort the very write that re-queues the trial (a terminal's Ctrl-C
@@ -188,7 +188,7 @@ def stop_workers(procs, *, grace_s: float = 30.0, on_wait=None, resume: bool = F
 
 def release_own_trials(url: str | None, experiment: str, arms) -> int:
     """After an interrupt: fail and re-queue RUNNING trials this process still holds (tagged with
-    its owner_tag). The interrupt can land after a trial was claimed but before run_trial's own
+    its owner_tag). The interrupt can land after a trial was claimed but before run_claimed's own
     clean-up is armed (while its parameters are written); without this the trial stayed RUNNING
     until a later run noticed. Best effort: returns how many were released."""
     import contextlib

@@ -29,7 +29,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ..optuna_logging import quiet
 from ..config import Settings
 from ..hardware import cpu_signature
-from ._optuna_private import arm_counts, claim, claim_many, finish, finish_many, record_heartbeats, storage_of, trial_id
+from ._optuna_private import arm_counts, claim, claim_many, finish_many, record_heartbeats, storage_of, trial_id
 from .plan import trial_seed, ArmStudy, load_arm, prepare_experiment
 from .readback import arm_state
 from .stale import fail_stale, requeue
@@ -97,46 +97,21 @@ def _suggest(trial: optuna.Trial, name: str, dist) -> Any:
     return trial.suggest_float(name, dist.low, dist.high, log=dist.log)
 
 
-def run_trial(arm: ArmStudy, trial: FrozenTrial | optuna.Trial, data, device: str) -> FrozenTrial:
-    """Train one configuration and record it. Divergence is a COMPLETE trial with a poor score.
-
-    `trial` is a claimed queued trial (params and start attrs already written) or a new
-    optuna.Trial from Study.ask (unpaired arms), whose params are suggested here. The results go
-    to storage in one transaction (`finish`), per-epoch validation scores included as intermediate
-    values, which is what optuna-dashboard draws learning curves from.
-    """
-    from ..train import train
-
+def prepare_asked(arm: ArmStudy, trial: optuna.Trial) -> FrozenTrial:
+    """A new trial from Study.ask (unpaired arms) made what a claim makes of a queued one: params
+    suggested, seed, start attrs and first heartbeat written; then run_claimed trains and records it."""
     s = arm.settings
     storage = storage_of(arm.study)
     tid = trial_id(trial)
-    if isinstance(trial, optuna.Trial):
-        with lifecycle.deferred_stop():  # storage writes: see _worker_loop
-            for name, dist in s.distributions().items():
-                _suggest(trial, name, dist)
-            if trial.user_attrs.get("seed") is None:  # adaptive samplers: no plan, so seed from the trial number
-                trial.set_user_attr("seed", trial_seed(s.seed, 100_000 + trial.number))
-            for key, value in _start_attrs(arm).items():
-                trial.set_user_attr(key, value)
-            storage.record_heartbeat(tid)
-            trial = storage.get_trial(tid)
-    params = {**s.fixed_params(), **trial.params}
-    seed = int(trial.user_attrs["seed"])
-    try:
-        with _Heartbeats([(arm, trial)]):
-            r = train(params, data, epochs=s.epochs, seed=seed, device=device, metric=s.metric,
-                      **arm.spec.model_kwargs())
-    except BaseException as exc:
-        reason = _stop_reason(exc)
-        with contextlib.suppress(Exception):
-            storage.set_trial_user_attr(tid, "error", reason[:2000])
-            if storage.set_trial_state_values(tid, TrialState.FAIL):
-                requeue(arm.study, storage.get_trial(tid))
-        raise
-    results, curve = _result_attrs(r)
-    with lifecycle.deferred_stop():  # see _worker_loop: a stop comes after the result is stored, not inside
-        state, end = finish(arm.study, tid, float(r.val_score), user_attrs=results, intermediate_values=curve)
-    return _recorded(trial, r, results, curve, state, end)
+    with lifecycle.deferred_stop():  # storage writes: see _worker_loop
+        for name, dist in s.distributions().items():
+            _suggest(trial, name, dist)
+        if trial.user_attrs.get("seed") is None:  # adaptive samplers: no plan, so seed from the trial number
+            trial.set_user_attr("seed", trial_seed(s.seed, 100_000 + trial.number))
+        for key, value in _start_attrs(arm).items():
+            trial.set_user_attr(key, value)
+        storage.record_heartbeat(tid)
+        return storage.get_trial(tid)
 
 
 def _result_attrs(r) -> tuple[dict[str, Any], dict[int, float]]:
@@ -158,7 +133,7 @@ def _recorded(trial, r, results, curve, state, end) -> FrozenTrial:
 
 def _release(held, reason: str) -> None:
     """Fail the trials a stopped or crashed worker still holds and re-queue their configurations (same
-    params and seed), as run_trial's except branch does for its one trial. Best effort: storage may be
+    params and seed). Best effort: storage may be
     what failed, and a trial left RUNNING then goes stale and is re-queued by the next sweep."""
     for arm, t in held:
         storage, tid = storage_of(arm.study), trial_id(t)
@@ -236,7 +211,7 @@ def run_pack(held: list[tuple[str, ArmStudy, FrozenTrial]], data, device: str, s
 
     plan_packs splits them into packs that can be fused (same depth and batch size; on a CPU within its
     cache caps, packing.plan_caps) and each pack trains with train_packed; a pack of one trains with
-    the solo trainer, exactly as run_trial would. Every member is recorded as run_trial records it
+    the solo trainer, exactly as run_claimed would. Every member is recorded as run_claimed records it
     (one transaction per arm and pack, finish_many), plus `pack_size` (members trained together) and
     `pack_id`; its `seconds` is its share of the pack's wall time (each epoch's time split evenly over
     the members still training), so a pack's seconds add up to its wall time. One heartbeat thread
@@ -294,12 +269,14 @@ CLAIM_AHEAD = 4
 
 def run_claimed(arm_name: str, arm: ArmStudy, held: list[FrozenTrial], data, device: str,
                 on_done: Callable[[str, FrozenTrial], None] | None = None) -> int:
-    """Train claimed trials of one arm one at a time, each exactly as run_trial trains and records it
-    (its own `finish` right after it trains). One heartbeat thread beats every held trial not yet
-    recorded. A failed or stopped training releases the trials not yet recorded (FAIL + re-queue, as
-    run_trial does for its one); a stop inside a storage write propagates as in run_trial, and the
-    worker's own clean-up (release_own_trials) releases them once that call's traceback is gone.
-    Returns how many were recorded."""
+    """Train claimed trials of one arm one at a time and record each right after it trains (its own
+    transaction: results, and the per-epoch validation scores as intermediate values, which is what
+    optuna-dashboard draws learning curves from). Divergence is a COMPLETE trial with a poor score.
+    One heartbeat thread beats every held trial not yet recorded. A failed or stopped training
+    releases the trials not yet recorded (FAIL + re-queue, same params and seed) and re-raises; a
+    stop inside a storage write propagates, and the worker's own clean-up (release_own_trials)
+    releases them once that call's traceback is gone. Returns how many were recorded (a trial failed
+    as stale while it trained, e.g. on a suspended machine, was re-queued instead)."""
     from ..train import train
 
     s = arm.settings
@@ -525,14 +502,11 @@ def _worker_loop(url, experiment, pending, device, on_trial, max_storage_retry_s
                         if n:
                             backoff, failing_since = 1.0, None
                         continue
-                    try:
-                        frozen = run_trial(arm, trial, data, device)
-                    except optuna.exceptions.UpdateFinishedTrialError:
-                        continue  # failed as stale while it trained (e.g. a suspended machine): re-queued
-                    done += 1
-                    backoff, failing_since = 1.0, None
-                    if on_trial is not None:
-                        on_trial(arm_name, frozen)
+                    if isinstance(trial, optuna.Trial):
+                        trial = prepare_asked(arm, trial)
+                    if run_claimed(arm_name, arm, [trial], data, device, on_done=on_trial):
+                        done += 1
+                        backoff, failing_since = 1.0, None
                 if trial == "wait":
                     waiting.append(arm_name)
             except Exception as exc:
@@ -567,7 +541,7 @@ DATA_CHANGED_FILE = "data-changed.txt"
 
 def _worker_entry(url, experiment, arms, device, data_cache=None, pack="auto") -> None:
     # Child processes: Ctrl-C, SIGTERM and the parent's death arrive here as KeyboardInterrupt;
-    # run_trial fails and re-queues the trial in flight (docs/design.md, Worker life cycle).
+    # run_claimed fails and re-queues the trials it holds (docs/design.md, Worker life cycle).
     # The libraries' objects (most of this process, preloaded by a fork server) are never garbage:
     # left to the collector, each full collection walked them again (~0.1 s while opening storage).
     gc.freeze()

@@ -4,7 +4,7 @@ Semantics (docs/design.md, Training): every member of a pack trains exactly as :
 would train it alone -- its own weights (drawn by its own generator at its true width), its own batch
 order, learning rate, optimizer and state, activation, norm and norm statistics, its own divergence
 check and scores -- only the arithmetic is shared: a layer of K members is one ``baddbmm`` over
-(K, batch, in) x (K, in, out) weights, an activation or norm one call over the members that share it.
+(K, batch, in) x (K, in, out) weights (on a CPU one per CHUNK inputs), an activation or norm one call over the members that share it.
 
 - Width is fused by zero-padding to the pack's widest member (rounded up to ``ALIGN``); padded weights,
   biases and norm affine parameters start at zero and their gradients are exactly zero, because the
@@ -17,9 +17,12 @@ check and scores -- only the arithmetic is shared: a layer of K members is one `
 - No operation reduces across members, so a member that diverges (NaN, inf) cannot change another;
   it is scored as solo scores it, at the epoch it diverged, and its result is final from then on.
 
-Results are those of a solo run up to floating-point rounding (batched GEMM, the written-out LayerNorm
-and log-softmax round differently from addmm and ATen's fused kernels); tests/test_packed.py bounds
-the gap. On a CPU packing is about break-even at best (benchmarks/bench_packed.py); it is for GPUs.
+On a CPU a member's results are bit for bit those of the same member trained in a pack of one,
+whatever else its pack holds (ALIGN, CHUNK and EDGE below say how; tests/test_packed.py checks it).
+They are those of a solo run up to floating-point rounding (padded, batched GEMMs, the written-out
+LayerNorm and the two-step Adam round differently from addmm and ATen's fused kernels);
+tests/test_packed.py bounds that gap. On a CPU packing is about break-even at best
+(benchmarks/bench_packed.py); it is for GPUs.
 """
 
 from __future__ import annotations
@@ -44,8 +47,22 @@ from .solo import (
 # on AVX-512, whose scalar tail can round tanh/sigmoid/gelu differently from the vector body. With
 # every member's block of a hidden layer a multiple of it, no member falls in a tail wherever it sits
 # or whichever members run the same activation, so changing one member leaves the others
-# bit-identical. (The head's batch x classes blocks are not padded: the pack's size stays the same.)
+# bit-identical. (The head's outputs go through row-wise kernels, log-softmax and its backward, whose
+# rounding does not depend on where a row sits.)
 ALIGN = 32
+# MKL's sgemm rounds a sum differently when its contraction is longer, even by trailing zeros: it
+# blocks contractions past ~192 (AVX-512), and its CNR-compatible branch (MKL_CBWR=COMPATIBLE, what
+# hardware.reproducible_env sets) reorders 32 vs 64 already for 22 rows. A member padded to its pack's
+# width would then depend on the pack. On a CPU every batched GEMM runs in contractions of exactly
+# CHUNK (hidden widths are multiples of ALIGN = CHUNK; the inputs, padded to EDGE, are the same for
+# every member), the padding's chunks adding exact zeros: a member computes the same bits whether its
+# pack pads it to 32 or to 512 (1,560 shapes checked on both MKL branches; the packs' time changed by
+# 1.01x). On CUDA, where one call per layer matters and bit-identity is not claimed, it is one call.
+CHUNK = 32
+# ATen's bmm takes a naive loop, not MKL, when rows x columns x contraction < 400 (a short last batch
+# into a 3-class head), and a pack's padding can move a member across that line. The input and output
+# widths are padded to EDGE (with the hidden widths' ALIGN, every product is >= 1 x 16 x 32 = 512).
+EDGE = 16
 BN_MOMENTUM = 0.1  # nn.BatchNorm1d's defaults, as build_mlp constructs it
 NORM_EPS = 1e-5  # BatchNorm1d and LayerNorm alike
 ADAM_BETA1, ADAM_BETA2, ADAM_EPS = 0.9, 0.999, 1e-8  # torch.optim.Adam's defaults
@@ -190,6 +207,17 @@ def _round_up(x: int, m: int) -> int:
     return -(-x // m) * m
 
 
+def _baddbmm(bias: torch.Tensor | None, a: torch.Tensor, b: torch.Tensor, chunk: int | None) -> torch.Tensor:
+    """bias + a @ b, batched, in contractions of at most ``chunk`` (None: one call; why: CHUNK)."""
+    n = a.shape[-1]
+    if chunk is None or n <= chunk:
+        return torch.bmm(a, b) if bias is None else torch.baddbmm(bias, a, b)
+    out = torch.bmm(a[..., :chunk], b[:, :chunk]) if bias is None else torch.baddbmm(bias, a[..., :chunk], b[:, :chunk])
+    for s in range(chunk, n, chunk):
+        out.baddbmm_(a[..., s:s + chunk], b[:, s:s + chunk])
+    return out
+
+
 class _Pack:
     """Parameters, optimizer state and norm statistics of K MLPs with a hand-written training step.
 
@@ -202,13 +230,15 @@ class _Pack:
         self.specs = list(specs)
         self.n_in, self.n_out, self.L, self.regression, self.device = n_in, n_out, layers, regression, device
         self.wp = _round_up(max(s.width for s in specs), ALIGN)
+        self.n_in_p, self.n_out_p = _round_up(n_in, EDGE), _round_up(n_out, EDGE)
+        self.chunk = CHUNK if torch.device(device).type == "cpu" else None
         self.has_norm = any(s.norm != "none" for s in specs)
         K, wp = len(specs), self.wp
         # Offsets of each parameter within a member's row, in build_mlp's parameter order.
         self.layout = []
         off = 0
         for i in range(layers):
-            fan_in = n_in if i == 0 else wp
+            fan_in = self.n_in_p if i == 0 else wp
             entry = {"W": (off, (fan_in, wp))}
             off += fan_in * wp
             names = ("b", "gamma", "beta") if self.has_norm else ("b",)
@@ -216,8 +246,9 @@ class _Pack:
                 entry[name] = (off, (1, wp))
                 off += wp
             self.layout.append(entry)
-        self.head_layout = {"W": (off, (wp, n_out)), "b": (off + wp * n_out, (1, n_out))}
-        self.P = _round_up(off + wp * n_out + n_out, ALIGN)
+        no = self.n_out_p
+        self.head_layout = {"W": (off, (wp, no)), "b": (off + wp * no, (1, no))}
+        self.P = _round_up(off + wp * no + no, ALIGN)
 
         flat = torch.zeros(K, self.P)
         for k, s in enumerate(specs):
@@ -254,8 +285,8 @@ class _Pack:
                 if norms:
                     layers[i]["gamma"][0, : s.width].copy_(norms[i].weight)
                     layers[i]["beta"][0, : s.width].copy_(norms[i].bias)
-            head["W"][: s.width].copy_(lins[-1].weight.t())
-            head["b"][0].copy_(lins[-1].bias)
+            head["W"][: s.width, : self.n_out].copy_(lins[-1].weight.t())
+            head["b"][0, : self.n_out].copy_(lins[-1].bias)
 
     def _view(self, buf: torch.Tensor, off: int, shape: tuple[int, int]) -> torch.Tensor:
         r, c = shape
@@ -300,7 +331,7 @@ class _Pack:
                 tensors.append(e["b"][0, : s.width])
                 if s.norm != "none":
                     tensors += [e["gamma"][0, : s.width], e["beta"][0, : s.width]]
-            tensors += [head["W"][: s.width].t(), head["b"][0]]
+            tensors += [head["W"][: s.width, : self.n_out].t(), head["b"][0, : self.n_out]]
             out.append(tensors)
         stats = [t[k, 0, : s.width] for pair in zip(self.rmean, self.rvar) for t in pair] if s.norm == "batchnorm" else []
         return out[0], out[1], stats
@@ -394,7 +425,7 @@ class _Pack:
         """All hidden layers; returns the last hidden output and (train) what the backward needs."""
         saved = []
         for i, (p, _g) in enumerate(self.layers):
-            z = torch.baddbmm(p["b"], h, p["W"])
+            z = _baddbmm(p["b"], h, p["W"], self.chunk)
             out = torch.empty_like(z)
             mid = torch.empty_like(z) if self.needs_mid else None
             segs = []
@@ -439,10 +470,14 @@ class _Pack:
 
     def predict(self, X: torch.Tensor) -> torch.Tensor:
         """(K, n, n_out) eval-mode outputs (BN running statistics) of every member on the same rows."""
-        h = X.expand(len(self.specs), *X.shape)
+        h = self.pad_inputs(X).expand(len(self.specs), X.shape[0], self.n_in_p)
         h, _ = self._hidden(h, train=False)
         p, _ = self.head
-        return torch.baddbmm(p["b"], h, p["W"])
+        return _baddbmm(p["b"], h, p["W"], self.chunk)[..., : self.n_out]
+
+    def pad_inputs(self, X: torch.Tensor) -> torch.Tensor:
+        """X with zero columns up to n_in_p (the first layer's padded fan-in, see EDGE)."""
+        return torch.nn.functional.pad(X, (0, self.n_in_p - self.n_in)) if self.n_in_p != self.n_in else X
 
     def step(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """One optimizer step of every member on its batch x[k] (K, B, n_in); returns the (K,) losses.
@@ -451,23 +486,25 @@ class _Pack:
         (classification) or the targets (regression, the loss then being 2 x the MSE)."""
         h, saved = self._hidden(x, train=True)
         (p, g) = self.head
-        out = torch.baddbmm(p["b"], h, p["W"])
+        out = _baddbmm(p["b"], h, p["W"], self.chunk)[..., : self.n_out]
+        d_pad = torch.zeros(out.shape[0], out.shape[1], self.n_out_p, device=out.device)
         if self.regression:
-            diff = out.view(out.shape[0], -1) - t
+            diff = out.reshape(out.shape[0], -1) - t
             d = torch.mul(diff, 2.0 / diff.shape[1])
             loss = (diff * d).sum(1)
             d = d.unsqueeze(2)
         else:
-            # log-softmax and its backward written out: ATen's CPU kernels for a short last dimension
-            # cost ~20 us per 100 rows (5x these few passes); the gradient is t - softmax * sum(t).
-            top = out.amax(2, keepdim=True)
-            shifted = out - top
-            ls = shifted - shifted.exp().sum(2, keepdim=True).log_()
+            # ATen's row-wise kernels, not the few passes written out over the whole tensor (5x faster
+            # for a short last dimension): an elementwise exp rounds its tensor's tail with the scalar
+            # exp, and which member's rows form the tail depends on the pack.
+            ls = torch._log_softmax(out, 2, False)
             loss = (ls * t).sum((1, 2))
-            d = torch.addcmul(t, ls.exp(), t.sum(2, keepdim=True), value=-1.0)
+            d = torch._log_softmax_backward_data(t, ls, 2, torch.float32)
+        d_pad[..., : self.n_out] = d
+        d = d_pad
         torch.bmm(h.transpose(1, 2), d, out=g["W"])
         torch.sum(d, 1, keepdim=True, out=g["b"])
-        dh = torch.bmm(d, p["W"].transpose(1, 2))
+        dh = _baddbmm(None, d, p["W"].transpose(1, 2), self.chunk)
         for i in range(self.L - 1, -1, -1):
             (p, g) = self.layers[i]
             h_in, segs = saved[i]
@@ -487,7 +524,7 @@ class _Pack:
             torch.bmm(h_in.transpose(1, 2), dz, out=g["W"])
             torch.sum(dz, 1, keepdim=True, out=g["b"])
             if i:
-                dh = torch.bmm(dz, p["W"].transpose(1, 2))
+                dh = _baddbmm(None, dz, p["W"].transpose(1, 2), self.chunk)
         self._update()
         return loss
 
@@ -555,7 +592,7 @@ class _Batches:
         self.sizes = [e - s for s, e in batch_bounds(n, batch_size)]
         self.used = sum(self.sizes)
         self.perms = torch.stack([epoch_permutations(n, epochs, s) for s in seeds]).to(device)  # (K, epochs, n)
-        self.X, self.regression = data.X_train, regression
+        self.X, self.regression = data.X_train, regression  # inputs padded by _build
         if regression:
             self.targets = data.y_train
         else:
@@ -583,6 +620,7 @@ def _build(members: Sequence[Member], data: Dataset, epochs: int, device):
     regression = data.task == "regression"
     pack = _Pack(specs, data.n_features, data.n_outputs, layers, regression, device)
     batches = _Batches(data, [s.seed for s in specs], epochs, batch_size, regression, device)
+    batches.X = pack.pad_inputs(batches.X)
     return pack, batches
 
 
@@ -624,7 +662,9 @@ def train_packed(members: Sequence[Member], data: Dataset, *, epochs: int, devic
             stacked = torch.stack(step_losses)
             val = _scores(pack.predict(data.X_val), data.y_val, data.task, metric)
             # One host transfer per epoch: loss totals, the first step's losses, validation scores.
-            rows = torch.stack([stacked.sum(0).double(), stacked[0].double(), val]).tolist()
+            # Each member's losses summed as one contiguous row: summing down the (steps, K) columns
+            # rounds differently for K = 1 (a full reduction) and K > 1.
+            rows = torch.stack([stacked.t().contiguous().sum(1).double(), stacked[0].double(), val]).tolist()
             finished = []
             for k in active:
                 if epoch == 0:
