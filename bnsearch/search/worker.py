@@ -133,8 +133,8 @@ def _recorded(trial, r, results, curve, state, end) -> FrozenTrial:
 
 def _release(held, reason: str) -> None:
     """Fail the trials a stopped or crashed worker still holds and re-queue their configurations (same
-    params and seed). Best effort: storage may be
-    what failed, and a trial left RUNNING then goes stale and is re-queued by the next sweep."""
+    params and seed). Best effort: storage may be what failed, and a trial left RUNNING then goes
+    stale and is re-queued by the next sweep."""
     for arm, t in held:
         storage, tid = storage_of(arm.study), trial_id(t)
         with contextlib.suppress(Exception):
