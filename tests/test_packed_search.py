@@ -15,7 +15,6 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from optuna.trial import TrialState
@@ -63,8 +62,11 @@ def test_compare_pack_8_matches_pack_off_trial_by_trial(tmp_path):
     one_row = 1 / 30 + 1e-9
     assert (packed.score - solo.score).abs().max() <= one_row
     assert (packed.test_score - solo.test_score).abs().max() <= one_row
-    first_loss = {mode: {(json.loads(line)["arm"], json.loads(line)["number"]): json.loads(line)["user_attrs"]["train_loss"][0]
-                         for line in (tmp_path / mode / "trials.jsonl").read_text().splitlines()} for mode in ("8", "off")}
+    def first_losses(mode):
+        recs = [json.loads(line) for line in (tmp_path / mode / "trials.jsonl").read_text().splitlines()]
+        return {(r["arm"], r["number"]): r["user_attrs"]["train_loss"][0] for r in recs}
+
+    first_loss = {mode: first_losses(mode) for mode in ("8", "off")}
     assert first_loss["8"].keys() == first_loss["off"].keys()
     for key, loss in first_loss["8"].items():
         assert loss == pytest.approx(first_loss["off"][key], rel=1e-4), key
