@@ -33,6 +33,11 @@ PLAN = [({"layers": 2, "lr": 0.01, "act": "tanh"}, {"config_index": 0, "seed": 1
         ({"layers": 1, "lr": 1e-4, "act": "relu"}, {"config_index": 2, "seed": 13})]
 
 
+
+def _finish(study, tid, value, *, user_attrs=None, intermediate_values=None):
+    """One trial through finish_many: (state, completion time) when recorded, else the state found."""
+    return P.finish_many(study, [(tid, value, user_attrs, intermediate_values)])[0]
+
 def test_installed_optuna_is_in_the_range_pyproject_declares():
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     [req] = [Requirement(d) for d in deps if Requirement(d).name == "optuna"]
@@ -114,7 +119,7 @@ def test_claim_and_finish_write_what_the_public_api_writes(storage):
     assert c.params == PLAN[0][0] and c.user_attrs == {**PLAN[0][1], **start}
     assert abs(c.datetime_start.timestamp() - before) < 5  # naive local time, like Optuna's
     assert P.trial_id(c) in P.heartbeating_trial_ids(P.rdb_backend(private))
-    state, end = P.finish(private, P.trial_id(c), 0.75, user_attrs=results, intermediate_values=curve)
+    state, end = _finish(private, P.trial_id(c), 0.75, user_attrs=results, intermediate_values=curve)
     assert state == TrialState.COMPLETE and end >= c.datetime_start
 
     assert _rows(storage, private) == _rows(storage, public)
@@ -150,10 +155,9 @@ def test_finish_nan_fails_and_a_finished_trial_is_not_rewritten(storage):
     study = _study(storage, "s")
     P.enqueue_many(study, PLAN[:2])
     a, b = P.claim(study), P.claim(study)
-    assert P.finish(study, P.trial_id(a), math.nan)[0] == TrialState.FAIL  # like Study.tell(nan)
+    assert _finish(study, P.trial_id(a), math.nan)[0] == TrialState.FAIL  # like Study.tell(nan)
     P.storage_of(study).set_trial_state_values(P.trial_id(b), TrialState.FAIL)  # failed as stale
-    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
-        P.finish(study, P.trial_id(b), 0.5, user_attrs={"x": 1})
+    assert _finish(study, P.trial_id(b), 0.5, user_attrs={"x": 1}) == TrialState.FAIL  # found, not written
     assert "x" not in study.trials[1].user_attrs and study.trials[1].value is None
 
 
@@ -161,9 +165,9 @@ def test_counts_best_diverged_and_missing_heartbeats(storage):
     study = _study(storage, "s")
     P.enqueue_many(study, PLAN + PLAN)  # 6 trials
     t = [P.claim(study, heartbeat=(i != 3), user_attrs={"worker": f"w{i}"}) for i in range(4)]  # trial 3 never beats
-    P.finish(study, P.trial_id(t[0]), 0.25, user_attrs={"diverged": True})
-    P.finish(study, P.trial_id(t[1]), 0.5, user_attrs={"diverged": False})
-    P.finish(study, P.trial_id(t[2]), math.inf)
+    _finish(study, P.trial_id(t[0]), 0.25, user_attrs={"diverged": True})
+    _finish(study, P.trial_id(t[1]), 0.5, user_attrs={"diverged": False})
+    _finish(study, P.trial_id(t[2]), math.inf)
     # COMPLETE 3 (values 0.25, 0.5, +inf: best +inf), RUNNING 1, WAITING 2; diverged 1 (trial 0).
     assert P.arm_counts(study) == {"counts": {"COMPLETE": 3, "RUNNING": 1, "WAITING": 2}, "best": math.inf,
                                    "diverged": 1, "requeued": 0}
@@ -187,7 +191,7 @@ def test_counts_tell_requeued_failures_from_errors(storage):
     a, b = P.claim(study, distributions=DISTS), P.claim(study, distributions=DISTS)
     P.storage_of(study).set_trial_state_values(P.trial_id(a), TrialState.FAIL)
     requeue(study, P.storage_of(study).get_trial(P.trial_id(a)))  # trial 3, WAITING
-    P.finish(study, P.trial_id(b), math.nan)
+    _finish(study, P.trial_id(b), math.nan)
     c = P.arm_counts(study)
     assert c["counts"] == {"FAIL": 2, "WAITING": 2} and c["requeued"] == 1
     assert c["requeued"] == count_requeued(study.get_trials())
@@ -205,10 +209,10 @@ def test_read_trials_is_what_get_trials_returns(storage):
     _study(storage, "other").enqueue_trial({"lr": 0.5})
     P.enqueue_many(study, PLAN + PLAN)  # 6 WAITING
     t = [P.claim(study, distributions=DISTS, user_attrs={"worker": f"w{i}", "b": 1, "a": [i, None]}) for i in range(4)]
-    P.finish(study, P.trial_id(t[0]), 0.25, user_attrs={"z": True},
+    _finish(study, P.trial_id(t[0]), 0.25, user_attrs={"z": True},
              intermediate_values={1: 0.1, 2: math.nan, 3: math.inf, 4: -math.inf})
-    P.finish(study, P.trial_id(t[1]), math.inf)
-    P.finish(study, P.trial_id(t[2]), math.nan)  # FAIL
+    _finish(study, P.trial_id(t[1]), math.inf)
+    _finish(study, P.trial_id(t[2]), math.nan)  # FAIL
     study.enqueue_trial({"lr": 0.01}, user_attrs={"config_index": 9})  # a retry-like WAITING trial
     study.add_trial(optuna.trial.create_trial(
         params={"lr": 0.02, "n": 5, "choice": None},
@@ -246,7 +250,7 @@ def test_claim_index_is_created_once_and_optuna_still_reads_the_storage(tmp_path
     study = optuna.create_study(storage=open_storage(url), study_name="s", direction="maximize")
     P.enqueue_many(study, PLAN)
     c = P.claim(study, distributions=DISTS)
-    P.finish(study, P.trial_id(c), 0.5, intermediate_values={1: 0.5})
+    _finish(study, P.trial_id(c), 0.5, intermediate_values={1: 0.5})
     # A fresh Optuna process (its schema check, its own CLI) reads everything back.
     r = subprocess.run([str(Path(sys.executable).parent / "optuna"), "trials", "--storage", url, "--study-name", "s",
                         "-f", "json"], capture_output=True, text=True, timeout=120)

@@ -10,7 +10,7 @@ bnsearch needs what Optuna's public API does not offer:
   WAITING trial on each call, so claiming a trial got slower the longer the queue (691 ms with
   1000 trials waiting). Here a trial is claimed, its parameters, start attributes and first
   heartbeat written in ONE transaction (`claim`), and its results (user attrs, per-epoch
-  intermediate values, value, COMPLETE) in ONE more (`finish`). A plan of N trials is enqueued in
+  intermediate values, value, COMPLETE) in ONE more (`finish_many`). A plan of N trials is enqueued in
   one transaction (`enqueue_many`), and progress is read with counting queries (`arm_counts`). A
   packed worker claims, records and heartbeats its pack's K trials in one transaction each
   (`claim_many`, `finish_many`, `record_heartbeats`).
@@ -241,26 +241,12 @@ def _attrs_of(conn, table, tids: list[int]) -> dict[int, dict[str, Any]]:
     return out
 
 
-def finish(study: optuna.Study, tid: int, value: float, *, user_attrs: Mapping[str, Any] | None = None,
-           intermediate_values: Mapping[int, float] | None = None) -> tuple[TrialState, datetime]:
-    """Record a trial's results in one transaction: user attrs, intermediate values (what
-    `trial.report(value, step)` writes; the dashboard draws learning curves from them), the value,
-    and the final state with its completion time — what Study.tell writes, in one commit.
-
-    Like Study.tell, a NaN value makes the trial FAIL instead of COMPLETE. Raises
-    UpdateFinishedTrialError when the trial is no longer RUNNING (failed as stale meanwhile): its
-    configuration was re-queued and runs again, so these results are dropped, not written twice.
-    """
-    [done] = finish_many(study, [(tid, value, user_attrs, intermediate_values)])
-    if not isinstance(done, tuple):
-        raise optuna.exceptions.UpdateFinishedTrialError(
-            f"trial {tid} is {getattr(done, 'name', done)}, not RUNNING; its result is not recorded")
-    return done
-
-
 def finish_many(study: optuna.Study, items) -> list[tuple[TrialState, datetime] | TrialState | None]:
-    """`finish` for many trials in ONE transaction (a pack's members): `items` are (trial id, value,
-    user attrs, intermediate values). Per item: (state, completion time) when recorded, else the state
+    """Record trials' results in ONE transaction: per trial its user attrs, intermediate values (what
+    `trial.report(value, step)` writes; the dashboard draws learning curves from them), the value and
+    the final state with its completion time -- what Study.tell writes, one commit for a trial or a
+    pack. Like Study.tell, a NaN value makes a trial FAIL instead of COMPLETE. `items` are (trial id,
+    value, user attrs, intermediate values). Per item: (state, completion time) when recorded, else the state
     the trial was found in (it failed as stale meanwhile and was re-queued: its result is dropped, the
     others are still recorded). Set-based like claim_many: the same few statements for one trial or a
     pack of 1,000 (row by row, a pack ran 8 statements a member)."""
